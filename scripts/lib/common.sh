@@ -1,0 +1,75 @@
+# Shared by broadside's scripts: locating the repo, installing what is missing, building, and
+# composing the QEMU command line. Source it; do not run it.
+
+BS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BS_TARGET=aarch64-unknown-linux-gnu
+BS_KERNEL="$BS_ROOT/target/$BS_TARGET/release/broadside"
+
+bs_log() { printf '%s\n' "$*" >&2; }
+bs_die() { printf 'error: %s\n' "$*" >&2; exit 2; }
+
+# Installs a Debian package when the command it provides is missing.
+bs_need() {
+    local cmd=$1 pkg=$2
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    bs_log "installing $pkg (for $cmd)"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    if [ -z "${BS_APT_UPDATED:-}" ]; then
+        $sudo apt-get update -qq >&2 || bs_die "apt-get update failed"
+        BS_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >&2 \
+        || bs_die "could not install $pkg"
+}
+
+# The Rust toolchain and target rust-toolchain.toml names (rustup may not auto-install).
+bs_need_rust() {
+    command -v rustup >/dev/null 2>&1 || bs_die "rustup is not installed"
+    (cd "$BS_ROOT" && rustup toolchain install >/dev/null 2>&1) || true
+    if ! (cd "$BS_ROOT" && rustup target list --installed 2>/dev/null | grep -qx "$BS_TARGET"); then
+        bs_log "installing the Rust target $BS_TARGET"
+        (cd "$BS_ROOT" && rustup target add "$BS_TARGET" >&2) || bs_die "could not add $BS_TARGET"
+    fi
+}
+
+bs_need_qemu() { bs_need qemu-system-aarch64 qemu-system-arm; }
+bs_need_gdb() { bs_need gdb-multiarch gdb-multiarch; }
+
+# Builds the kernel (release, with debug info). Quiet unless it fails.
+bs_build() {
+    bs_need_rust
+    local log
+    log=$(mktemp)
+    if ! (cd "$BS_ROOT" && cargo build --release ${BS_CARGO_FLAGS:-} >"$log" 2>&1); then
+        cat "$log" >&2
+        rm -f "$log"
+        bs_die "kernel build failed"
+    fi
+    rm -f "$log"
+}
+
+# Prints the QEMU command for: smp mem cpu el2(0|1) kernel [gdb(0|1)] -- then the bootargs
+# come from BS_BOOTARGS.
+bs_qemu_cmd() {
+    local smp=$1 mem=$2 cpu=$3 el2=$4 kernel=$5 gdb=${6:-0}
+    local machine="virt,gic-version=3"
+    [ "$el2" = 1 ] && machine="$machine,virtualization=on"
+    BS_QEMU=(qemu-system-aarch64 -M "$machine" -cpu "$cpu" -smp "$smp" -m "$mem"
+        -nographic -semihosting-config enable=on,target=native
+        -kernel "$kernel" -append "${BS_BOOTARGS:-}")
+    [ "$gdb" = 1 ] && BS_QEMU+=(-S -gdb "tcp::${BS_GDB_PORT:-1234}")
+    return 0
+}
+
+# A host-side limit for a boot: the kernel's own watchdog should fire first.
+bs_default_timeout() {
+    local args=" ${BS_BOOTARGS:-} " secs=10 t
+    if [[ $args =~ [[:space:]]seconds=([0-9]+)[[:space:]] ]]; then secs=${BASH_REMATCH[1]}; fi
+    if [[ $args =~ [[:space:]]timeout=([0-9]+)[[:space:]] ]]; then
+        t=${BASH_REMATCH[1]}
+        echo $((t + 60))
+    else
+        echo $((secs * 3 + 240))
+    fi
+}

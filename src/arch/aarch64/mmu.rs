@@ -1,0 +1,53 @@
+//! Translation-table base registers: swapping the kernel's TTBR1 tables at boot, and loading
+//! TTBR0 with an address space (or the empty table) and its ASID.
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::*;
+
+/// A page of zeroes: the TTBR0 table when no address space is active, and the stand-in TTBR1
+/// table while the boot CPU swaps kernel tables.
+#[repr(C, align(4096))]
+struct EmptyTable([u64; 512]);
+static EMPTY_TABLE: EmptyTable = EmptyTable([0; 512]);
+
+/// Physical address of the empty table.
+pub fn empty_table_pa() -> u64 {
+    super::layout::virt_to_phys(&EMPTY_TABLE as *const EmptyTable as u64)
+}
+
+/// Installs the final kernel tables in TTBR1 on the boot CPU.
+///
+/// # Safety
+///
+/// As for [`super::tlb::replace_ttbr1`]: boot CPU only, no other CPU online, and `ttbr1_pa`
+/// must map everything the kernel uses at the same addresses as the early tables.
+pub unsafe fn replace_kernel_tables(ttbr1_pa: u64) {
+    let irq = super::cpu::irq_save();
+    // SAFETY: forwarded from the caller.
+    unsafe { super::tlb::replace_ttbr1(ttbr1_pa, empty_table_pa()) };
+    super::cpu::irq_restore(irq);
+}
+
+/// Retires the boot identity map on this CPU: TTBR0 gets the empty table with ASID 0, and the
+/// identity map's global TLB entries are invalidated so they cannot shadow address spaces that
+/// later use the same low virtual addresses.
+pub fn drop_boot_idmap() {
+    set_ttbr0(empty_table_pa(), 0);
+    super::tlb::local_flush_all();
+}
+
+/// Loads TTBR0 with table `pa` and `asid` (TCR_EL1.A1 = 0: TTBR0 carries the ASID).
+pub fn set_ttbr0(pa: u64, asid: u16) {
+    TTBR0_EL1.set(pa | (asid as u64) << 48);
+    barrier::isb(barrier::SY);
+}
+
+/// The current TTBR0 value (table address and ASID).
+pub fn ttbr0() -> u64 {
+    TTBR0_EL1.get()
+}
+
+/// The current TTBR1 table address.
+pub fn ttbr1() -> u64 {
+    TTBR1_EL1.get() & 0x0000_ffff_ffff_fffe
+}

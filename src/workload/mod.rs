@@ -1,0 +1,111 @@
+//! Workloads (`workload=`), the hooks they give the kernel's tick and idle paths, and the
+//! outcome every run ends with.
+
+pub mod json;
+#[cfg(target_arch = "aarch64")]
+pub mod demo;
+#[cfg(target_arch = "aarch64")]
+pub mod selftest;
+#[cfg(target_arch = "aarch64")]
+pub mod summary;
+
+#[cfg(target_arch = "aarch64")]
+pub use hw::*;
+
+/// How a run ended: the exit code and anything the workload adds to the summary.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The exit code (see `kernel::exit_code`).
+    pub code: i32,
+    /// Extra members for the summary object, already JSON (`"modes":{...}`), without braces.
+    pub extra_json: Option<alloc::string::String>,
+}
+
+impl Outcome {
+    pub fn pass() -> Self {
+        Self { code: 0, extra_json: None }
+    }
+
+    /// A failed check (exit code 1).
+    pub fn check_failed() -> Self {
+        Self { code: 1, extra_json: None }
+    }
+
+    pub fn fail_with_code(code: i32) -> Self {
+        Self { code, extra_json: None }
+    }
+
+    /// Pass if `ok`, else a failed check.
+    pub fn from_checks(ok: bool) -> Self {
+        if ok { Self::pass() } else { Self::check_failed() }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// Roles a CPU can have in a workload (`PerCpu::role`).
+pub mod role {
+    pub const NONE: u8 = 0;
+    pub const SELFTEST: u8 = 1;
+    pub const TOUCHER: u8 = 2;
+    pub const MUTATOR: u8 = 3;
+    pub const WALKER: u8 = 4;
+    pub const BENCH: u8 = 5;
+}
+
+/// A role's name, for the watchdog and the debugger.
+pub fn role_name(r: u8) -> &'static str {
+    match r {
+        role::NONE => "none",
+        role::SELFTEST => "selftest",
+        role::TOUCHER => "toucher",
+        role::MUTATOR => "mutator",
+        role::WALKER => "walker",
+        role::BENCH => "bench",
+        _ => "?",
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod hw {
+    use super::Outcome;
+    use crate::kernel::BootInfo;
+    use crate::platform::bootargs::{BootArgs, Workload};
+
+    /// Runs the workload the arguments name on the boot CPU (which farms work out to the others).
+    pub fn run(info: &'static BootInfo) -> Outcome {
+        match info.args.workload {
+            Workload::Demo => super::demo::run(info),
+            Workload::Selftest => super::selftest::run(info),
+            other => crate::kernel::config_error(format_args!(
+                "error: bootargs: workload={}: not available in this build",
+                other.name()
+            )),
+        }
+    }
+
+    /// The watchdog limit when `timeout=` is not given: generous for the workload's length.
+    pub fn default_timeout(args: &BootArgs) -> u32 {
+        match args.workload {
+            Workload::Demo | Workload::Selftest => 120,
+            _ => args.seconds.saturating_mul(3).saturating_add(120),
+        }
+    }
+
+    /// From every CPU's timer tick (IRQs masked: outside any read-side section).
+    pub fn on_tick(_cpu: usize) {}
+
+    /// Before a CPU sleeps in WFI with no work.
+    pub fn on_idle_enter() {}
+
+    /// After a CPU wakes from WFI.
+    pub fn on_idle_exit() {}
+
+    /// From busy-waits on other CPUs.
+    pub fn on_wait_relax() {}
+
+    /// Registers the workload layers' SGI handlers on `cpu`.
+    pub fn register_cpu_ipis(_cpu: usize) {}
+}
