@@ -1337,9 +1337,11 @@ mod tests {
 
 #[cfg(all(test, loom))]
 mod loom_tests {
+    //! Exhaustive (no preemption bound): each model explores a few thousand interleavings and
+    //! takes well under a second in release mode. Deleting either `fence(SeqCst)` of the
+    //! store-buffer pattern makes the idle test fail.
     use super::*;
     use loom::cell::UnsafeCell;
-    use loom::model::Builder;
     use loom::sync::Arc;
     use loom::sync::atomic::AtomicUsize;
     use loom::thread;
@@ -1347,8 +1349,8 @@ mod loom_tests {
     const LIVE: u32 = 1;
     const POISON: u32 = 0xdead;
 
-    /// Two object slots; `current` names the published one. Slot 0 is unpublished by the
-    /// updater, then "freed" (poisoned) after `synchronize_rcu`.
+    /// Two object slots; `current` names the published one. The updater (CPU 0) unpublishes
+    /// slot 0 and "frees" (poisons) it after a grace period; the reader is CPU 1.
     struct Shared {
         rcu: Rcu,
         current: AtomicUsize,
@@ -1367,56 +1369,93 @@ mod loom_tests {
         /// One read-side section on the reader CPU.
         fn read_section(&self) {
             let slot = self.current.load(Ordering::Acquire);
-            // SAFETY: the property under test: loom reports the read as a data race if the
-            // updater's poisoning write is not ordered after it.
+            // SAFETY: this is the property under test: loom reports a data race if the
+            // updater's poisoning write is not ordered after this read.
             let value = self.slots[slot].with(|p| unsafe { *p });
             assert_eq!(value, LIVE, "reader saw a freed object");
         }
 
-        /// The updater CPU: unpublish slot 0, wait a GP, free it.
-        fn update(&self) {
+        fn free_slot0(&self) {
+            // SAFETY: as in `read_section`; loom checks this write races with no read.
+            self.slots[0].with_mut(|p| unsafe { *p = POISON });
+        }
+
+        fn update_with_synchronize_rcu(&self) {
             self.current.store(1, Ordering::Release);
             self.rcu.synchronize_rcu(0, thread::yield_now);
-            // SAFETY: as above; loom checks this write is not concurrent with a read.
-            self.slots[0].with_mut(|p| unsafe { *p = POISON });
+            self.free_slot0();
+        }
+
+        /// The kernel's table-freeing path: call_rcu, then the updater's ticks.
+        fn update_with_call_rcu(shared: &Arc<Self>) {
+            fn free_callback(arg: usize) {
+                // SAFETY: `arg` is `Arc::as_ptr` of the `Shared` that the updater keeps
+                // alive until this callback has run.
+                let shared = unsafe { &*(arg as *const Shared) };
+                shared.free_slot0();
+            }
+            shared.current.store(1, Ordering::Release);
+            let arg = Arc::as_ptr(shared) as usize;
+            shared.rcu.call_rcu(
+                0,
+                RcuCallback {
+                    func: free_callback,
+                    arg,
+                },
+            );
+            loop {
+                shared.rcu.note_quiescent_state(0);
+                if shared.rcu.poll(0) == 1 {
+                    break;
+                }
+                thread::yield_now();
+            }
         }
     }
 
-    fn bounded() -> Builder {
-        let mut builder = Builder::new();
-        builder.preemption_bound = Some(2);
-        builder
+    /// The reader: a section, a QS, a section, then idle for good (its EQS lets the last GP
+    /// end without it).
+    fn spawn_reader_reporting_qs(shared: &Arc<Shared>) -> thread::JoinHandle<()> {
+        let shared = shared.clone();
+        thread::spawn(move || {
+            shared.read_section();
+            shared.rcu.note_quiescent_state(1);
+            shared.read_section();
+            shared.rcu.idle_enter(1);
+        })
     }
 
     #[test]
     fn loom_synchronize_rcu_protects_a_reader_reporting_qs() {
-        bounded().check(|| {
+        loom::model(|| {
             let shared = Arc::new(Shared::new());
-            let reader = {
-                let shared = shared.clone();
-                thread::spawn(move || {
-                    shared.read_section();
-                    shared.rcu.note_quiescent_state(1);
-                    shared.read_section();
-                    // The CPU then sleeps for good: its EQS lets the last GP end.
-                    shared.rcu.idle_enter(1);
-                })
-            };
-            shared.update();
+            let reader = spawn_reader_reporting_qs(&shared);
+            shared.update_with_synchronize_rcu();
+            reader.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn loom_call_rcu_protects_a_reader_reporting_qs() {
+        loom::model(|| {
+            let shared = Arc::new(Shared::new());
+            let reader = spawn_reader_reporting_qs(&shared);
+            Shared::update_with_call_rcu(&shared);
             reader.join().unwrap();
         });
     }
 
     #[test]
     fn loom_synchronize_rcu_protects_a_reader_waking_from_idle() {
-        bounded().check(|| {
+        loom::model(|| {
             let shared = Arc::new(Shared::new());
             shared.rcu.idle_enter(1);
             let reader = {
                 let shared = shared.clone();
                 thread::spawn(move || {
                     // Wakes (maybe after the GP's snapshot saw it idle), reads, sleeps, wakes
-                    // again (maybe between the snapshot and a scan), reads, sleeps.
+                    // again (maybe between the snapshot and a scan), reads, sleeps. It never
+                    // reports a QS: only the EQS counter speaks for it.
                     shared.rcu.idle_exit(1);
                     shared.read_section();
                     shared.rcu.idle_enter(1);
@@ -1425,7 +1464,7 @@ mod loom_tests {
                     shared.rcu.idle_enter(1);
                 })
             };
-            shared.update();
+            shared.update_with_synchronize_rcu();
             reader.join().unwrap();
         });
     }

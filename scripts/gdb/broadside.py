@@ -1,0 +1,1 @@
+"""broadside GDB helpers (placeholder: commands are added in scripts/gdb/broadside.py)."""

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Everything CI checks: host unit tests (and loom model checks), clippy, rustfmt, then QEMU
+# boots over a matrix of machines and arguments, each judged by exit code and summary line, and
+# a batch GDB session. Every boot runs under a timeout. Exits non-zero if anything failed.
+#
+# usage: scripts/test.sh [--quick]   (--quick: skip the loom and longer stress boots)
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+cd "$BS_ROOT"
+
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+HOST=x86_64-unknown-linux-gnu
+passed=0 failed=0
+failures=()
+out_dir=$(mktemp -d)
+
+pass() { passed=$((passed + 1)); printf '  ok    %s\n' "$1"; }
+fail() { failed=$((failed + 1)); failures+=("$1"); printf '  FAIL  %s\n' "$1"; }
+
+step() { printf '\n== %s\n' "$1"; }
+
+bs_need_rust
+bs_need_qemu
+bs_need_gdb
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+step "host unit tests"
+if cargo test --lib --target "$HOST" 2>&1 | tee "$out_dir/unit.log" | grep -E '^test result|panicked|FAILED'; then :; fi
+grep -q '^test result: ok' "$out_dir/unit.log" && ! grep -q 'test result: FAILED' "$out_dir/unit.log" \
+    && pass "cargo test (host)" || { tail -50 "$out_dir/unit.log"; fail "cargo test (host)"; }
+
+if [ $quick = 0 ]; then
+    step "loom model checks"
+    if RUSTFLAGS="--cfg loom" cargo test --lib --release --target "$HOST" loom >"$out_dir/loom.log" 2>&1; then
+        grep -E '^test result' "$out_dir/loom.log"
+        pass "loom"
+    else
+        tail -40 "$out_dir/loom.log"; fail "loom"
+    fi
+fi
+
+step "clippy and rustfmt"
+cargo clippy --release -- -D warnings >"$out_dir/clippy.log" 2>&1 && pass "clippy (kernel)" \
+    || { grep -E '^(error|warning)' -A5 "$out_dir/clippy.log" | head -40; fail "clippy (kernel)"; }
+cargo clippy --lib --tests --target "$HOST" -- -D warnings >"$out_dir/clippy-host.log" 2>&1 \
+    && pass "clippy (host tests)" \
+    || { grep -E '^(error|warning)' -A5 "$out_dir/clippy-host.log" | head -40; fail "clippy (host tests)"; }
+cargo fmt --check >/dev/null 2>&1 && pass "rustfmt" || fail "rustfmt (run cargo fmt)"
+
+step "kernel build"
+bs_build && pass "cargo build --release" || { fail "cargo build --release"; }
+
+# boot NAME EXPECTED_RC RUN_OPTS... -- KERNEL_ARGS... ; then checks on the summary with expect.
+last_log=""
+boot() {
+    local name=$1 want=$2
+    shift 2
+    last_log="$out_dir/boot-$(echo "$name" | tr -c 'a-zA-Z0-9' _).log"
+    local t0=$SECONDS
+    scripts/run.sh --kernel "$BS_KERNEL" "$@" >"$last_log" 2>&1
+    local rc=$?
+    if [ $rc -ne "$want" ]; then
+        tail -30 "$last_log"
+        fail "$name: exit $rc, expected $want"
+        return 1
+    fi
+    if ! tail -1 "$last_log" | grep -q '^summary: {'; then
+        tail -10 "$last_log"; fail "$name: last line is not the summary"; return 1
+    fi
+    pass "$name (exit $rc, $((SECONDS - t0))s)"
+}
+
+# expect NAME PYTHON_EXPR: evaluates EXPR with s = the summary object of the last boot.
+expect() {
+    local name=$1 expr=$2
+    if tail -1 "$last_log" | sed 's/^summary: //' | python3 -c "
+import json,sys
+s=json.load(sys.stdin); c=s.get('counters',{})
+ok = $expr
+if not ok: print('    summary:', json.dumps(s)[:600]); sys.exit(1)
+"; then pass "  $name"; else fail "  $name"; fi
+}
+
+# expect_line NAME REGEX: the last boot printed a line matching REGEX.
+expect_line() {
+    if grep -qE "$2" "$last_log"; then pass "  $1"; else fail "  $1"; fi
+}
+
+step "boots: foundation"
+boot "default (demo, 4 CPUs)" 0 && expect "4 CPUs at EL1, pass" \
+    "s['cpus']==4 and s['result']=='pass' and s['boot_el']==1 and s['workload']=='demo'"
+boot "smp 1" 0 --smp 1 && expect "1 CPU" "s['cpus']==1 and s['result']=='pass'"
+boot "smp 8, EL2, selftest" 0 --smp 8 --el2 -- workload=selftest \
+    && expect "8 CPUs entered at EL2" "s['cpus']==8 and s['boot_el']==2 and s['workload']=='selftest'"
+boot "cortex-a72" 0 --cpu cortex-a72 --smp 2 && expect "no FEAT_TLBIRANGE" "s['tlbi_range'] is False and s['cpus']==2"
+boot "max has FEAT_TLBIRANGE" 0 --smp 2 -- workload=selftest && expect "tlbi_range" "s['tlbi_range'] is True"
+boot "smp 64 selftest" 0 --smp 64 --timeout 120 -- workload=selftest \
+    && expect "64 CPUs, ticks and SGIs on all" "s['cpus']==64 and c['sgis_received']>=63 and c['timer_ticks']>=128"
+boot "bad key" 2 -- bogus=1 && expect_line "names the key" '^error: bootargs: bogus=1: unknown key'
+boot "bad value" 2 -- seconds=abc && expect_line "names the key" '^error: bootargs: seconds=abc: '
+boot "out of range" 2 -- hz=5 && expect_line "names the key" '^error: bootargs: hz=5: '
+
+step "gdb"
+printf 'break kernel_main\ncontinue\nbt\n' >"$out_dir/bt.gdb"
+if timeout 180 scripts/gdb.sh --batch "$out_dir/bt.gdb" >"$out_dir/gdb.log" 2>&1 \
+    && grep -qE '^#[0-9]+ .*kernel_main' "$out_dir/gdb.log"; then
+    pass "gdb: break kernel_main, continue, bt shows kernel_main"
+else
+    tail -20 "$out_dir/gdb.log"; fail "gdb: backtrace at kernel_main"
+fi
+
+printf '\n%d passed, %d failed\n' "$passed" "$failed"
+if [ "$failed" -ne 0 ]; then
+    printf 'failed:\n'; printf '  %s\n' "${failures[@]}"
+    exit 1
+fi
+rm -rf "$out_dir"
+exit 0
