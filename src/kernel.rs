@@ -10,8 +10,8 @@ use crate::mm::frame::{self, FrameKind};
 use crate::mm::kmap::KernelTables;
 use crate::mm::pte::{Attributes, PAGE_SIZE};
 use crate::platform::bootargs::BootArgs;
-use crate::platform::dtb::{self, PlatformInfo};
 use crate::platform::console;
+use crate::platform::dtb::{self, PlatformInfo};
 use crate::smp::{self, CpuState};
 use crate::stats::{self, Counter};
 use crate::workload::{self, Outcome};
@@ -56,7 +56,11 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
     crate::mm::heap::init_bootstrap();
     let image = ImageLayout::get();
     let (image_pa, image_end_pa) = image.phys_range();
-    let dtb_pa = if dtb_pa != 0 { dtb_pa } else { image_pa - ELF_BOOT_DTB_OFFSET_BELOW_IMAGE };
+    let dtb_pa = if dtb_pa != 0 {
+        dtb_pa
+    } else {
+        image_pa - ELF_BOOT_DTB_OFFSET_BELOW_IMAGE
+    };
 
     // SAFETY: the early linear map covers the 1 GiB holding the image and the DTB below it; the
     // DTB's pages are reserved below and never handed out.
@@ -79,9 +83,8 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
     let (ram_lo, ram_hi) = ram_extent(&platform);
     frame::init_metadata(ram_lo, ram_hi);
 
-    let tables = build_kernel_tables(&platform, &image).unwrap_or_else(|e| {
-        early_config_error(format_args!("error: kernel tables: {e:?}"))
-    });
+    let tables = build_kernel_tables(&platform, &image)
+        .unwrap_or_else(|e| early_config_error(format_args!("error: kernel tables: {e:?}")));
     // SAFETY: boot CPU, no other CPU online, IRQs masked since reset; the new tables map the
     // image, its stacks and the linear map at the addresses the early tables used.
     unsafe { mmu::replace_kernel_tables(tables.root()) };
@@ -112,7 +115,10 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
     grow_heap();
 
     let Some(conduit) = psci::Conduit::from_method(platform.psci_method) else {
-        config_error(format_args!("error: dtb: /psci method {:?} is neither hvc nor smc", platform.psci_method));
+        config_error(format_args!(
+            "error: dtb: /psci method {:?} is neither hvc nor smc",
+            platform.psci_method
+        ));
     };
     psci::init(conduit);
     let features = cpu::CpuFeatures::read();
@@ -135,13 +141,26 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
     }
     // SAFETY: both regions were mapped as device memory by `build_kernel_tables` and nothing
     // else uses them; `cpus` fits the region (checked above).
-    if let Err(e) = unsafe { gic::init(mmio_virt(info.platform.gicd.base), mmio_virt(info.platform.gicr.base), cpus) } {
+    if let Err(e) = unsafe {
+        gic::init(
+            mmio_virt(info.platform.gicd.base),
+            mmio_virt(info.platform.gicr.base),
+            cpus,
+        )
+    } {
         config_error(format_args!("error: gic: {e:?}"));
     }
     timer::set_rate(info.args.hz);
+    init_memory_policy(info);
+    // RCU counts every CPU in the DTB from the start: secondaries enter their idle loop (an
+    // extended quiescent state) as soon as they are up.
+    crate::sync::rcu_kernel::init(cpus);
     cpu_local_init(0);
 
-    let timeout_s = info.args.timeout.unwrap_or_else(|| workload::default_timeout(&info.args));
+    let timeout_s = info
+        .args
+        .timeout
+        .unwrap_or_else(|| workload::default_timeout(&info.args));
     arm_watchdog(timeout_s);
     log::info!(
         "broadside: {} CPUs, entered at EL{}, PSCI over {}, bootargs \"{}\"",
@@ -158,7 +177,12 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
             for c in missing.iter() {
                 line.push_str(&alloc::format!(" cpu{c}"));
             }
-            log::error!("{} CPU(s) did not come online within {} ms:{}", missing.count, info.args.cpus_wait_ms, line);
+            log::error!(
+                "{} CPU(s) did not come online within {} ms:{}",
+                missing.count,
+                info.args.cpus_wait_ms,
+                line
+            );
             watchdog_fire("CPUs did not come online");
         }
         Err(e) => config_error(format_args!("error: smp: could not start CPUs: {e:?}")),
@@ -172,9 +196,16 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
 /// RAM the frame allocator may hand out: every memory range minus the part of the image's range
 /// below the image's end (QEMU's DTB and boot blobs, then the image) and minus the DTB wherever
 /// it is.
-fn usable_ranges(p: &PlatformInfo, image_pa: u64, image_end_pa: u64) -> alloc::vec::Vec<(u64, u64)> {
+fn usable_ranges(
+    p: &PlatformInfo,
+    image_pa: u64,
+    image_end_pa: u64,
+) -> alloc::vec::Vec<(u64, u64)> {
     let mut out = alloc::vec::Vec::new();
-    let dtb = (p.dtb.base & !(PAGE_SIZE - 1), p.dtb.end().div_ceil(PAGE_SIZE) * PAGE_SIZE);
+    let dtb = (
+        p.dtb.base & !(PAGE_SIZE - 1),
+        p.dtb.end().div_ceil(PAGE_SIZE) * PAGE_SIZE,
+    );
     for r in &p.memory[..p.memory_ranges] {
         let mut start = r.base;
         if r.base <= image_pa && image_pa < r.end() {
@@ -189,6 +220,30 @@ fn usable_ranges(p: &PlatformInfo, image_pa: u64, image_end_pa: u64) -> alloc::v
     out
 }
 
+/// Fixes the TLB, table-free, ASID and fault-injection policies from the arguments.
+fn init_memory_policy(info: &BootInfo) {
+    use crate::platform::bootargs::Bug;
+    let f = &info.features;
+    crate::mm::tlb::init(
+        crate::mm::tlbflush::TlbFeatures::from_id_regs(f.isar0, f.mmfr2),
+        info.args.flush,
+        info.args.bugs,
+    );
+    crate::mm::table_free::init(info.args.tablefree, info.args.bugs.has(Bug::FreeTablesNow));
+    let bits = info
+        .args
+        .asid_bits
+        .map_or(f.asid_bits, |b| (b as u32).min(f.asid_bits));
+    if (1u64 << bits) - 1 <= info.platform.cpus as u64 {
+        config_error(format_args!(
+            "error: bootargs: asid_bits={bits}: needs more than {} ASIDs ({} CPUs each keep one at rollover)",
+            info.platform.cpus, info.platform.cpus
+        ));
+    }
+    crate::mm::aspace::init_asids(bits, info.platform.cpus);
+    crate::mm::fault_inject::init(info.args.fail_alloc_per_mille, info.args.seed);
+}
+
 fn ram_extent(p: &PlatformInfo) -> (u64, u64) {
     let ranges = &p.memory[..p.memory_ranges];
     let lo = ranges.iter().map(|r| r.base).min().unwrap_or(0);
@@ -197,18 +252,45 @@ fn ram_extent(p: &PlatformInfo) -> (u64, u64) {
 }
 
 /// Builds the W^X kernel tables: linear map, image sections, boot stacks (guards unmapped), MMIO.
-fn build_kernel_tables(p: &PlatformInfo, image: &ImageLayout) -> Result<KernelTables, crate::mm::kmap::MapError> {
+fn build_kernel_tables(
+    p: &PlatformInfo,
+    image: &ImageLayout,
+) -> Result<KernelTables, crate::mm::kmap::MapError> {
     let mut t = KernelTables::new()?;
     for r in &p.memory[..p.memory_ranges] {
-        t.map(phys_to_virt(r.base), r.base, r.size, Attributes::kernel_data(), true)?;
+        t.map(
+            phys_to_virt(r.base),
+            r.base,
+            r.size,
+            Attributes::kernel_data(),
+            true,
+        )?;
     }
     let pa = |va: u64| va - layout::KIMAGE_VBASE;
-    let mut map_image = |start: u64, end: u64, attrs: Attributes| t.map(start, pa(start), end - start, attrs, false);
+    let mut map_image = |start: u64, end: u64, attrs: Attributes| {
+        t.map(start, pa(start), end - start, attrs, false)
+    };
     map_image(image.start, image.text_end, Attributes::kernel_text())?;
-    map_image(image.text_end, image.rodata_end, Attributes::kernel_rodata())?;
-    map_image(image.rodata_end, image.boot_stack_guard, Attributes::kernel_data())?;
-    map_image(image.boot_stack_guard + PAGE_SIZE, image.boot_exc_stack_guard, Attributes::kernel_data())?;
-    map_image(image.boot_exc_stack_guard + PAGE_SIZE, image.end, Attributes::kernel_data())?;
+    map_image(
+        image.text_end,
+        image.rodata_end,
+        Attributes::kernel_rodata(),
+    )?;
+    map_image(
+        image.rodata_end,
+        image.boot_stack_guard,
+        Attributes::kernel_data(),
+    )?;
+    map_image(
+        image.boot_stack_guard + PAGE_SIZE,
+        image.boot_exc_stack_guard,
+        Attributes::kernel_data(),
+    )?;
+    map_image(
+        image.boot_exc_stack_guard + PAGE_SIZE,
+        image.end,
+        Attributes::kernel_data(),
+    )?;
     for dev in [p.uart, p.gicd, p.gicr] {
         let base = dev.base & !(PAGE_SIZE - 1);
         let size = (dev.end() - base).div_ceil(PAGE_SIZE) * PAGE_SIZE;
@@ -224,7 +306,9 @@ fn grow_heap() {
     let order = (want / PAGE_SIZE).ilog2();
     if let Some(pa) = frame::alloc_frames(order, FrameKind::Kernel) {
         // SAFETY: the frames were just allocated for the heap and stay with it.
-        unsafe { crate::mm::heap::add_region(phys_to_virt(pa) as usize, (PAGE_SIZE << order) as usize) };
+        unsafe {
+            crate::mm::heap::add_region(phys_to_virt(pa) as usize, (PAGE_SIZE << order) as usize)
+        };
     }
 }
 
@@ -238,9 +322,15 @@ fn cpu_local_init(cpu_index: usize) {
     }
     gic::enable_private(IntId::ppi(info.platform.timer_virtual_ppi), cpu_index, tick);
     gic::enable_private(IntId::sgi(smp::ipi::SGI_KICK), cpu_index, sgi_received);
-    gic::enable_private(IntId::sgi(smp::ipi::SGI_PING), cpu_index, workload::selftest::ping_handler);
-    crate::workload::register_cpu_ipis(cpu_index);
-    smp::this_cpu().last_tick_at.store(cpu::counter(), Ordering::Relaxed);
+    gic::enable_private(
+        IntId::sgi(smp::ipi::SGI_PING),
+        cpu_index,
+        workload::selftest::ping_handler,
+    );
+    crate::mm::tlb::register_ipis(cpu_index);
+    smp::this_cpu()
+        .last_tick_at
+        .store(cpu::counter(), Ordering::Relaxed);
     timer::start();
     smp::percpu::mark_online();
     cpu::irq_enable();
@@ -265,20 +355,24 @@ fn tick() {
     this.ticks.fetch_add(1, Ordering::Relaxed);
     this.last_tick_at.store(now, Ordering::Relaxed);
     stats::count(Counter::TimerTicks);
-    workload::on_tick(this.index);
+    crate::sync::rcu_kernel::quiescent();
     check_watchdog(now);
 }
 
 /// Idles this CPU until the next interrupt (a secondary with no work).
 pub fn idle_wait() {
-    workload::on_idle_enter();
+    let irq = cpu::irq_save();
+    crate::sync::rcu_kernel::idle_enter();
     cpu::wfi();
-    workload::on_idle_exit();
+    crate::sync::rcu_kernel::idle_exit();
+    // The pending interrupt is taken here, after the CPU has left its extended quiescent state.
+    cpu::irq_restore(irq);
 }
 
 /// One iteration of a busy-wait on other CPUs: a quiescent state for RCU.
 pub fn wait_relax() {
-    workload::on_wait_relax();
+    crate::mm::tlb::serve_ipi_requests();
+    crate::sync::rcu_kernel::quiescent();
     cpu::relax();
 }
 
@@ -290,7 +384,10 @@ static WATCHDOG_FIRED: AtomicBool = AtomicBool::new(false);
 const STALL_SECONDS: u64 = 20;
 
 fn arm_watchdog(seconds: u32) {
-    WATCHDOG_DEADLINE.store(cpu::counter() + seconds as u64 * cpu::counter_frequency(), Ordering::Relaxed);
+    WATCHDOG_DEADLINE.store(
+        cpu::counter() + seconds as u64 * cpu::counter_frequency(),
+        Ordering::Relaxed,
+    );
 }
 
 fn check_watchdog(now: u64) {
@@ -316,9 +413,12 @@ pub fn watchdog_fire(why: &str) -> ! {
     console::with_console_forced(|out| {
         let _ = writeln!(out, "watchdog: {why} (on cpu{})", crate::arch::cpu_id());
         for c in smp::online_cpus().chain(
-            (0..boot_info_opt().map_or(0, |b| b.platform.cpus)).map(smp::cpu).filter(|c| !c.is_online()),
+            (0..boot_info_opt().map_or(0, |b| b.platform.cpus))
+                .map(smp::cpu)
+                .filter(|c| !c.is_online()),
         ) {
-            let since_tick_ms = (now.saturating_sub(c.last_tick_at.load(Ordering::Relaxed))) * 1000 / freq;
+            let since_tick_ms =
+                (now.saturating_sub(c.last_tick_at.load(Ordering::Relaxed))) * 1000 / freq;
             let _ = writeln!(
                 out,
                 "watchdog: cpu{} mpidr={:#x} {} state={} role={} ticks={} last_tick={}ms_ago heartbeat={} in_walker={}",
@@ -337,7 +437,6 @@ pub fn watchdog_fire(why: &str) -> ! {
     finish(Outcome::fail_with_code(exit_code::WATCHDOG))
 }
 
-
 fn boot_info_opt() -> Option<&'static BootInfo> {
     BOOT.get()
 }
@@ -350,8 +449,18 @@ pub fn finish(outcome: Outcome) -> ! {
     if EXITING.swap(true, Ordering::AcqRel) {
         park();
     }
+    publish_derived_counters();
     workload::summary::emit(boot_info_opt(), &outcome);
     semihosting::exit(outcome.code)
+}
+
+/// Copies counters kept by subsystems (RCU, the ASID allocator) into the summary counters.
+fn publish_derived_counters() {
+    crate::sync::rcu_kernel::publish_stats();
+    if let Some(a) = crate::mm::aspace::asid_allocator_opt() {
+        let have = stats::read(Counter::AsidRollovers);
+        stats::add(Counter::AsidRollovers, a.rollovers().saturating_sub(have));
+    }
 }
 
 /// Stops this CPU for good (another CPU is exiting).
@@ -382,7 +491,11 @@ fn emit_summary_early(boot_el: u64, p: &PlatformInfo) {
 /// An unexpected exception: full report, summary, exit 3.
 pub fn fatal_exception(what: &str, origin: &str, frame: &TrapFrame) -> ! {
     console::with_console_forced(|out| {
-        let _ = writeln!(out, "FATAL: unexpected {what} on cpu{} ({origin})", crate::arch::cpu_id());
+        let _ = writeln!(
+            out,
+            "FATAL: unexpected {what} on cpu{} ({origin})",
+            crate::arch::cpu_id()
+        );
         let _ = frame.dump(out);
     });
     finish(Outcome::fail_with_code(exit_code::PANIC))
@@ -392,7 +505,12 @@ pub fn fatal_exception(what: &str, origin: &str, frame: &TrapFrame) -> ! {
 pub fn fatal_panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let fp = crate::arch::aarch64::exception::current_frame_pointer();
     console::with_console_forced(|out| {
-        let _ = writeln!(out, "PANIC on cpu{}: {}", crate::arch::cpu_id(), info.message());
+        let _ = writeln!(
+            out,
+            "PANIC on cpu{}: {}",
+            crate::arch::cpu_id(),
+            info.message()
+        );
         if let Some(loc) = info.location() {
             let _ = writeln!(out, "  at {}:{}:{}", loc.file(), loc.line(), loc.column());
         }

@@ -136,7 +136,9 @@ pub fn read_cpu(c: Counter, cpu: usize) -> u64 {
 
 /// The value of `c` over all CPUs.
 pub fn read(c: Counter) -> u64 {
-    let values = COUNTS.iter().map(|cpu| cpu.0[c as usize].load(Ordering::Relaxed));
+    let values = COUNTS
+        .iter()
+        .map(|cpu| cpu.0[c as usize].load(Ordering::Relaxed));
     match c.aggregate() {
         Aggregate::Sum => values.sum(),
         Aggregate::Max => values.max().unwrap_or(0),
@@ -181,7 +183,11 @@ mod tests {
     #[test]
     fn names_are_unique_snake_case() {
         for (i, a) in Counter::ALL.iter().enumerate() {
-            assert!(a.name().bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()));
+            assert!(
+                a.name()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+            );
             for b in &Counter::ALL[i + 1..] {
                 assert_ne!(a.name(), b.name());
             }

@@ -176,7 +176,10 @@ impl AsidAllocator {
     ///
     /// Call it on CPU `cpu`, with IRQs masked, right before writing `TTBR0_EL1`; if the result
     /// says so, complete a local TLB flush before that write. IRQs must stay masked until the
-    /// write, so that no other switch on this CPU runs in between.
+    /// write, so that no other switch on this CPU runs in between. Unlike Linux, the flush
+    /// happens after the allocator's lock is dropped: until the `TTBR0_EL1` write this CPU
+    /// still runs its previous ASID, which a rollover in between reserves (queuing another
+    /// flush), and the entries such a flush must remove all predate the write.
     ///
     /// # Panics
     /// If `cpu >= ncpus`.

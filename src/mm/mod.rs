@@ -1,10 +1,22 @@
 //! Memory management: descriptors, frames, the heap, kernel tables, TLB flush planning, ASIDs.
 pub mod asid;
 #[cfg(target_arch = "aarch64")]
+pub mod aspace;
+#[cfg(target_arch = "aarch64")]
+pub mod fault_inject;
+#[cfg(target_arch = "aarch64")]
 pub mod frame;
+#[cfg(target_arch = "aarch64")]
+pub mod gather;
 #[cfg(target_arch = "aarch64")]
 pub mod heap;
 #[cfg(target_arch = "aarch64")]
 pub mod kmap;
 pub mod pte;
+#[cfg(target_arch = "aarch64")]
+pub mod table_free;
+#[cfg(target_arch = "aarch64")]
+pub mod tlb;
 pub mod tlbflush;
+#[cfg(target_arch = "aarch64")]
+pub mod walker;

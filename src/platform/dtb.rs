@@ -87,7 +87,7 @@ pub unsafe fn parse(va: u64, pa: u64) -> Result<PlatformInfo, DtbError> {
 
     // Memory: every /memory* node's reg entries.
     for node in fdt.root().children() {
-        let name: &str = node.name_without_address().as_ref();
+        let name: &str = node.name_without_address();
         if name != "memory" {
             continue;
         }
@@ -192,12 +192,13 @@ pub unsafe fn parse(va: u64, pa: u64) -> Result<PlatformInfo, DtbError> {
     info.timer_virtual_ppi = cell(7);
 
     // Boot arguments (absent = empty).
-    if let Some(chosen) = fdt.find_node("/chosen") {
-        if let Some(p) = chosen.property("bootargs") {
-            info.bootargs = p
-                .value_as::<&str>()
-                .map_err(|_| DtbError("bad /chosen/bootargs"))?;
-        }
+    if let Some(p) = fdt
+        .find_node("/chosen")
+        .and_then(|c| c.property("bootargs"))
+    {
+        info.bootargs = p
+            .value_as::<&str>()
+            .map_err(|_| DtbError("bad /chosen/bootargs"))?;
     }
     Ok(info)
 }

@@ -18,8 +18,13 @@ struct BootRecords(UnsafeCell<[SecondaryBootRecord; MAX_CPUS]>);
 unsafe impl Sync for BootRecords {}
 
 static RECORDS: BootRecords = BootRecords(UnsafeCell::new(
-    [SecondaryBootRecord { ttbr0: 0, ttbr1: 0, exception_stack_top: 0, kernel_stack_top: 0, cpu: 0 };
-        MAX_CPUS],
+    [SecondaryBootRecord {
+        ttbr0: 0,
+        ttbr1: 0,
+        exception_stack_top: 0,
+        kernel_stack_top: 0,
+        cpu: 0,
+    }; MAX_CPUS],
 ));
 
 /// Why a CPU could not be started.
@@ -32,13 +37,18 @@ pub enum StartError {
 /// Maps a stack of `size` bytes ending at `top` (virtual), from fresh frames.
 fn map_stack(bottom: u64, size: u64, cpu_index: usize) -> Result<(), StartError> {
     let order = (size / PAGE_SIZE).trailing_zeros();
-    let pa = frame::alloc_frames(order, FrameKind::Kernel).ok_or(StartError::OutOfMemory(cpu_index))?;
-    kmap::map_live(bottom, pa, size, Attributes::kernel_data()).map_err(|_| StartError::OutOfMemory(cpu_index))
+    let pa =
+        frame::alloc_frames(order, FrameKind::Kernel).ok_or(StartError::OutOfMemory(cpu_index))?;
+    kmap::map_live(bottom, pa, size, Attributes::kernel_data())
+        .map_err(|_| StartError::OutOfMemory(cpu_index))
 }
 
 /// Starts CPUs `1..mpidrs.len()` and waits up to `wait_ms` for them. Returns the CPUs that did
 /// not come online.
-pub fn start_secondaries(mpidrs: &[u64], wait_ms: u32) -> Result<heapless_list::Missing, StartError> {
+pub fn start_secondaries(
+    mpidrs: &[u64],
+    wait_ms: u32,
+) -> Result<heapless_list::Missing, StartError> {
     let ttbr1 = mmu::ttbr1();
     for (i, &mpidr) in mpidrs.iter().enumerate().skip(1) {
         let ((kb, kt), (eb, et)) = layout::stack_slot(i);
@@ -97,7 +107,9 @@ pub mod heapless_list {
         }
 
         pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-            self.first[..self.count.min(self.first.len())].iter().copied()
+            self.first[..self.count.min(self.first.len())]
+                .iter()
+                .copied()
         }
     }
 }

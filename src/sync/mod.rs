@@ -1,5 +1,10 @@
-//! Synchronisation: an IRQ-safe spinlock and RCU.
+//! Synchronisation: an IRQ-safe spinlock and RCU (the portable engine, and the kernel's
+//! instance with its IRQ discipline).
 pub mod irqlock;
 pub mod rcu;
+#[cfg(target_arch = "aarch64")]
+pub mod rcu_kernel;
 
 pub use irqlock::{IrqSpinlock, IrqSpinlockGuard};
+#[cfg(target_arch = "aarch64")]
+pub use rcu_kernel::{call_rcu, synchronize_rcu};

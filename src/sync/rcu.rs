@@ -89,9 +89,10 @@
 //!
 //! # Integration contract
 //! - The per-CPU and GP locks do not mask IRQs, and the tick calls into this module. So every
-//!   call is made with IRQs masked (the tick handler already is). No lock of this module is
-//!   held when a call returns, when a callback runs, or while the `quiescent` closure of
-//!   [`Rcu::synchronize_rcu`] / [`Rcu::rcu_barrier`] runs, so those may unmask IRQs.
+//!   call is made with IRQs masked (the tick handler already is), and callbacks run masked.
+//!   No lock of this module is held when a call returns, when a callback runs, or while the
+//!   `quiescent` closure of [`Rcu::synchronize_rcu`] / [`Rcu::rcu_barrier`] runs; that
+//!   closure may unmask IRQs (a tick then calls in safely), a callback may not (see `poll`).
 //! - The tick calls `note_quiescent_state(cpu)` then `poll(cpu)`; workload loops call them
 //!   between walks. The idle loop calls `poll(cpu)`, `idle_enter(cpu)`, sleeps, and calls
 //!   `idle_exit(cpu)` before anything that may start a walk (IRQ handlers included).
@@ -473,6 +474,9 @@ impl Rcu {
     /// Move `cpu`'s callbacks along and invoke the ready ones here, with the caller's IRQ
     /// state (`rcu_core`: `rcu_advance_cbs`, `rcu_accelerate_cbs`, `rcu_do_batch`). Returns
     /// how many callbacks ran.
+    ///
+    /// Callbacks must not unmask IRQs: a tick's `poll` nested inside one would run later
+    /// callbacks before it finishes, and `rcu_barrier` counts on per-CPU FIFO completion.
     pub fn poll(&self, cpu: usize) -> usize {
         let this = &self.cpus[cpu];
         {
@@ -503,7 +507,7 @@ impl Rcu {
         let mut invoked = 0;
         loop {
             // Pop under the lock, run without it: a callback may call `call_rcu` on this
-            // CPU, and a tick may arrive while it runs with IRQs unmasked.
+            // CPU, and the spin lock is not reentrant.
             let Some(cb) = this.callbacks.lock().pop_done() else {
                 break;
             };
@@ -517,9 +521,9 @@ impl Rcu {
     }
 
     /// Wait for a full grace period that starts after this call (`synchronize_rcu`), calling
-    /// `quiescent` between checks. The kernel passes a closure that reports a QS for `cpu`
-    /// and relaxes (`spin_loop`, or `WFE`); the waiting CPU is itself reported as quiescent
-    /// here too, since it is outside any read section while it waits.
+    /// `quiescent` between checks (it should relax: `spin_loop`, `WFE`, or the CPU's other
+    /// periodic work). The waiting CPU is reported quiescent here on every check, since it is
+    /// outside any read section while it waits, and it scans for idle CPUs.
     ///
     /// A GP already in progress cannot be joined (it may have started before the caller's
     /// unpublish); one asked for by others with the same target is. Call it with IRQs masked
@@ -545,8 +549,9 @@ impl Rcu {
     /// Polls `cpu`'s own list, reports `cpu` quiescent and calls `quiescent` while waiting.
     /// Other CPUs' callbacks run on those CPUs, so this relies on each of them calling `poll`
     /// (from its tick or idle loop); it sends no IPI to make them. Per-CPU FIFO order means
-    /// "the callbacks queued before" are done once `cpu`'s invoked count reaches its queued
-    /// count as read at the call. Same IRQ rules as [`Rcu::synchronize_rcu`].
+    /// "the callbacks queued before" are done once each CPU's invoked count reaches its queued
+    /// count as read at the call. Same IRQ rules as [`Rcu::synchronize_rcu`]; never call it
+    /// from a callback (it would wait for itself).
     pub fn rcu_barrier(&self, cpu: usize, mut quiescent: impl FnMut()) {
         let targets: Vec<u64> = self
             .cpus
@@ -1164,8 +1169,8 @@ mod tests {
             }
             // Drain: every CPU keeps ticking (idle ones only poll).
             for _ in 0..4 {
-                for cpu in 0..MODEL_CPUS {
-                    if running[cpu] {
+                for (cpu, &is_running) in running.iter().enumerate() {
+                    if is_running {
                         rcu.note_quiescent_state(cpu);
                         quiesce(&mut model, cpu);
                     }
@@ -1247,7 +1252,7 @@ mod tests {
                         // Section over.
                         rcu.note_quiescent_state(cpu);
                         iteration += 1;
-                        if iteration % 128 == 0 {
+                        if iteration.is_multiple_of(128) {
                             rcu.idle_enter(cpu);
                             thread::yield_now();
                             rcu.idle_exit(cpu);
@@ -1338,8 +1343,10 @@ mod tests {
 #[cfg(all(test, loom))]
 mod loom_tests {
     //! Exhaustive (no preemption bound): each model explores a few thousand interleavings and
-    //! takes well under a second in release mode. Deleting either `fence(SeqCst)` of the
-    //! store-buffer pattern makes the idle test fail.
+    //! takes well under a second in release mode. They have teeth: deleting either
+    //! `fence(SeqCst)` of the store-buffer pattern fails the idle test, weakening
+    //! `idle_enter`'s `Release` fails all three, and advancing callbacks one GP early fails
+    //! the `call_rcu` one.
     use super::*;
     use loom::cell::UnsafeCell;
     use loom::sync::Arc;

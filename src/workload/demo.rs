@@ -12,8 +12,17 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     let mem: u64 = p.memory[..p.memory_ranges].iter().map(|r| r.size).sum();
     let (free, total) = crate::kernel::memory_stats();
     kprintln!("broadside — broadcast-TLBI shootdown, RCU-deferred table freeing, lockless walks");
-    kprintln!("  CPUs           {} online of {} in the DTB", crate::smp::online_count(), p.cpus);
-    kprintln!("  memory         {} MiB ({} of {} frames free)", mem >> 20, free, total);
+    kprintln!(
+        "  CPUs           {} online of {} in the DTB",
+        crate::smp::online_count(),
+        p.cpus
+    );
+    kprintln!(
+        "  memory         {} MiB ({} of {} frames free)",
+        mem >> 20,
+        free,
+        total
+    );
     for r in &p.memory[..p.memory_ranges] {
         kprintln!("                 {:#x}..{:#x}", r.base, r.end());
     }
@@ -33,9 +42,17 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     kprintln!("  FEAT_TLBIOS    {}", yes_no(f.tlbi_os));
     kprintln!("  FEAT_TTL       {}", yes_no(f.ttl));
     kprintln!("  ASID bits      {}", f.asid_bits);
-    kprintln!("  timer          {} Hz tick, counter {} Hz, PPI {}", info.args.hz,
-        crate::arch::aarch64::cpu::counter_frequency(), p.timer_virtual_ppi);
-    kprintln!("  UART           PL011 at {:#x}; page size {} KiB", p.uart.base, PAGE_SIZE / 1024);
+    kprintln!(
+        "  timer          {} Hz tick, counter {} Hz, PPI {}",
+        info.args.hz,
+        crate::arch::aarch64::cpu::counter_frequency(),
+        p.timer_virtual_ppi
+    );
+    kprintln!(
+        "  UART           PL011 at {:#x}; page size {} KiB",
+        p.uart.base,
+        PAGE_SIZE / 1024
+    );
     super::selftest::run(info)
 }
 

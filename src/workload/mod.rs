@@ -1,11 +1,13 @@
 //! Workloads (`workload=`), the hooks they give the kernel's tick and idle paths, and the
 //! outcome every run ends with.
 
-pub mod json;
 #[cfg(target_arch = "aarch64")]
 pub mod demo;
+pub mod json;
 #[cfg(target_arch = "aarch64")]
 pub mod selftest;
+#[cfg(target_arch = "aarch64")]
+pub mod stress;
 #[cfg(target_arch = "aarch64")]
 pub mod summary;
 
@@ -23,21 +25,34 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn pass() -> Self {
-        Self { code: 0, extra_json: None }
+        Self {
+            code: 0,
+            extra_json: None,
+        }
     }
 
     /// A failed check (exit code 1).
     pub fn check_failed() -> Self {
-        Self { code: 1, extra_json: None }
+        Self {
+            code: 1,
+            extra_json: None,
+        }
     }
 
     pub fn fail_with_code(code: i32) -> Self {
-        Self { code, extra_json: None }
+        Self {
+            code,
+            extra_json: None,
+        }
     }
 
     /// Pass if `ok`, else a failed check.
     pub fn from_checks(ok: bool) -> Self {
-        if ok { Self::pass() } else { Self::check_failed() }
+        if ok {
+            Self::pass()
+        } else {
+            Self::check_failed()
+        }
     }
 
     pub fn passed(&self) -> bool {
@@ -79,6 +94,7 @@ mod hw {
         match info.args.workload {
             Workload::Demo => super::demo::run(info),
             Workload::Selftest => super::selftest::run(info),
+            Workload::Stress => super::stress::run(info),
             other => crate::kernel::config_error(format_args!(
                 "error: bootargs: workload={}: not available in this build",
                 other.name()
@@ -93,19 +109,4 @@ mod hw {
             _ => args.seconds.saturating_mul(3).saturating_add(120),
         }
     }
-
-    /// From every CPU's timer tick (IRQs masked: outside any read-side section).
-    pub fn on_tick(_cpu: usize) {}
-
-    /// Before a CPU sleeps in WFI with no work.
-    pub fn on_idle_enter() {}
-
-    /// After a CPU wakes from WFI.
-    pub fn on_idle_exit() {}
-
-    /// From busy-waits on other CPUs.
-    pub fn on_wait_relax() {}
-
-    /// Registers the workload layers' SGI handlers on `cpu`.
-    pub fn register_cpu_ipis(_cpu: usize) {}
 }

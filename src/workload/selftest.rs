@@ -18,6 +18,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// The result of one check: `Err` carries what went wrong.
 type Check = Result<(), alloc::string::String>;
 
+/// A named self-test check.
+type NamedCheck = (&'static str, fn(&BootInfo) -> Check);
+
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)*) => {
         if !$cond {
@@ -28,8 +31,10 @@ macro_rules! ensure {
 
 /// Runs every check; the outcome fails if any does.
 pub fn run(info: &BootInfo) -> Outcome {
-    smp::this_cpu().role.store(role::SELFTEST, Ordering::Relaxed);
-    let checks: &[(&str, fn(&BootInfo) -> Check)] = &[
+    smp::this_cpu()
+        .role
+        .store(role::SELFTEST, Ordering::Relaxed);
+    let checks: &[NamedCheck] = &[
         ("frame allocator", check_frames),
         ("heap", check_heap),
         ("timer tick on every CPU", check_ticks),
@@ -47,20 +52,30 @@ pub fn run(info: &BootInfo) -> Outcome {
             }
         }
     }
-    kprintln!("selftest: {} of {} checks passed", checks.len() - failed, checks.len());
+    kprintln!(
+        "selftest: {} of {} checks passed",
+        checks.len() - failed,
+        checks.len()
+    );
     smp::this_cpu().role.store(role::NONE, Ordering::Relaxed);
     Outcome::from_checks(failed == 0)
 }
 
 fn check_frames(_: &BootInfo) -> Check {
     let (free_before, total) = frame::stats();
-    ensure!(free_before > 0 && free_before <= total, "free {free_before} of {total}");
+    ensure!(
+        free_before > 0 && free_before <= total,
+        "free {free_before} of {total}"
+    );
     let mut got = Vec::new();
     for i in 0..64u64 {
         let pa = frame::alloc_frame(FrameKind::Kernel).ok_or("allocation failed")?;
         ensure!(pa % PAGE_SIZE == 0, "frame {pa:#x} not page aligned");
         let m = frame::meta(pa);
-        ensure!(m.refcount.load(Ordering::Relaxed) == 1, "refcount of a new frame is not 1");
+        ensure!(
+            m.refcount.load(Ordering::Relaxed) == 1,
+            "refcount of a new frame is not 1"
+        );
         ensure!(m.kind() == FrameKind::Kernel as u32, "kind not recorded");
         // SAFETY: the frame was just allocated to this check and is in the linear map.
         let words = unsafe { core::slice::from_raw_parts_mut(phys_to_virt(pa) as *mut u64, 512) };
@@ -72,15 +87,29 @@ fn check_frames(_: &BootInfo) -> Check {
     sorted.sort_unstable();
     sorted.dedup();
     ensure!(sorted.len() == got.len(), "a frame was handed out twice");
-    ensure!(frame::stats().0 == free_before - 64, "free count off by {}", free_before - 64 - frame::stats().0);
+    ensure!(
+        frame::stats().0 == free_before - 64,
+        "free count off by {}",
+        free_before - 64 - frame::stats().0
+    );
     let big = frame::alloc_frames(9, FrameKind::Kernel).ok_or("2 MiB allocation failed")?;
-    ensure!(big % (PAGE_SIZE << 9) == 0, "order-9 block {big:#x} not naturally aligned");
+    ensure!(
+        big % (PAGE_SIZE << 9) == 0,
+        "order-9 block {big:#x} not naturally aligned"
+    );
     frame::free_frames(big, 9);
     for pa in got {
         frame::free_frame(pa);
-        ensure!(frame::meta(pa).refcount.load(Ordering::Relaxed) == 0, "freed frame still counted");
+        ensure!(
+            frame::meta(pa).refcount.load(Ordering::Relaxed) == 0,
+            "freed frame still counted"
+        );
     }
-    ensure!(frame::stats().0 == free_before, "free count not restored: {} vs {free_before}", frame::stats().0);
+    ensure!(
+        frame::stats().0 == free_before,
+        "free count not restored: {} vs {free_before}",
+        frame::stats().0
+    );
     Ok(())
 }
 
@@ -89,13 +118,23 @@ fn check_heap(_: &BootInfo) -> Check {
     ensure!(total >= 4 << 20, "heap only {total} bytes");
     {
         let v: Vec<u64> = (0..100_000).collect();
-        ensure!(v.iter().sum::<u64>() == 99_999 * 100_000 / 2, "heap data corrupted");
+        ensure!(
+            v.iter().sum::<u64>() == 99_999 * 100_000 / 2,
+            "heap data corrupted"
+        );
         let b = alloc::boxed::Box::new([7u8; 8192]);
         ensure!(b.iter().all(|x| *x == 7), "box corrupted");
-        ensure!(crate::mm::heap::stats().0 > used_before, "allocations not accounted");
+        ensure!(
+            crate::mm::heap::stats().0 > used_before,
+            "allocations not accounted"
+        );
     }
     let used_after = crate::mm::heap::stats().0;
-    ensure!(used_after == used_before, "heap leaked {} bytes", used_after as i64 - used_before as i64);
+    ensure!(
+        used_after == used_before,
+        "heap leaked {} bytes",
+        used_after as i64 - used_before as i64
+    );
     Ok(())
 }
 
@@ -112,9 +151,13 @@ fn wait_for(ms: u64, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 fn check_ticks(_: &BootInfo) -> Check {
-    let start: Vec<u64> = smp::online_cpus().map(|c| c.ticks.load(Ordering::Relaxed)).collect();
+    let start: Vec<u64> = smp::online_cpus()
+        .map(|c| c.ticks.load(Ordering::Relaxed))
+        .collect();
     let ok = wait_for(5000, || {
-        smp::online_cpus().zip(&start).all(|(c, s)| c.ticks.load(Ordering::Relaxed) >= s + 2)
+        smp::online_cpus()
+            .zip(&start)
+            .all(|(c, s)| c.ticks.load(Ordering::Relaxed) >= s + 2)
     });
     if !ok {
         let stuck: Vec<usize> = smp::online_cpus()
@@ -128,7 +171,8 @@ fn check_ticks(_: &BootInfo) -> Check {
 }
 
 /// Pings received per CPU.
-static PINGS: [AtomicU64; crate::config::MAX_CPUS] = [const { AtomicU64::new(0) }; crate::config::MAX_CPUS];
+static PINGS: [AtomicU64; crate::config::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::config::MAX_CPUS];
 
 /// The SGI_PING handler: acknowledge by counting.
 pub fn ping_handler() {
@@ -142,7 +186,8 @@ fn check_sgi_round_trip(_: &BootInfo) -> Check {
         let before = PINGS[c.index].load(Ordering::Acquire);
         gic::send_sgi(ipi::SGI_PING, c.mpidr.load(Ordering::Relaxed));
         ensure!(
-            wait_for(2000, || PINGS[c.index].load(Ordering::Acquire) == before + 1),
+            wait_for(2000, || PINGS[c.index].load(Ordering::Acquire)
+                == before + 1),
             "cpu{} did not acknowledge SGI {} within 2 s",
             c.index,
             ipi::SGI_PING
@@ -154,28 +199,46 @@ fn check_sgi_round_trip(_: &BootInfo) -> Check {
 fn check_wx_layout(_: &BootInfo) -> Check {
     let image = ImageLayout::get();
     let text = check_wx_layout as *const () as u64;
-    ensure!((image.start..image.text_end).contains(&text), "check function outside .text");
+    ensure!(
+        (image.start..image.text_end).contains(&text),
+        "check function outside .text"
+    );
     let faults_before = stats::read(stats::Counter::FaultsFixedUp);
     // SAFETY: `text` is mapped; reading it is harmless, and the write must fault (if it did not,
     // it would rewrite the word with its own value).
     unsafe {
-        let word = probe_read_u64(text as *const u64).map_err(|f| alloc::format!("reading text faulted: {:?}", f.esr))?;
+        let word = probe_read_u64(text as *const u64)
+            .map_err(|f| alloc::format!("reading text faulted: {:?}", f.esr))?;
         match probe_write_u64(text as *mut u64, word) {
             Ok(()) => return Err("a write to kernel text succeeded".into()),
-            Err(f) => ensure!(f.esr.is_permission_fault() && f.far == text, "write to text: {:?} at {:#x}", f.esr, f.far),
+            Err(f) => ensure!(
+                f.esr.is_permission_fault() && f.far == text,
+                "write to text: {:?} at {:#x}",
+                f.esr,
+                f.far
+            ),
         }
         let ro = &PINGS as *const _ as u64; // .bss: must be writable
         ensure!(probe_read_u64(ro as *const u64).is_ok(), ".bss unreadable");
         let rodata = b"rodata probe".as_ptr() as u64 & !7;
         let w = probe_read_u64(rodata as *const u64).map_err(|_| "rodata unreadable")?;
-        ensure!(probe_write_u64(rodata as *mut u64, w).is_err(), "a write to .rodata succeeded");
+        ensure!(
+            probe_write_u64(rodata as *mut u64, w).is_err(),
+            "a write to .rodata succeeded"
+        );
     }
-    ensure!(stats::read(stats::Counter::FaultsFixedUp) == faults_before + 2, "fix-up count is not exactly 2 more");
+    ensure!(
+        stats::read(stats::Counter::FaultsFixedUp) == faults_before + 2,
+        "fix-up count is not exactly 2 more"
+    );
     // The live tables say the same: text RX, data RW + never executable.
     let (text_desc, _) = crate::mm::kmap::lookup_live(text).ok_or("text not mapped")?;
-    let (data_desc, _) = crate::mm::kmap::lookup_live(&PINGS as *const _ as u64).ok_or("bss not mapped")?;
-    let (linear_desc, _) = crate::mm::kmap::lookup_live(phys_to_virt(text - crate::arch::aarch64::layout::KIMAGE_VBASE))
-        .ok_or("linear alias of text not mapped")?;
+    let (data_desc, _) =
+        crate::mm::kmap::lookup_live(&PINGS as *const _ as u64).ok_or("bss not mapped")?;
+    let (linear_desc, _) = crate::mm::kmap::lookup_live(phys_to_virt(
+        text - crate::arch::aarch64::layout::KIMAGE_VBASE,
+    ))
+    .ok_or("linear alias of text not mapped")?;
     for (name, d, level, want_write, want_exec) in [
         ("text", text_desc, 3, false, true),
         ("bss", data_desc, 3, true, false),

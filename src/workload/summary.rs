@@ -57,7 +57,10 @@ pub fn emit_minimal(boot_el: u64, cpus: usize) {
             o.u64("exit_code", 2)?;
             o.u64("cpus", cpus.min(1) as u64)?;
             o.u64("boot_el", boot_el)?;
-            o.bool("tlbi_range", crate::arch::aarch64::cpu::CpuFeatures::read().tlbi_range)?;
+            o.bool(
+                "tlbi_range",
+                crate::arch::aarch64::cpu::CpuFeatures::read().tlbi_range,
+            )?;
             o.u64("seconds", 0)?;
             o.u64("seed", 0)?;
             o.object("counters")?.finish()?;

@@ -13,7 +13,13 @@ const SCTLR_MMU_ON: u64 = SCTLR_RES1 | 1 | (1 << 2) | (1 << 3) | (1 << 4) | (1 <
 /// TCR_EL1 without IPS and AS (filled in from ID_AA64MMFR0_EL1 at boot): T0SZ = T1SZ = 16
 /// (48-bit VAs), 4 KiB granules (TG0 = 0b00, TG1 = 0b10), inner/outer write-back
 /// write-allocate walks, inner shareable.
-const TCR_BASE: u64 = 16 | (1 << 8) | (1 << 10) | (3 << 12) | (16 << 16) | (1 << 24) | (1 << 26)
+const TCR_BASE: u64 = 16
+    | (1 << 8)
+    | (1 << 10)
+    | (3 << 12)
+    | (16 << 16)
+    | (1 << 24)
+    | (1 << 26)
     | (3 << 28)
     | (2 << 30);
 

@@ -32,7 +32,7 @@ pub struct TrapFrame {
 
 const FP_OFFSET: usize = core::mem::offset_of!(TrapFrame, q);
 const FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
-const _: () = assert!(FRAME_SIZE % 16 == 0 && FP_OFFSET == 304);
+const _: () = assert!(FRAME_SIZE.is_multiple_of(16) && FP_OFFSET == 304);
 
 core::arch::global_asm!(
     include_str!("vectors.S"),
@@ -143,7 +143,13 @@ impl Syndrome {
 
 impl fmt::Display for Syndrome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ESR {:#010x}: EC {:#04x} {}", self.0, self.class(), self.class_name())?;
+        write!(
+            f,
+            "ESR {:#010x}: EC {:#04x} {}",
+            self.0,
+            self.class(),
+            self.class_name()
+        )?;
         if self.is_abort() {
             let level = self.0 & 0x3;
             write!(f, ", {} at level {level}", self.fault_status())?;
@@ -192,7 +198,10 @@ fn fixup_table() -> &'static [FixupEntry] {
 
 /// The resume PC for a fault at `pc`, if `pc` is a probe instruction.
 fn search_fixup(pc: u64) -> Option<u64> {
-    fixup_table().iter().find(|e| e.fault_pc == pc).map(|e| e.resume_pc)
+    fixup_table()
+        .iter()
+        .find(|e| e.fault_pc == pc)
+        .map(|e| e.resume_pc)
 }
 
 /// Reads the u64 at `addr`, returning the fault instead of dying if the access faults.
@@ -224,7 +233,11 @@ pub unsafe fn probe_read_u64(addr: *const u64) -> Result<u64, Fault> {
             options(nostack, readonly),
         );
     }
-    if ok == 1 { Ok(val) } else { Err(take_recovered_fault()) }
+    if ok == 1 {
+        Ok(val)
+    } else {
+        Err(take_recovered_fault())
+    }
 }
 
 /// Writes `val` to `addr`, returning the fault instead of dying if the access faults.
@@ -254,14 +267,25 @@ pub unsafe fn probe_write_u64(addr: *mut u64, val: u64) -> Result<(), Fault> {
             options(nostack),
         );
     }
-    if ok == 1 { Ok(()) } else { Err(take_recovered_fault()) }
+    if ok == 1 {
+        Ok(())
+    } else {
+        Err(take_recovered_fault())
+    }
 }
 
 fn take_recovered_fault() -> Fault {
     let pc = crate::smp::this_cpu();
-    let esr = pc.last_fault_esr.load(core::sync::atomic::Ordering::Relaxed);
-    let far = pc.last_fault_far.load(core::sync::atomic::Ordering::Relaxed);
-    Fault { esr: Syndrome(esr), far }
+    let esr = pc
+        .last_fault_esr
+        .load(core::sync::atomic::Ordering::Relaxed);
+    let far = pc
+        .last_fault_far
+        .load(core::sync::atomic::Ordering::Relaxed);
+    Fault {
+        esr: Syndrome(esr),
+        far,
+    }
 }
 
 /// Called by `vectors.S` for every exception taken to EL1.
@@ -273,8 +297,10 @@ extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
         VectorKind::Synchronous if kind < 8 => {
             if let Some(resume) = search_fixup(frame.elr) {
                 let cpu = crate::smp::this_cpu();
-                cpu.last_fault_esr.store(frame.esr, core::sync::atomic::Ordering::Relaxed);
-                cpu.last_fault_far.store(frame.far, core::sync::atomic::Ordering::Relaxed);
+                cpu.last_fault_esr
+                    .store(frame.esr, core::sync::atomic::Ordering::Relaxed);
+                cpu.last_fault_far
+                    .store(frame.far, core::sync::atomic::Ordering::Relaxed);
                 crate::stats::count(crate::stats::Counter::FaultsFixedUp);
                 frame.elr = resume;
             } else {
@@ -299,7 +325,11 @@ impl TrapFrame {
     pub fn dump(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         let esr = Syndrome(self.esr);
         writeln!(out, "  {esr}")?;
-        writeln!(out, "  FAR {:#018x}  ELR {:#018x}  SPSR {:#010x}", self.far, self.elr, self.spsr)?;
+        writeln!(
+            out,
+            "  FAR {:#018x}  ELR {:#018x}  SPSR {:#010x}",
+            self.far, self.elr, self.spsr
+        )?;
         for row in 0..8 {
             let mut line = heapless_line();
             for col in 0..4 {
@@ -323,7 +353,7 @@ impl TrapFrame {
 /// Stops at a null or misaligned frame pointer, one outside the kernel half, or after 32 frames.
 pub fn backtrace_from(mut fp: u64, first: usize, out: &mut dyn fmt::Write) -> fmt::Result {
     for depth in first..first + 32 {
-        if fp == 0 || fp % 16 != 0 || fp < super::layout::PAGE_OFFSET {
+        if fp == 0 || !fp.is_multiple_of(16) || fp < super::layout::PAGE_OFFSET {
             break;
         }
         // SAFETY: the probe recovers if the frame pointer leads to an unmapped address.
@@ -352,7 +382,10 @@ struct LineBuf {
 }
 
 fn heapless_line() -> LineBuf {
-    LineBuf { buf: [0; 128], len: 0 }
+    LineBuf {
+        buf: [0; 128],
+        len: 0,
+    }
 }
 
 impl LineBuf {

@@ -62,11 +62,14 @@ pub fn enable_private(intid: IntId, cpu: usize, handler: fn()) {
     HANDLERS[idx].store(handler as *const () as usize, Ordering::Release);
     let mut guard = GIC.lock();
     let gic = guard.as_mut().expect("GIC not initialised");
-    gic.set_interrupt_priority(intid, Some(cpu), PRIORITY).expect("GIC priority");
+    gic.set_interrupt_priority(intid, Some(cpu), PRIORITY)
+        .expect("GIC priority");
     if intid.is_ppi() {
-        gic.set_trigger(intid, Some(cpu), Trigger::Level).expect("GIC trigger");
+        gic.set_trigger(intid, Some(cpu), Trigger::Level)
+            .expect("GIC trigger");
     }
-    gic.enable_interrupt(intid, Some(cpu), true).expect("GIC enable");
+    gic.enable_interrupt(intid, Some(cpu), true)
+        .expect("GIC enable");
 }
 
 /// Sends SGI `sgi` to the CPU whose affinity is `mpidr`. Stores made before the call are
@@ -86,8 +89,12 @@ pub fn send_sgi(sgi: u32, mpidr: u64) {
 /// Sends SGI `sgi` to every CPU but this one.
 pub fn send_sgi_all_others(sgi: u32) {
     barrier::dsb(barrier::ISHST);
-    GicCpuInterface::send_sgi(IntId::sgi(sgi), SgiTarget::All, SgiTargetGroup::CurrentGroup1)
-        .expect("SGI number is valid");
+    GicCpuInterface::send_sgi(
+        IntId::sgi(sgi),
+        SgiTarget::All,
+        SgiTargetGroup::CurrentGroup1,
+    )
+    .expect("SGI number is valid");
 }
 
 /// Acknowledges and dispatches every pending interrupt; called from the IRQ vector.

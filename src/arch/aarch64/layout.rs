@@ -32,10 +32,13 @@ pub const fn phys_to_virt(pa: u64) -> u64 {
 /// The physical address behind a linear-map or image address.
 #[inline(always)]
 pub fn virt_to_phys(va: u64) -> u64 {
-    if va >= KIMAGE_VBASE && va < STACKS_VBASE {
+    if (KIMAGE_VBASE..STACKS_VBASE).contains(&va) {
         va - KIMAGE_VBASE
     } else {
-        debug_assert!((PAGE_OFFSET..KIMAGE_VBASE).contains(&va), "{va:#x} not linear");
+        debug_assert!(
+            (PAGE_OFFSET..KIMAGE_VBASE).contains(&va),
+            "{va:#x} not linear"
+        );
         va - PAGE_OFFSET
     }
 }
@@ -100,7 +103,10 @@ impl ImageLayout {
                 boot_exc_stack_top: addr(&__boot_exc_stack_top),
             };
             debug_assert_eq!(addr(&__boot_stack_bottom), layout.boot_stack_guard + 4096);
-            debug_assert_eq!(addr(&__boot_exc_stack_bottom), layout.boot_exc_stack_guard + 4096);
+            debug_assert_eq!(
+                addr(&__boot_exc_stack_bottom),
+                layout.boot_exc_stack_guard + 4096
+            );
             layout
         }
     }

@@ -9,7 +9,10 @@ static PERIOD: AtomicU64 = AtomicU64::new(0);
 
 /// Sets the tick rate; called once before any CPU arms its timer.
 pub fn set_rate(hz: u32) {
-    PERIOD.store(super::cpu::counter_frequency() / hz as u64, Ordering::Relaxed);
+    PERIOD.store(
+        super::cpu::counter_frequency() / hz as u64,
+        Ordering::Relaxed,
+    );
 }
 
 /// Counter ticks per timer tick.

@@ -64,7 +64,15 @@ pub unsafe fn replace_ttbr1(ttbr1: u64, empty_table_pa: u64) {
 pub fn local_flush_all() {
     // SAFETY: TLB invalidation only loses cached translations; the DSB and ISB complete it
     // before the next instruction fetch or access.
-    unsafe { asm!("dsb nshst", "tlbi vmalle1", "dsb nsh", "isb", options(nostack)) };
+    unsafe {
+        asm!(
+            "dsb nshst",
+            "tlbi vmalle1",
+            "dsb nsh",
+            "isb",
+            options(nostack)
+        )
+    };
 }
 
 /// Publishes new (previously invalid) kernel entries to this CPU's table walker. New entries
@@ -73,4 +81,137 @@ pub fn local_flush_all() {
 pub fn publish_new_kernel_mappings() {
     // SAFETY: barriers only.
     unsafe { asm!("dsb ishst", "isb", options(nostack, preserves_flags)) };
+}
+
+use crate::mm::tlbflush::{FlushPlan, TlbiOp};
+use crate::stats::{self, Counter};
+
+/// Which TLBs an invalidation reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every CPU in the inner-shareable domain (the `...IS` forms, completed by `DSB ISH`).
+    Broadcast,
+    /// This CPU only (the plain forms, completed by `DSB NSH`).
+    Local,
+}
+
+/// Issues one TLBI. No barriers: callers order it with [`begin`] and [`complete`].
+#[inline(always)]
+fn issue(op: TlbiOp, scope: Scope) {
+    macro_rules! tlbi {
+        ($insn:literal, $x:expr) => {
+            // SAFETY: TLB invalidation only discards cached translations.
+            unsafe { asm!(concat!("tlbi ", $insn, ", {}"), in(reg) $x, options(nostack, preserves_flags)) }
+        };
+        ($insn:literal) => {
+            // SAFETY: as above.
+            unsafe { asm!(concat!("tlbi ", $insn), options(nostack, preserves_flags)) }
+        };
+    }
+    // The range forms (FEAT_TLBIRANGE) are written as `SYS` so no assembler extension is needed:
+    // RVAE1IS = SYS #0, C8, C2, #1; RVALE1IS = SYS #0, C8, C2, #5; RVAE1 = SYS #0, C8, C6, #1;
+    // RVALE1 = SYS #0, C8, C6, #5 (Arm ARM C5.5, TLBI instructions).
+    macro_rules! sys {
+        ($crm:literal, $op2:literal, $x:expr) => {
+            // SAFETY: as above; only emitted when FEAT_TLBIRANGE is present.
+            unsafe {
+                asm!(concat!("sys #0, c8, ", $crm, ", #", $op2, ", {}"), in(reg) $x,
+                     options(nostack, preserves_flags))
+            }
+        };
+    }
+    match (op, scope) {
+        (TlbiOp::Vae1 { operand }, Scope::Broadcast) => tlbi!("vae1is", operand),
+        (TlbiOp::Vae1 { operand }, Scope::Local) => tlbi!("vae1", operand),
+        (TlbiOp::Vale1 { operand }, Scope::Broadcast) => tlbi!("vale1is", operand),
+        (TlbiOp::Vale1 { operand }, Scope::Local) => tlbi!("vale1", operand),
+        (TlbiOp::Rvae1 { operand }, Scope::Broadcast) => sys!("c2", "1", operand),
+        (TlbiOp::Rvae1 { operand }, Scope::Local) => sys!("c6", "1", operand),
+        (TlbiOp::Rvale1 { operand }, Scope::Broadcast) => sys!("c2", "5", operand),
+        (TlbiOp::Rvale1 { operand }, Scope::Local) => sys!("c6", "5", operand),
+        (TlbiOp::Aside1 { operand }, Scope::Broadcast) => tlbi!("aside1is", operand),
+        (TlbiOp::Aside1 { operand }, Scope::Local) => tlbi!("aside1", operand),
+        (TlbiOp::Vmalle1, Scope::Broadcast) => tlbi!("vmalle1is"),
+        (TlbiOp::Vmalle1, Scope::Local) => tlbi!("vmalle1"),
+        (TlbiOp::Vaae1 { operand }, Scope::Broadcast) => tlbi!("vaae1is", operand),
+        (TlbiOp::Vaae1 { operand }, Scope::Local) => tlbi!("vaae1", operand),
+        (TlbiOp::Vaale1 { operand }, Scope::Broadcast) => tlbi!("vaale1is", operand),
+        (TlbiOp::Vaale1 { operand }, Scope::Local) => tlbi!("vaale1", operand),
+    }
+    stats::count(Counter::TlbiOps);
+    if op.is_range() {
+        stats::count(Counter::TlbiRangeOps);
+    }
+    if matches!(op, TlbiOp::Aside1 { .. }) {
+        stats::count(Counter::TlbiAsidOps);
+    }
+    if scope == Scope::Local {
+        stats::count(Counter::TlbiLocalOps);
+    }
+}
+
+/// Makes page-table stores visible to the table walkers that `scope` reaches, before TLBIs
+/// tell them to re-walk (`DSB ISHST` / `DSB NSHST`).
+#[inline(always)]
+pub fn begin(scope: Scope) {
+    // SAFETY: barriers only.
+    unsafe {
+        match scope {
+            Scope::Broadcast => asm!("dsb ishst", options(nostack, preserves_flags)),
+            Scope::Local => asm!("dsb nshst", options(nostack, preserves_flags)),
+        }
+    }
+}
+
+/// Waits until every TLBI this CPU issued has completed on every CPU `scope` reaches
+/// (`DSB ISH` / `DSB NSH`). After it, no CPU can use a translation those TLBIs removed.
+#[inline(always)]
+pub fn complete(scope: Scope) {
+    // SAFETY: barriers only.
+    unsafe {
+        match scope {
+            Scope::Broadcast => asm!("dsb ish", options(nostack, preserves_flags)),
+            Scope::Local => asm!("dsb nsh", options(nostack, preserves_flags)),
+        }
+    }
+    if scope == Scope::Broadcast {
+        stats::count(Counter::DsbIsh);
+    }
+}
+
+/// Issues every TLBI of `plan` after [`begin`], without completing them: the caller batches
+/// several plans and ends with one [`complete`] (Linux's `__flush_tlb_range_nosync` and
+/// `arch_tlbbatch_flush`).
+pub fn issue_plan_nosync(plan: &FlushPlan, scope: Scope) {
+    begin(scope);
+    for op in plan.ops() {
+        issue(op, scope);
+    }
+}
+
+/// Issues and completes `plan`.
+pub fn flush_plan(plan: &FlushPlan, scope: Scope) {
+    issue_plan_nosync(plan, scope);
+    complete(scope);
+}
+
+/// Issues and completes `plan` for kernel mappings this CPU may be executing or using, and
+/// resynchronises this CPU's instruction stream (`ISB`).
+pub fn flush_kernel_plan(plan: &FlushPlan) {
+    flush_plan(plan, Scope::Broadcast);
+    // SAFETY: barrier only.
+    unsafe { asm!("isb", options(nostack, preserves_flags)) };
+}
+
+/// Orders this CPU's earlier stores before its later loads and table walks (`DSB ISH`, then
+/// `ISB`). Used when a CPU publishes that it is about to use an address space before loading
+/// TTBR0, so a flusher that reads the CPU set after changing the tables cannot miss it.
+pub fn order_before_walks() {
+    // SAFETY: barriers only.
+    unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
+}
+
+/// Issues one local TLBI (for the IPI baseline's handler, between [`begin`] and [`complete`]).
+pub fn issue_one_local(op: TlbiOp) {
+    issue(op, Scope::Local);
 }

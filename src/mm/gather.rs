@@ -1,0 +1,259 @@
+//! The mmu_gather: broadside's take on Linux's `mm/mmu_gather.c` and `include/asm-generic/tlb.h`.
+//!
+//! A gather collects what an unmap or teardown removes — the VA range, which levels had entries
+//! cleared, whether tables were freed — plus the pages and table pages to free. Its flush
+//! invalidates the range (walk caches too when tables were freed: rule 5), and only then are the
+//! pages freed (rule 1) and the tables handed to the table-free path, which waits for lockless
+//! walkers (rule 2).
+//!
+//! - Page batches hold up to `BATCH_ENTRIES` pages each and chain up to `MAX_BATCHES`; a full
+//!   chain, or a batch that cannot be allocated, makes the gather flush early and go on
+//!   (`tlb_next_batch` / `tlb_flush_mmu`).
+//! - Table pages go to a table batch; when that cannot be allocated, the fallback frees that one
+//!   table synchronously: invalidate, synchronise, free (`tlb_remove_table_one`).
+//! - A full-mm gather (destroying a space) flushes with one ASID flush.
+//! - `finish` detects another gather in flight on the same space and then flushes everything
+//!   (`tlb_finish_mmu` with `mm_tlb_flush_nested`).
+//! - The kernel checks rule 5 itself: a flush covering freed tables that was issued leaf-only is
+//!   counted in `leaf_only_flush_detected`, since QEMU's TLB cannot show the difference.
+
+use crate::mm::aspace::{AddressSpace, release_data_frame};
+use crate::mm::pte::{PAGE_SIZE, level_block_size};
+use crate::mm::table_free;
+use crate::mm::tlb::{FlushRecord, flush_tlb_mm, flush_tlb_range};
+use crate::stats::{self, Counter};
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+/// Pages per batch (a batch is about one page of entries, as in Linux).
+pub const BATCH_ENTRIES: usize = 256;
+/// Batches chained before the gather flushes early (about 10,000 pages, as Linux's
+/// `MAX_GATHER_BATCH_COUNT`).
+pub const MAX_BATCHES: usize = 40;
+/// Table pages per table batch.
+pub const TABLE_BATCH_ENTRIES: usize = 256;
+
+/// A page (or block) to free after the flush.
+#[derive(Clone, Copy, Debug)]
+struct PageEntry {
+    pa: u64,
+    order: u32,
+}
+
+/// An operation's gather on one address space.
+pub struct MmuGather<'a> {
+    space: &'a AddressSpace,
+    fullmm: bool,
+    /// The VA range to invalidate, `start < end` when anything was cleared.
+    start: u64,
+    end: u64,
+    /// The smallest leaf size cleared (the flush stride).
+    stride: u64,
+    /// Bit `l` set: entries at level `l` were cleared.
+    cleared_levels: u8,
+    freed_tables: bool,
+    pages: Vec<Vec<PageEntry>>,
+    tables: Option<Vec<u64>>,
+    /// Flushes this gather issued (for tests).
+    pub flushes: u32,
+    /// What the last flush did.
+    pub last_flush: FlushRecord,
+}
+
+impl<'a> MmuGather<'a> {
+    fn new(space: &'a AddressSpace, fullmm: bool) -> Self {
+        space.flush_pending.fetch_add(1, Ordering::AcqRel);
+        stats::count(Counter::Gathers);
+        Self {
+            space,
+            fullmm,
+            start: u64::MAX,
+            end: 0,
+            stride: u64::MAX,
+            cleared_levels: 0,
+            freed_tables: false,
+            pages: Vec::new(),
+            tables: None,
+            flushes: 0,
+            last_flush: FlushRecord::default(),
+        }
+    }
+
+    /// A gather for unmapping a range (`tlb_gather_mmu`).
+    pub fn new_range(space: &'a AddressSpace) -> Self {
+        Self::new(space, false)
+    }
+
+    /// A gather for tearing down a whole space (`tlb_gather_mmu_fullmm`).
+    pub fn new_fullmm(space: &'a AddressSpace) -> Self {
+        Self::new(space, true)
+    }
+
+    fn track(&mut self, va: u64, size: u64) {
+        self.start = self.start.min(va);
+        self.end = self.end.max(va + size);
+    }
+
+    /// Records that a leaf at `level` mapping `pa` at `va` was cleared; the frame is freed after
+    /// the flush (`tlb_remove_page_size`).
+    pub fn remove_page(&mut self, pa: u64, va: u64, level: u8) {
+        let size = level_block_size(level);
+        self.track(va, size);
+        self.stride = self.stride.min(size);
+        self.cleared_levels |= 1 << level;
+        stats::add(Counter::PagesUnmapped, size / PAGE_SIZE);
+        let order = (size / PAGE_SIZE).trailing_zeros();
+        let entry = PageEntry { pa, order };
+        loop {
+            if let Some(b) = self.pages.last_mut().filter(|b| b.len() < BATCH_ENTRIES) {
+                b.push(entry);
+                return;
+            }
+            if self.pages.len() < MAX_BATCHES
+                && let Some(b) = new_batch::<PageEntry>(BATCH_ENTRIES)
+            {
+                self.pages.push(b);
+                continue;
+            }
+            // No room: flush now, free what is batched, and go on.
+            self.flush_mmu();
+        }
+    }
+
+    /// Records that the table page `pa` at `level`, covering `va`, was unhooked; it is freed
+    /// after the flush and a grace period (`pte_free_tlb` / `tlb_remove_table`).
+    pub fn remove_table(&mut self, pa: u64, va: u64, level: u8) {
+        // The flush must cover every VA the table translated; its walk-cache entries hang off
+        // the parent's entry, so the range is that entry's span.
+        let span = if level == 0 {
+            1 << 48
+        } else {
+            level_block_size(level - 1)
+        };
+        self.track(va & !(span - 1), span);
+        self.stride = self.stride.min(PAGE_SIZE);
+        self.cleared_levels |= 1 << level.saturating_sub(1);
+        self.freed_tables = true;
+        if self.tables.is_none() {
+            self.tables = new_batch::<u64>(TABLE_BATCH_ENTRIES);
+        }
+        match self.tables.as_mut() {
+            Some(t) if t.len() < TABLE_BATCH_ENTRIES => t.push(pa),
+            Some(_) => {
+                self.flush_mmu();
+                self.remove_table_again(pa);
+            }
+            None => {
+                // No batch: invalidate, synchronise with walkers, free this one table.
+                stats::count(Counter::TableFreeFallbacks);
+                self.flush_tlb_only();
+                table_free::free_table_now(pa);
+            }
+        }
+    }
+
+    fn remove_table_again(&mut self, pa: u64) {
+        self.freed_tables = true;
+        if self.tables.is_none() {
+            self.tables = new_batch::<u64>(TABLE_BATCH_ENTRIES);
+        }
+        match self.tables.as_mut() {
+            Some(t) => t.push(pa),
+            None => {
+                stats::count(Counter::TableFreeFallbacks);
+                self.flush_tlb_only();
+                table_free::free_table_now(pa);
+            }
+        }
+    }
+
+    /// Invalidates what was gathered so far (`tlb_flush_mmu_tlbonly`).
+    fn flush_tlb_only(&mut self) {
+        if self.start >= self.end && !self.fullmm {
+            return;
+        }
+        let record = if self.fullmm {
+            flush_tlb_mm(self.space)
+        } else {
+            let last_level_only = !self.freed_tables;
+            let level_hint = match self.cleared_levels {
+                0b1000 => Some(3),
+                0b0100 => Some(2),
+                _ => None,
+            };
+            flush_tlb_range(
+                self.space,
+                self.start,
+                self.end,
+                self.stride,
+                last_level_only,
+                level_hint,
+            )
+        };
+        stats::count(Counter::GatherFlushes);
+        if self.freed_tables && record.leaf_only {
+            // Rule 5 broken: walk caches may still point into the freed tables.
+            stats::count(Counter::LeafOnlyFlushDetected);
+        }
+        self.flushes += 1;
+        self.last_flush = record;
+        self.start = u64::MAX;
+        self.end = 0;
+        self.stride = u64::MAX;
+        self.cleared_levels = 0;
+    }
+
+    /// Invalidates, then frees the batched pages and hands the batched tables to the table-free
+    /// path (`tlb_flush_mmu`).
+    pub fn flush_mmu(&mut self) {
+        let nothing = self.start >= self.end
+            && self.pages.is_empty()
+            && self.tables.as_ref().is_none_or(|t| t.is_empty());
+        if nothing {
+            return;
+        }
+        self.flush_tlb_only();
+        for batch in self.pages.drain(..) {
+            for p in batch {
+                release_data_frame(p.pa, p.order);
+            }
+        }
+        if let Some(t) = self.tables.take()
+            && !t.is_empty()
+        {
+            table_free::free_table_batch(t);
+        }
+        self.freed_tables = false;
+    }
+
+    /// Ends the gather (`tlb_finish_mmu`). If another gather ran on the same space meanwhile,
+    /// its flush may have raced with ours, so everything of the space is flushed.
+    pub fn finish(mut self) {
+        if self.space.flush_pending.load(Ordering::Acquire) > 1 && !self.fullmm {
+            self.fullmm = true;
+            self.start = 0;
+            self.end = 1;
+        }
+        self.flush_mmu();
+        self.space.flush_pending.fetch_sub(1, Ordering::AcqRel);
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for MmuGather<'_> {
+    fn drop(&mut self) {
+        // A gather must be finished: dropping one would leak its pages and skip its flush.
+        self.flush_mmu();
+        self.space.flush_pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Allocates a batch, or fails — for real, or by `fail_alloc=` injection.
+fn new_batch<T>(capacity: usize) -> Option<Vec<T>> {
+    if crate::mm::fault_inject::should_fail_alloc() {
+        return None;
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(capacity).ok()?;
+    Some(v)
+}

@@ -1,0 +1,453 @@
+//! `workload=stress`: CPUs in three roles hammer shared address spaces for `seconds=`.
+//!
+//! - Touchers load a space into TTBR0 and read (and, where writable, increment) stamped pages
+//!   through the MMU. Reading poison or another page's stamp means a translation survived its
+//!   flush: `stale_tlb_detected`.
+//! - Mutators unmap and remap ranges (freeing emptied level-1..3 tables), map and unmap 2 MiB
+//!   blocks, change protection (a write landing after a read-only change completed is also a
+//!   stale-TLB detection), and destroy and recreate whole spaces.
+//! - Walkers run the lockless walker over random VAs of live and dying spaces, pinning frames;
+//!   a freed table or frame seen by a walk is `uaf_detected`.
+//!
+//! Faults on unmapped or read-only pages are expected and recovered through the fix-up table.
+//! CPU 0 prints a progress line each second. The run fails (exit 1) on any detection.
+
+use super::{Outcome, role};
+use crate::arch::aarch64::cpu;
+use crate::arch::aarch64::exception::{probe_read_u64, probe_write_u64};
+use crate::arch::aarch64::layout::phys_to_virt;
+use crate::kernel::BootInfo;
+use crate::kprintln;
+use crate::mm::aspace::{AddressSpace, StampCheck, WRITE_COUNTER_WORD, check_stamp};
+use crate::mm::gather::MmuGather;
+use crate::mm::pte::{Attributes, DescriptorKind, L2_BLOCK_SIZE, PAGE_SIZE};
+use crate::mm::walker::{self, WalkOutcome};
+use crate::platform::bootargs::Bug;
+use crate::smp;
+use crate::stats::{self, Counter};
+use crate::sync::IrqSpinlock;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Address spaces shared by all roles.
+const SPACES: usize = 4;
+/// Region A: 4 KiB pages over four level-3 tables.
+const PAGES_BASE: u64 = 0x4000_0000;
+const PAGES_CHUNKS: u64 = 4;
+const PAGES_LEN: u64 = PAGES_CHUNKS * L2_BLOCK_SIZE;
+/// Region B: 2 MiB blocks.
+const BLOCKS_BASE: u64 = 0x8000_0000;
+const BLOCKS: u64 = 4;
+/// Region C: a few pages under their own level-1, -2 and -3 tables (a different level-0 slot),
+/// mapped and unmapped whole so all three tables are freed each time.
+const SPARSE_BASE: u64 = 0x80_0000_0000;
+const SPARSE_PAGES: u64 = 8;
+
+/// A xorshift64 stream.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64, cpu: usize) -> Self {
+        Self((seed ^ 0xd1b5_4a32_d192_ed03).wrapping_mul(2 * cpu as u64 + 1) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// State shared by the CPUs of one run.
+struct Shared {
+    spaces: [IrqSpinlock<Option<Arc<AddressSpace>>>; SPACES],
+    stop: AtomicBool,
+    deadline: u64,
+    seed: u64,
+    roles: [u8; crate::config::MAX_CPUS],
+    mask_irqs_in_walker: bool,
+    touches: AtomicU64,
+    first_reports: AtomicU64,
+}
+
+/// Role counts from the arguments or the CPU count.
+fn roles(info: &BootInfo, cpus: usize) -> Result<(usize, usize, usize), alloc::string::String> {
+    let a = &info.args;
+    let given = [a.mutators, a.touchers, a.walkers];
+    let walkers = a.walkers.map_or(
+        if cpus >= 3 {
+            cpus / 4 + usize::from(cpus == 3)
+        } else {
+            0
+        },
+        |w| w as usize,
+    );
+    let mutators = a.mutators.map_or((cpus / 4).max(1), |m| m as usize);
+    let touchers = a
+        .touchers
+        .map_or(cpus.saturating_sub(mutators + walkers).max(1), |t| {
+            t as usize
+        });
+    if mutators + touchers + walkers > cpus {
+        let which = if given.iter().any(|g| g.is_some()) {
+            "mutators+touchers+walkers"
+        } else {
+            "roles"
+        };
+        return Err(alloc::format!(
+            "{which} = {} exceeds the {cpus} online CPUs",
+            mutators + touchers + walkers
+        ));
+    }
+    if mutators == 0 {
+        return Err("mutators=0: a stress run needs at least one mutator".into());
+    }
+    Ok((mutators, touchers, walkers))
+}
+
+pub fn run(info: &'static BootInfo) -> Outcome {
+    let cpus = smp::online_count();
+    let (mutators, touchers, walkers) = match roles(info, cpus) {
+        Ok(r) => r,
+        Err(e) => crate::kernel::config_error(format_args!("error: bootargs: {e}")),
+    };
+    let mut role_of = [role::NONE; crate::config::MAX_CPUS];
+    for (i, c) in smp::online_cpus().enumerate() {
+        role_of[c.index] = if i < mutators {
+            role::MUTATOR
+        } else if i < mutators + touchers {
+            role::TOUCHER
+        } else if i < mutators + touchers + walkers {
+            role::WALKER
+        } else {
+            role::NONE
+        };
+    }
+    kprintln!(
+        "stress: {} s, seed {}, {mutators} mutator(s), {touchers} toucher(s), {walkers} walker(s), flush={}, tablefree={}",
+        info.args.seconds,
+        info.args.seed,
+        info.args.flush.name(),
+        info.args.tablefree.name()
+    );
+    let shared = Shared {
+        spaces: [const { IrqSpinlock::new(None) }; SPACES],
+        stop: AtomicBool::new(false),
+        deadline: cpu::counter() + info.args.seconds as u64 * cpu::counter_frequency(),
+        seed: info.args.seed,
+        roles: role_of,
+        mask_irqs_in_walker: !info.args.bugs.has(Bug::WalkerIrqsOn),
+        touches: AtomicU64::new(0),
+        first_reports: AtomicU64::new(0),
+    };
+    for slot in &shared.spaces {
+        *slot.lock() = Some(new_populated_space());
+    }
+    smp::work::run_on_all(cpu_main, &shared as *const Shared as usize);
+    // Tear down what is left, then let every queued table free run.
+    for slot in &shared.spaces {
+        if let Some(s) = slot.lock().take() {
+            s.destroy();
+        }
+    }
+    crate::sync::rcu_kernel::barrier();
+    crate::sync::rcu_kernel::publish_stats();
+    let stale = stats::read(Counter::StaleTlbDetected);
+    let uaf = stats::read(Counter::UafDetected);
+    let leaf_only = stats::read(Counter::LeafOnlyFlushDetected);
+    kprintln!(
+        "stress: done: {} touches, stale_tlb_detected={stale}, uaf_detected={uaf}, leaf_only_flush_detected={leaf_only}",
+        shared.touches.load(Ordering::Relaxed)
+    );
+    Outcome::from_checks(stale == 0 && uaf == 0 && leaf_only == 0)
+}
+
+fn new_populated_space() -> Arc<AddressSpace> {
+    let s = AddressSpace::new().expect("out of memory creating a space");
+    {
+        let _g = s.lock.lock();
+        s.map_pages(
+            PAGES_BASE,
+            PAGES_LEN / PAGE_SIZE,
+            Attributes::user_data_rw(),
+        )
+        .expect("out of memory");
+        for b in 0..BLOCKS / 2 {
+            s.map_block(BLOCKS_BASE + b * L2_BLOCK_SIZE, Attributes::user_data_rw())
+                .expect("out of memory");
+        }
+    }
+    Arc::new(s)
+}
+
+fn cpu_main(cpu_index: usize, arg: usize) {
+    // SAFETY: `run` passes a pointer to its `Shared`, which outlives `run_on_all`.
+    let shared = unsafe { &*(arg as *const Shared) };
+    let r = shared.roles[cpu_index];
+    let this = smp::this_cpu();
+    this.role.store(r, Ordering::Relaxed);
+    let mut rng = Rng::new(shared.seed, cpu_index);
+    let mut next_progress = cpu::counter() + cpu::counter_frequency();
+    let mut second = 0;
+    while !shared.stop.load(Ordering::Relaxed) {
+        match r {
+            role::MUTATOR => mutate(shared, &mut rng),
+            role::TOUCHER => touch(shared, &mut rng),
+            role::WALKER => walk(shared, &mut rng),
+            _ => crate::kernel::idle_wait(),
+        }
+        this.heartbeat.fetch_add(1, Ordering::Relaxed);
+        crate::sync::rcu_kernel::quiescent();
+        if cpu_index == 0 {
+            let now = cpu::counter();
+            if now >= next_progress {
+                second += 1;
+                next_progress += cpu::counter_frequency();
+                progress(shared, second);
+            }
+            if now >= shared.deadline {
+                shared.stop.store(true, Ordering::Release);
+            }
+        }
+    }
+    this.role.store(role::NONE, Ordering::Relaxed);
+}
+
+fn progress(shared: &Shared, second: u64) {
+    crate::sync::rcu_kernel::publish_stats();
+    kprintln!(
+        "stress: t={second}s touches={} unmapped={} tables_freed={} walks={} pins={} gps={} stale={} uaf={}",
+        shared.touches.load(Ordering::Relaxed),
+        stats::read(Counter::PagesUnmapped),
+        stats::read(Counter::TablesFreed),
+        stats::read(Counter::WalkerWalks),
+        stats::read(Counter::WalkerPins),
+        stats::read(Counter::GracePeriods),
+        stats::read(Counter::StaleTlbDetected),
+        stats::read(Counter::UafDetected),
+    );
+}
+
+/// Takes a reference to a random space, if its slot holds one.
+fn pick(shared: &Shared, rng: &mut Rng) -> (usize, Option<Arc<AddressSpace>>) {
+    let i = rng.below(SPACES as u64) as usize;
+    (i, shared.spaces[i].lock().clone())
+}
+
+/// A random VA in any region.
+fn random_va(rng: &mut Rng) -> u64 {
+    match rng.below(8) {
+        0..=4 => PAGES_BASE + rng.below(PAGES_LEN / PAGE_SIZE) * PAGE_SIZE,
+        5 | 6 => BLOCKS_BASE + rng.below(BLOCKS * L2_BLOCK_SIZE / PAGE_SIZE) * PAGE_SIZE,
+        _ => SPARSE_BASE + rng.below(SPARSE_PAGES) * PAGE_SIZE,
+    }
+}
+
+fn report(shared: &Shared, what: core::fmt::Arguments<'_>) {
+    if shared.first_reports.fetch_add(1, Ordering::Relaxed) < 5 {
+        kprintln!("stress: DETECTED on cpu{}: {what}", crate::arch::cpu_id());
+    }
+}
+
+// ---- touchers ----------------------------------------------------------------------------
+
+fn touch(shared: &Shared, rng: &mut Rng) {
+    let (_, Some(space)) = pick(shared, rng) else {
+        return;
+    };
+    if !space.activate() {
+        return;
+    }
+    for _ in 0..64 {
+        let va = random_va(rng);
+        // SAFETY: a VA in TTBR0's half; the probes recover from translation and permission faults.
+        let read = unsafe {
+            (
+                probe_read_u64(va as *const u64),
+                probe_read_u64((va + 8) as *const u64),
+            )
+        };
+        shared.touches.fetch_add(1, Ordering::Relaxed);
+        let (Ok(w0), Ok(w1)) = read else { continue };
+        match check_stamp(w0, w1, space.id, va) {
+            StampCheck::Ok => {}
+            bad => {
+                stats::count(Counter::StaleTlbDetected);
+                report(
+                    shared,
+                    format_args!(
+                        "space {} va {va:#x} read {bad:?} ({w0:#x}, {w1:#x})",
+                        space.id
+                    ),
+                );
+                continue;
+            }
+        }
+        if rng.below(2) == 0 {
+            let counter = (va + (WRITE_COUNTER_WORD as u64) * 8) as *mut u64;
+            // SAFETY: as above; a write to a read-only page faults and is recovered.
+            unsafe {
+                if let Ok(v) = probe_read_u64(counter) {
+                    let _ = probe_write_u64(counter, v + 1);
+                }
+            }
+        }
+    }
+    space.deactivate();
+}
+
+// ---- walkers -----------------------------------------------------------------------------
+
+fn walk(shared: &Shared, rng: &mut Rng) {
+    let (_, Some(space)) = pick(shared, rng) else {
+        return;
+    };
+    for _ in 0..16 {
+        // Walks favour the regions whose tables are freed most often.
+        let va = if rng.below(5) < 2 {
+            SPARSE_BASE + rng.below(SPARSE_PAGES) * PAGE_SIZE
+        } else {
+            random_va(rng)
+        };
+        // Hold the walk for up to ~8 ms, as a walk over a long range would: long enough that a
+        // grace period ending mid-walk (bug=walker-irqs-on) or a table freed without one
+        // (bug=free-tables-now) is seen while the walk still reads the table.
+        let hold = cpu::counter_frequency() * rng.below(8000) / 1_000_000;
+        let out = walker::walk_and_pin(&space, va, shared.mask_irqs_in_walker, hold);
+        if let WalkOutcome::UseAfterFree(what) = out {
+            report(
+                shared,
+                format_args!("walker: space {} va {va:#x}: {what}", space.id),
+            );
+        }
+    }
+}
+
+fn spin_us(us: u64) {
+    let end = cpu::counter() + cpu::counter_frequency() * us / 1_000_000;
+    while cpu::counter() < end {
+        cpu::relax();
+    }
+}
+
+// ---- mutators ----------------------------------------------------------------------------
+
+fn mutate(shared: &Shared, rng: &mut Rng) {
+    let (slot, Some(space)) = pick(shared, rng) else {
+        return;
+    };
+    match rng.below(100) {
+        0..=34 => unmap_remap_pages(&space, rng),
+        35..=49 => unmap_remap_chunk(&space, rng),
+        50..=69 => protect_cycle(shared, &space, rng),
+        70..=84 => block_cycle(&space, rng),
+        85..=97 => sparse_cycle(&space),
+        _ => replace_space(shared, slot, space),
+    }
+}
+
+fn unmap_range(space: &AddressSpace, start: u64, end: u64) {
+    let _g = space.lock.lock();
+    let mut gather = MmuGather::new_range(space);
+    space.unmap(&mut gather, start, end);
+    gather.finish();
+}
+
+fn unmap_remap_pages(space: &AddressSpace, rng: &mut Rng) {
+    let n = 1 + rng.below(64);
+    let first = rng.below(PAGES_LEN / PAGE_SIZE - n);
+    let start = PAGES_BASE + first * PAGE_SIZE;
+    unmap_range(space, start, start + n * PAGE_SIZE);
+    let _g = space.lock.lock();
+    space.map_pages(start, n, Attributes::user_data_rw());
+}
+
+fn unmap_remap_chunk(space: &AddressSpace, rng: &mut Rng) {
+    let start = PAGES_BASE + rng.below(PAGES_CHUNKS) * L2_BLOCK_SIZE;
+    unmap_range(space, start, start + L2_BLOCK_SIZE);
+    let _g = space.lock.lock();
+    space.map_pages(start, L2_BLOCK_SIZE / PAGE_SIZE, Attributes::user_data_rw());
+}
+
+/// Makes a range read-only, checks that no write lands after the change completed, then makes
+/// it writable again.
+fn protect_cycle(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
+    let n = 1 + rng.below(32);
+    let start = PAGES_BASE + rng.below(PAGES_LEN / PAGE_SIZE - n) * PAGE_SIZE;
+    let end = start + n * PAGE_SIZE;
+    let _g = space.lock.lock();
+    space.protect(start, end, Attributes::user_data_ro());
+    // The flush has completed: from here on no write may reach these pages.
+    let mut snapshot: Vec<(u64, u64, u64)> = Vec::new();
+    let mut va = start;
+    while va < end {
+        if let Some((d, 3)) = space.lookup(va)
+            && let DescriptorKind::Page { pa, .. } = d.kind(3)
+        {
+            let w = (phys_to_virt(pa) as *const u64).wrapping_add(WRITE_COUNTER_WORD);
+            // SAFETY: the page is mapped in this space (we hold its lock) and in the linear map.
+            snapshot.push((va, pa, unsafe { w.read_volatile() }));
+        }
+        va += PAGE_SIZE;
+    }
+    // Give touchers on other CPUs time to try their writes.
+    spin_us(200 + rng.below(300));
+    for (va, pa, before) in snapshot {
+        let w = (phys_to_virt(pa) as *const u64).wrapping_add(WRITE_COUNTER_WORD);
+        // SAFETY: as above.
+        let now = unsafe { w.read_volatile() };
+        if now != before {
+            stats::count(Counter::StaleTlbDetected);
+            report(
+                shared,
+                format_args!(
+                    "space {} va {va:#x}: write landed after read-only flush ({before} -> {now})",
+                    space.id
+                ),
+            );
+        }
+    }
+    space.protect(start, end, Attributes::user_data_rw());
+}
+
+fn block_cycle(space: &AddressSpace, rng: &mut Rng) {
+    let va = BLOCKS_BASE + rng.below(BLOCKS) * L2_BLOCK_SIZE;
+    let mapped = space.lookup(va).is_some();
+    if mapped {
+        unmap_range(space, va, va + L2_BLOCK_SIZE);
+    } else {
+        let _g = space.lock.lock();
+        space.map_block(va, Attributes::user_data_rw());
+    }
+}
+
+/// Maps region C if it is unmapped, else unmaps all of it (freeing its level-3, -2 and -1
+/// tables).
+fn sparse_cycle(space: &AddressSpace) {
+    if space.lookup(SPARSE_BASE).is_some() {
+        unmap_range(space, SPARSE_BASE, SPARSE_BASE + SPARSE_PAGES * PAGE_SIZE);
+    } else {
+        let _g = space.lock.lock();
+        space.map_pages(SPARSE_BASE, SPARSE_PAGES, Attributes::user_data_rw());
+    }
+}
+
+/// Takes the space out of its slot, puts a fresh one in, and destroys the old one (which waits
+/// for touchers still using it).
+fn replace_space(shared: &Shared, slot: usize, old: Arc<AddressSpace>) {
+    let fresh = new_populated_space();
+    {
+        let mut s = shared.spaces[slot].lock();
+        match s.as_ref() {
+            Some(cur) if Arc::ptr_eq(cur, &old) => *s = Some(fresh),
+            _ => return, // another mutator replaced it first
+        }
+    }
+    old.destroy();
+}
