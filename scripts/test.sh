@@ -101,6 +101,15 @@ boot "bad key" 2 -- bogus=1 && expect_line "names the key" '^error: bootargs: bo
 boot "bad value" 2 -- seconds=abc && expect_line "names the key" '^error: bootargs: seconds=abc: '
 boot "out of range" 2 -- hz=5 && expect_line "names the key" '^error: bootargs: hz=5: '
 
+step "stress matrix (scripts/stress.sh --quick)"
+if scripts/stress.sh --quick --results "$out_dir/stress.jsonl" >"$out_dir/stress.log" 2>&1; then
+    grep -E '^\[|^stress:' "$out_dir/stress.log"
+    pass "stress matrix: every run ended as expected"
+else
+    cat "$out_dir/stress.log"
+    fail "stress matrix"
+fi
+
 step "gdb"
 printf 'break kernel_main\ncontinue\nbt\n' >"$out_dir/bt.gdb"
 if timeout 180 scripts/gdb.sh --batch "$out_dir/bt.gdb" >"$out_dir/gdb.log" 2>&1 \
@@ -108,6 +117,13 @@ if timeout 180 scripts/gdb.sh --batch "$out_dir/bt.gdb" >"$out_dir/gdb.log" 2>&1
     pass "gdb: break kernel_main, continue, bt shows kernel_main"
 else
     tail -20 "$out_dir/gdb.log"; fail "gdb: backtrace at kernel_main"
+fi
+
+if scripts/gdb-check.sh >"$out_dir/gdb-check.log" 2>&1; then
+    tail -3 "$out_dir/gdb-check.log"
+    pass "gdb helpers (scripts/gdb-check.sh)"
+else
+    tail -30 "$out_dir/gdb-check.log"; fail "gdb helpers (scripts/gdb-check.sh)"
 fi
 
 printf '\n%d passed, %d failed\n' "$passed" "$failed"

@@ -415,8 +415,8 @@ impl AddressSpace {
         let _guard = self.lock.lock();
         let mut g = MmuGather::new_fullmm(self);
         self.unmap_level(&mut g, self.root, 0, 0, 1 << 48);
-        g.finish();
         self.state.store(SpaceState::Dead as u8, Ordering::Release);
-        crate::mm::table_free::free_table_batch(alloc::vec![self.root]);
+        g.remove_table(self.root, 0, 0);
+        g.finish();
     }
 }

@@ -9,7 +9,11 @@ use crate::arch::aarch64::layout::{ImageLayout, phys_to_virt};
 use crate::arch::aarch64::{cpu, gic};
 use crate::kernel::BootInfo;
 use crate::mm::frame::{self, FrameKind};
-use crate::mm::pte::{DescriptorKind, PAGE_SIZE};
+use crate::mm::aspace::AddressSpace;
+use crate::mm::gather::MmuGather;
+use crate::mm::pte::{Attributes, DescriptorKind, PAGE_SIZE};
+use crate::platform::bootargs::FlushMode;
+use crate::stats::{Counter, Snapshot};
 use crate::smp::{self, ipi};
 use crate::{kprintln, stats};
 use alloc::vec::Vec;
@@ -41,6 +45,8 @@ pub fn run(info: &BootInfo) -> Outcome {
         ("SGI round trip to every CPU", check_sgi_round_trip),
         ("W^X layout and fix-ups", check_wx_layout),
         ("stack guard pages", check_guards),
+        ("TLB flush of 512 pages: exact TLBI and DSB counts", check_range_flush_counts),
+        ("freed tables are flushed with walk caches", check_walk_cache_flush),
     ];
     let mut failed = 0;
     for (name, check) in checks {
@@ -272,5 +278,93 @@ fn check_guards(_: &BootInfo) -> Check {
             Err(f) => ensure!(f.esr.is_translation_fault(), "guard {g:#x}: {:?}", f.esr),
         }
     }
+    Ok(())
+}
+
+/// Activates `space` on every online CPU and back, so it counts as active on all of them.
+fn activate_everywhere(space: &AddressSpace) {
+    fn visit(_cpu: usize, arg: usize) {
+        // SAFETY: `arg` points to the caller's space, alive across `run_on_all`.
+        let space = unsafe { &*(arg as *const AddressSpace) };
+        if space.activate() {
+            space.deactivate();
+        }
+    }
+    smp::work::run_on_all(visit, space as *const AddressSpace as usize);
+}
+
+/// Unmapping 512 contiguous 4 KiB pages (no table freed) costs exactly one range TLBI with
+/// FEAT_TLBIRANGE, or one ASID flush without it, and one DSB ISH — or, on one CPU, one local
+/// operation and no DSB ISH.
+fn check_range_flush_counts(info: &BootInfo) -> Check {
+    if info.args.flush != FlushMode::Tlbi || !info.args.bugs.is_empty() {
+        kprintln!("selftest: (skipped: flush={} bug={})", info.args.flush.name(), info.args.bugs);
+        return Ok(());
+    }
+    let space = AddressSpace::new().ok_or("no memory for a space")?;
+    let base = 0x4000_0000;
+    {
+        let _g = space.lock.lock();
+        space.map_pages(base, 1024, Attributes::user_data_rw()).ok_or("no memory for pages")?;
+    }
+    activate_everywhere(&space);
+    // Pages 256..768 span both level-3 tables without emptying either: a leaf-only flush.
+    let before = Snapshot::take();
+    {
+        let _g = space.lock.lock();
+        let mut g = MmuGather::new_range(&space);
+        space.unmap(&mut g, base + 256 * PAGE_SIZE, base + 768 * PAGE_SIZE);
+        g.finish();
+    }
+    let d = Snapshot::take().since(&before);
+    let (ops, range, asid, local, dsb) = (
+        d.get(Counter::TlbiOps),
+        d.get(Counter::TlbiRangeOps),
+        d.get(Counter::TlbiAsidOps),
+        d.get(Counter::TlbiLocalOps),
+        d.get(Counter::DsbIsh),
+    );
+    let got = alloc::format!("tlbi_ops={ops} range={range} asid={asid} local={local} dsb_ish={dsb}");
+    ensure!(d.get(Counter::PagesUnmapped) == 512, "pages_unmapped={}", d.get(Counter::PagesUnmapped));
+    if smp::online_count() == 1 {
+        ensure!(local == ops && dsb == 0 && (1..=2).contains(&ops), "one CPU: {got}");
+    } else if info.features.tlbi_range {
+        ensure!(ops == 1 && range == 1 && asid == 0 && dsb == 1, "with FEAT_TLBIRANGE: {got}");
+    } else {
+        ensure!(ops == 1 && asid == 1 && range == 0 && dsb == 1, "without FEAT_TLBIRANGE: {got}");
+    }
+    kprintln!("selftest:   512-page unmap: {got}");
+    space.destroy();
+    Ok(())
+}
+
+/// Unmapping a whole 2 MiB of pages frees its level-3 table; the gather's flush must then use
+/// the walk-cache forms (rule 5), which the kernel verifies itself.
+fn check_walk_cache_flush(info: &BootInfo) -> Check {
+    if !info.args.bugs.is_empty() {
+        return Ok(());
+    }
+    let space = AddressSpace::new().ok_or("no memory for a space")?;
+    let base = 0x4000_0000;
+    {
+        let _g = space.lock.lock();
+        space.map_pages(base, 512, Attributes::user_data_rw()).ok_or("no memory for pages")?;
+    }
+    activate_everywhere(&space);
+    let before = Snapshot::take();
+    let record = {
+        let _g = space.lock.lock();
+        let mut g = MmuGather::new_range(&space);
+        space.unmap(&mut g, base, base + 512 * PAGE_SIZE);
+        g.flush_mmu();
+        let r = g.last_flush;
+        g.finish();
+        r
+    };
+    let d = Snapshot::take().since(&before);
+    ensure!(!record.leaf_only, "a flush covering a freed table was leaf-only: {record:?}");
+    ensure!(d.get(Counter::LeafOnlyFlushDetected) == 0, "leaf_only_flush_detected rose");
+    ensure!(space.lookup(base).is_none(), "page still mapped after unmap");
+    space.destroy();
     Ok(())
 }
