@@ -8,13 +8,13 @@ use crate::arch::aarch64::exception::{probe_read_u64, probe_write_u64};
 use crate::arch::aarch64::layout::{ImageLayout, phys_to_virt};
 use crate::arch::aarch64::{cpu, gic};
 use crate::kernel::BootInfo;
-use crate::mm::frame::{self, FrameKind};
 use crate::mm::aspace::AddressSpace;
+use crate::mm::frame::{self, FrameKind};
 use crate::mm::gather::MmuGather;
 use crate::mm::pte::{Attributes, DescriptorKind, PAGE_SIZE};
 use crate::platform::bootargs::FlushMode;
-use crate::stats::{Counter, Snapshot};
 use crate::smp::{self, ipi};
+use crate::stats::{Counter, Snapshot};
 use crate::{kprintln, stats};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -45,8 +45,14 @@ pub fn run(info: &BootInfo) -> Outcome {
         ("SGI round trip to every CPU", check_sgi_round_trip),
         ("W^X layout and fix-ups", check_wx_layout),
         ("stack guard pages", check_guards),
-        ("TLB flush of 512 pages: exact TLBI and DSB counts", check_range_flush_counts),
-        ("freed tables are flushed with walk caches", check_walk_cache_flush),
+        (
+            "TLB flush of 512 pages: exact TLBI and DSB counts",
+            check_range_flush_counts,
+        ),
+        (
+            "freed tables are flushed with walk caches",
+            check_walk_cache_flush,
+        ),
     ];
     let mut failed = 0;
     for (name, check) in checks {
@@ -298,14 +304,20 @@ fn activate_everywhere(space: &AddressSpace) {
 /// operation and no DSB ISH.
 fn check_range_flush_counts(info: &BootInfo) -> Check {
     if info.args.flush != FlushMode::Tlbi || !info.args.bugs.is_empty() {
-        kprintln!("selftest: (skipped: flush={} bug={})", info.args.flush.name(), info.args.bugs);
+        kprintln!(
+            "selftest: (skipped: flush={} bug={})",
+            info.args.flush.name(),
+            info.args.bugs
+        );
         return Ok(());
     }
     let space = AddressSpace::new().ok_or("no memory for a space")?;
     let base = 0x4000_0000;
     {
         let _g = space.lock.lock();
-        space.map_pages(base, 1024, Attributes::user_data_rw()).ok_or("no memory for pages")?;
+        space
+            .map_pages(base, 1024, Attributes::user_data_rw())
+            .ok_or("no memory for pages")?;
     }
     activate_everywhere(&space);
     // Pages 256..768 span both level-3 tables without emptying either: a leaf-only flush.
@@ -324,14 +336,28 @@ fn check_range_flush_counts(info: &BootInfo) -> Check {
         d.get(Counter::TlbiLocalOps),
         d.get(Counter::DsbIsh),
     );
-    let got = alloc::format!("tlbi_ops={ops} range={range} asid={asid} local={local} dsb_ish={dsb}");
-    ensure!(d.get(Counter::PagesUnmapped) == 512, "pages_unmapped={}", d.get(Counter::PagesUnmapped));
+    let got =
+        alloc::format!("tlbi_ops={ops} range={range} asid={asid} local={local} dsb_ish={dsb}");
+    ensure!(
+        d.get(Counter::PagesUnmapped) == 512,
+        "pages_unmapped={}",
+        d.get(Counter::PagesUnmapped)
+    );
     if smp::online_count() == 1 {
-        ensure!(local == ops && dsb == 0 && (1..=2).contains(&ops), "one CPU: {got}");
+        ensure!(
+            local == ops && dsb == 0 && (1..=2).contains(&ops),
+            "one CPU: {got}"
+        );
     } else if info.features.tlbi_range {
-        ensure!(ops == 1 && range == 1 && asid == 0 && dsb == 1, "with FEAT_TLBIRANGE: {got}");
+        ensure!(
+            ops == 1 && range == 1 && asid == 0 && dsb == 1,
+            "with FEAT_TLBIRANGE: {got}"
+        );
     } else {
-        ensure!(ops == 1 && asid == 1 && range == 0 && dsb == 1, "without FEAT_TLBIRANGE: {got}");
+        ensure!(
+            ops == 1 && asid == 1 && range == 0 && dsb == 1,
+            "without FEAT_TLBIRANGE: {got}"
+        );
     }
     kprintln!("selftest:   512-page unmap: {got}");
     space.destroy();
@@ -348,7 +374,9 @@ fn check_walk_cache_flush(info: &BootInfo) -> Check {
     let base = 0x4000_0000;
     {
         let _g = space.lock.lock();
-        space.map_pages(base, 512, Attributes::user_data_rw()).ok_or("no memory for pages")?;
+        space
+            .map_pages(base, 512, Attributes::user_data_rw())
+            .ok_or("no memory for pages")?;
     }
     activate_everywhere(&space);
     let before = Snapshot::take();
@@ -362,9 +390,18 @@ fn check_walk_cache_flush(info: &BootInfo) -> Check {
         r
     };
     let d = Snapshot::take().since(&before);
-    ensure!(!record.leaf_only, "a flush covering a freed table was leaf-only: {record:?}");
-    ensure!(d.get(Counter::LeafOnlyFlushDetected) == 0, "leaf_only_flush_detected rose");
-    ensure!(space.lookup(base).is_none(), "page still mapped after unmap");
+    ensure!(
+        !record.leaf_only,
+        "a flush covering a freed table was leaf-only: {record:?}"
+    );
+    ensure!(
+        d.get(Counter::LeafOnlyFlushDetected) == 0,
+        "leaf_only_flush_detected rose"
+    );
+    ensure!(
+        space.lookup(base).is_none(),
+        "page still mapped after unmap"
+    );
     space.destroy();
     Ok(())
 }
