@@ -101,6 +101,8 @@ counters! {
     TablesUnshared => "tables_unshared", Sum;
     /// Synchronous waits (any CPU spinning on other CPUs' acknowledgements).
     SyncWaits => "sync_waits", Sum;
+    /// Gathers finished with a fully unshared table never flushed under the object lock.
+    UnshareFlushMissed => "unshare_flush_missed", Sum;
 }
 
 /// Number of counters.

@@ -6,7 +6,7 @@ Loaded by scripts/gdb.sh (`source scripts/gdb/broadside.py`). Commands (`help CM
     bs-counters   the summary counters, live, summed over CPUs
     bs-pt         walk a page table in software from guest memory, decoding every level
     bs-rcu        grace-period state, per-CPU quiescent states, queued callbacks
-    (bs-gather is still to come: register it with @command like the others.)
+    bs-gather     the mmu_gather in the selected frame: range, levels, flags, queued frames
 
 Every kernel data structure is read by symbol and by type from the ELF's DWARF: fields by name,
 enum variants by name, element sizes from the types. Nothing here knows a struct offset or size,
@@ -496,12 +496,24 @@ def find_rcu():
     return name, rcu
 
 
+def rcu_owes(rcu):
+    """[bool per CPU] from GpState.owes_qs (the grace period in progress still waits for that
+    CPU's quiescent state), or None when it cannot be read."""
+    gpstate = find_inner(rcu["gp_lock"], type_is(TYPE_RCU_GP_STATE))
+    if gpstate is None:
+        return None
+    try:
+        return [bool(scalar(b)) for b in vec_items(gpstate["owes_qs"])]
+    except (gdb.error, BsError):
+        return None
+
+
 def rcu_cpus():
-    """[per-CPU Rcu record] or None (for the bs-cpus column)."""
+    """(Rcu, [per-CPU Rcu record], [owes_qs per CPU] or None), or Nones (for bs-cpus)."""
     _, rcu = find_rcu()
     if rcu is None:
-        return None, None
-    return rcu, vec_items(rcu["cpus"])
+        return None, None, None
+    return rcu, vec_items(rcu["cpus"]), rcu_owes(rcu)
 
 
 # --------------------------------------------------------------------------------------------
@@ -521,8 +533,9 @@ def role_names():
 class CpuView(object):
     """What one bs-cpus line is made from."""
 
-    def __init__(self, index, pc, regs, rcu, rcu_cpu, states, roles):
+    def __init__(self, index, pc, regs, rcu, rcu_cpu, states, roles, owes=None):
         self.index = index
+        self.owes = owes  # GpState.owes_qs[index] or None
         self.pc = pc  # the PerCpu record (a local copy)
         self.regs = regs  # {register: int or None} from that CPU's thread
         self.rcu = rcu  # the Rcu engine or None
@@ -549,15 +562,17 @@ def _asid(c):
 
 
 def _rcu_qs(c):
-    """The gp_seq of this CPU's last reported QS; `*` = the GP in progress still waits for it;
-    `idle` = in an extended quiescent state."""
+    """The gp_seq of this CPU's last reported QS; `*` = the GP in progress still waits for it
+    (GpState.owes_qs, or qs != gp_seq when that is unreadable); `idle` = in an extended
+    quiescent state (even EQS counter)."""
     if c.rcu_cpu is None:
         return "-"
     qs = field(c.rcu_cpu, "qs_reported_for_gp")
     gp = field(c.rcu["counters"], "gp_seq")
     eqs = field(c.rcu_cpu, "eqs_counter", -1)
     s = "%d" % qs
-    if gp & 1 and qs != gp:
+    owes = c.owes if c.owes is not None else (gp & 1 and qs != gp)
+    if gp & 1 and owes:
         s += "*"
     if eqs >= 0 and eqs & 1 == 0:
         s += " idle"
@@ -594,7 +609,8 @@ One line per CPU whose PERCPU[i].online is set:
   irqs       PSTATE.I of that vCPU now (masked = IRQs masked)
   asid       the ASID in use (TTBR0_EL1 bits 63:48, or TTBR1's when TCR_EL1.A1 is set)
   rcu-qs     gp_seq of the CPU's last reported quiescent state ("*": the grace period in
-             progress still waits for it; "idle": in an extended QS); "-" without RCU.
+             progress still waits for it, from GpState.owes_qs; "idle": in an extended QS,
+             even EQS counter); "-" without RCU. bs-rcu has the full per-CPU RCU view.
 Registers come from the vCPU's own GDB thread (QEMU: thread N is CPU N-1)."""
 
     NAME = "bs-cpus"
@@ -608,7 +624,7 @@ Registers come from the vCPU's own GDB thread (QEMU: thread N is CPU N-1)."""
         percpu = require(SYM_PERCPU)
         states = enum_names(TYPE_CPU_STATE)
         roles = role_names()
-        rcu, rcu_per_cpu = rcu_cpus()
+        rcu, rcu_per_cpu, owes = rcu_cpus()
         threads = cpu_threads()
         rows = []
         for i, pc in enumerate(array_elements(percpu)):
@@ -617,7 +633,8 @@ Registers come from the vCPU's own GDB thread (QEMU: thread N is CPU N-1)."""
             index = field(pc, "index", i)
             regs = read_regs(CPU_REGS, threads.get(index)) if index in threads else {}
             rc = rcu_per_cpu[index] if rcu_per_cpu and index < len(rcu_per_cpu) else None
-            rows.append(CpuView(index, pc, regs, rcu, rc, states, roles))
+            ow = owes[index] if owes and index < len(owes) else None
+            rows.append(CpuView(index, pc, regs, rcu, rc, states, roles, ow))
         print("  ".join(h.rjust(w) for h, w, _ in CPU_COLUMNS))
         for c in rows:
             cells = []
@@ -969,3 +986,222 @@ one-line explanation when the kernel has none yet."""
                 i, ("yes" if owes[i] else "no") if owes and i < len(owes) else "?",
                 field(c, "qs_reported_for_gp"), "%d%s" % (eqs, " idle" if eqs & 1 == 0 else ""),
                 queued, segs))
+
+
+# --------------------------------------------------------------------------------------------
+# bs-gather
+# --------------------------------------------------------------------------------------------
+TYPE_GATHER = "broadside::mm::gather::MmuGather"
+# Names a gather goes by in the kernel's frames, tried first (any other local or argument of
+# the gather's type is found too).
+GATHER_NAMES = ("self", "gather", "g", "tlb")
+# How many queued pages / tables are listed by address.
+GATHER_SHOW = 4
+
+
+def variant(value):
+    """(variant name, variant value) of a Rust enum VALUE: GDB resolves only the active
+    variant, so the field that can be read is the one in use (Option: None / Some)."""
+    for f in value.type.strip_typedefs().fields():
+        if f.name is None:
+            continue
+        try:
+            return f.name, value[f.name]
+        except gdb.error:
+            continue
+    raise BsError("cannot tell the active variant of %s" % value.type)
+
+
+def vec_len(vec):
+    return scalar(vec["len"])
+
+
+def is_gather_type(t):
+    t = t.strip_typedefs()
+    for _ in range(3):
+        if t.code in (gdb.TYPE_CODE_PTR, gdb.TYPE_CODE_REF):
+            t = t.target().strip_typedefs()
+    return t.code == gdb.TYPE_CODE_STRUCT and t.name is not None and \
+        re.match(re.escape(TYPE_GATHER) + r"($|<)", t.name) is not None
+
+
+def frame_gather(frame):
+    """(name, value) of the gather among FRAME's arguments and locals, or None. Names in
+    GATHER_NAMES win; optimised-out values are skipped."""
+    try:
+        block = frame.block()
+    except (gdb.error, RuntimeError):
+        return None
+    found = []
+    while block is not None:
+        for sym in block:
+            if not (sym.is_argument or sym.is_variable) or not is_gather_type(sym.type):
+                continue
+            try:
+                v = sym.value(frame)
+                if v.is_optimized_out:
+                    continue
+                deref_all(v)["start"].fetch_lazy()
+            except (gdb.error, gdb.MemoryError):
+                continue
+            found.append((sym.name, v))
+        if block.function is not None:
+            break
+        block = block.superblock
+    found.sort(key=lambda nv: GATHER_NAMES.index(nv[0]) if nv[0] in GATHER_NAMES else 99)
+    return found[0] if found else None
+
+
+def find_gather(arg):
+    """(description, MmuGather value) from the argument or the selected frame (then its
+    callers, up to 8 frames out)."""
+    if arg.strip():
+        v = deref_all(evaluate(arg.strip()))
+        if not is_gather_type(v.type):
+            raise BsError("%s is a %s, not a %s" % (arg.strip(), v.type, TYPE_GATHER))
+        return arg.strip(), v
+    try:
+        frame = gdb.selected_frame()
+    except gdb.error:
+        raise BsError("no frame selected (is the target stopped?)")
+    for depth in range(9):
+        if frame is None:
+            break
+        hit = frame_gather(frame)
+        if hit is not None:
+            where = "`%s` in %s" % (hit[0], frame.name() or "??")
+            if depth:
+                where += " (%d frame%s out)" % (depth, "s" if depth > 1 else "")
+            return where, deref_all(hit[1])
+        frame = frame.older()
+    raise BsError("no %s in the selected frame or its callers (optimised out?): give an "
+                  "expression, e.g. bs-gather *self, or use scripts/gdb.sh --opt0"
+                  % TYPE_GATHER)
+
+
+def level_list(bits):
+    return [lv for lv in range(8) if bits >> lv & 1]
+
+
+@command
+class BsGather(gdb.Command):
+    """Show an mmu_gather: bs-gather [EXPR]
+
+Without EXPR, the broadside::mm::gather::MmuGather in the selected frame (an argument or local
+named self, gather, g or tlb, or any of that type; then the callers'); EXPR is a gather, or a
+pointer or reference to one. Prints:
+  space          the address space (id, root table PA, gathers in flight: flush_pending)
+  range          [start, end) still to invalidate, or "empty" (start >= end: nothing cleared
+                 since the last flush), with its size
+  stride         the smallest leaf size cleared (the flush stride), or "none"
+  cleared        the levels whose entries were cleared (cleared_levels as a list)
+  fullmm         a whole-space teardown: the flush is one ASID invalidation
+  freed_tables   tables were unhooked: the flush must cover walk caches (not leaf-only);
+                 then every other bool flag of the gather by name (unshared_tables, ...)
+  pages          frames queued to free after the flush: count over all batches, batch count,
+                 the first few as PA/order
+  tables         table pages queued for the RCU table-free path: "no batch" (None) or the count
+                 and the first few PAs
+  flushes        flushes this gather has issued; last_flush: the FlushRecord of the last one
+Fields the gather gains later are listed at the end by name and value."""
+
+    NAME = "bs-gather"
+    KNOWN = ("space", "fullmm", "start", "end", "stride", "cleared_levels", "freed_tables",
+             "pages", "tables", "flushes", "last_flush")
+
+    def __init__(self):
+        super().__init__(self.NAME, gdb.COMMAND_DATA)
+
+    def run(self, arg, from_tty):
+        where, g = find_gather(arg)
+        addr = g.address
+        print("gather: %s  @%s  (%s)" % (where, "%#x" % int(addr) if addr is not None else "?",
+                                         g.type))
+        # The space it works on.
+        try:
+            sp = deref_all(g["space"])
+            extra = ""
+            if has_field(sp, "flush_pending"):
+                extra = "  gathers in flight %d" % field(sp, "flush_pending")
+            print("  space          id %d  root %#x%s" % (field(sp, "id"), field(sp, "root"),
+                                                          extra))
+        except (gdb.error, BsError) as e:
+            print("  space          ? (%s)" % e)
+        start, end = field(g, "start"), field(g, "end")
+        fullmm = bool(field(g, "fullmm"))
+        if start < end:
+            n = end - start
+            print("  range          [%#x, %#x)  %s (%d pages)" % (start, end, size_name(n)
+                                                                  if n < 1 << 48 else "256 TiB",
+                                                                  n >> 12))
+        else:
+            print("  range          empty (start %#x, end %#x)" % (start, end))
+        stride = field(g, "stride")
+        print("  stride         %s" % ("none" if stride >= 1 << 63 or stride == 0
+                                       else size_name(stride)))
+        cl = field(g, "cleared_levels")
+        print("  cleared        levels %s  (cleared_levels %s)" % (level_list(cl), format(cl, "#06b")))
+        freed = bool(field(g, "freed_tables"))
+        print("  fullmm         %s" % ("true" if fullmm else "false"))
+        # The table flags, in struct order: freed_tables and whatever else the gather has
+        # (unshared_tables, fully_unshared_tables, ...): every bool field but fullmm.
+        for f in g.type.strip_typedefs().fields():
+            if f.name and f.name != "fullmm" and _code(f.type) == gdb.TYPE_CODE_BOOL:
+                print("  %-14s %s" % (f.name, "true" if bool(g[f.name]) else "false"))
+        # Pages: Vec<Vec<PageEntry>>.
+        batches = vec_items(g["pages"])
+        lens = [vec_len(b) for b in batches]
+        shown = []
+        for b in batches:
+            for e in vec_items(b)[:GATHER_SHOW - len(shown)]:
+                shown.append("%#x/%d" % (field(e, "pa"), field(e, "order", 0)))
+            if len(shown) >= GATHER_SHOW:
+                break
+        total = sum(lens)
+        print("  pages          %d queued in %d batch%s%s" % (
+            total, len(lens), "" if len(lens) == 1 else "es",
+            (": " + ", ".join(shown) + (", ..." if total > len(shown) else "") + "  (pa/order)")
+            if shown else ""))
+        # Tables: Option<Vec<u64>>.
+        name, val = variant(g["tables"])
+        if name == "None":
+            print("  tables         no batch (None)%s" % (
+                "  [freed_tables with no batch: tables were freed by the fallback path]"
+                if freed else ""))
+        else:
+            vec = find_inner(val, lambda t: t.name is not None and
+                             t.name.startswith("alloc::vec::Vec<"))
+            items = vec_items(vec) if vec is not None else []
+            pas = ["%#x" % scalar(x) for x in items[:GATHER_SHOW]]
+            print("  tables         %d queued%s" % (
+                len(items), (": " + ", ".join(pas) + (", ..." if len(items) > len(pas) else ""))
+                if pas else ""))
+        print("  flushes        %d" % field(g, "flushes"))
+        try:
+            lf = g["last_flush"]
+            parts = []
+            for f in lf.type.strip_typedefs().fields():
+                v = lf[f.name]
+                if _code(v.type) == gdb.TYPE_CODE_BOOL:
+                    parts.append("%s=%s" % (f.name, "true" if bool(v) else "false"))
+                elif _code(v.type) == gdb.TYPE_CODE_ENUM:
+                    parts.append("%s=%s" % (f.name, str(v).rsplit("::", 1)[-1]))
+                else:
+                    try:
+                        parts.append("%s=%d" % (f.name, scalar(v)))
+                    except BsError:
+                        parts.append("%s=%s" % (f.name, v))
+            print("  last_flush     %s" % " ".join(parts))
+        except gdb.error as e:
+            print("  last_flush     ? (%s)" % e)
+        # Anything the gather grew since these helpers were written (e.g. an unshared flag).
+        for f in g.type.strip_typedefs().fields():
+            if f.name in self.KNOWN or f.name is None or _code(f.type) == gdb.TYPE_CODE_BOOL:
+                continue
+            try:
+                v = g[f.name]
+                text = "%d" % scalar(v) if _code(v.type) != gdb.TYPE_CODE_BOOL else \
+                    ("true" if bool(v) else "false")
+            except (gdb.error, BsError):
+                text = str(g[f.name])[:100]
+            print("  %-14s %s" % (f.name, text))

@@ -7,6 +7,7 @@ help bs-cpus
 help bs-counters
 help bs-pt
 help bs-rcu
+help bs-gather
 echo === bs-cpus\n
 bs-cpus
 echo === bs-counters\n
@@ -26,7 +27,8 @@ bs-rcu
 echo === errors\n
 python
 # Bad input must give one-line gdb errors, never Python tracebacks.
-for cmd in ("bs-pt", "bs-pt kernel no_such_symbol", "bs-cpus extra", "bs-counters -z"):
+for cmd in ("bs-pt", "bs-pt kernel no_such_symbol", "bs-cpus extra", "bs-counters -z",
+            "bs-gather", "bs-gather broadside::smp::percpu::PERCPU"):
     try:
         gdb.execute(cmd)
         print("NO-ERROR[%s]" % cmd)

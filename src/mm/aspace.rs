@@ -76,6 +76,9 @@ pub struct AddressSpace {
     pub lock: spin::Mutex<()>,
     /// Gathers in flight on this space (Linux's `mm->tlb_flush_pending`).
     pub flush_pending: AtomicU32,
+    /// Shared objects mapped, and where.
+    pub objects:
+        spin::Mutex<alloc::vec::Vec<(alloc::sync::Arc<crate::mm::shared::SharedObject>, u64)>>,
 }
 
 /// The descriptor slot `index` of table `table_pa`, as an atomic (walkers read it locklessly).
@@ -95,7 +98,7 @@ fn alloc_table(space_id: u64, level: u8) -> Option<u64> {
 }
 
 /// Fills a data page's stamp for `va`.
-fn stamp_page(pa: u64, space_id: u64, va: u64) {
+pub fn stamp_page(pa: u64, space_id: u64, va: u64) {
     let w = phys_to_virt(pa) as *mut u64;
     let generation = frame::meta(pa & !(PAGE_SIZE - 1))
         .generation
@@ -117,10 +120,14 @@ pub enum StampCheck {
     Wrong,
 }
 
-/// Checks the stamp words `w[0..2]` read through `va` in space `space_id`.
-pub fn check_stamp(w0: u64, w1: u64, space_id: u64, va: u64) -> StampCheck {
+/// Checks the stamp words `w[0..2]` read through `va` in space `space_id`. `object` is the owner
+/// tag of the shared object mapped there, if any: its frames carry that tag and no VA (they are
+/// aliased at many).
+pub fn check_stamp(w0: u64, w1: u64, space_id: u64, va: u64, object: Option<u64>) -> StampCheck {
     if w0 == DATA_POISON || w1 == DATA_POISON {
         StampCheck::Poison
+    } else if object.is_some_and(|tag| w0 == STAMP_MAGIC ^ tag) {
+        StampCheck::Ok
     } else if w0 == STAMP_MAGIC ^ space_id && w1 == va & !(PAGE_SIZE - 1) {
         StampCheck::Ok
     } else {
@@ -170,6 +177,7 @@ impl AddressSpace {
             state: AtomicU8::new(SpaceState::Live as u8),
             lock: spin::Mutex::new(()),
             flush_pending: AtomicU32::new(0),
+            objects: spin::Mutex::new(alloc::vec::Vec::new()),
         })
     }
 
@@ -231,7 +239,7 @@ impl AddressSpace {
     }
 
     /// Walks to the table at `level` covering `va`, allocating missing tables.
-    fn table_for(&self, va: u64, level: u8) -> Option<u64> {
+    pub fn table_for(&self, va: u64, level: u8) -> Option<u64> {
         let mut table = self.root;
         for l in 0..level {
             let e = entry(table, table_index(va, l));
@@ -412,6 +420,7 @@ impl AddressSpace {
         while self.users.load(Ordering::Acquire) != 0 {
             crate::kernel::wait_relax();
         }
+        crate::mm::shared::unmap_all_objects(self);
         let _guard = self.lock.lock();
         let mut g = MmuGather::new_fullmm(self);
         self.unmap_level(&mut g, self.root, 0, 0, 1 << 48);

@@ -52,6 +52,12 @@ pub struct MmuGather<'a> {
     /// Bit `l` set: entries at level `l` were cleared.
     cleared_levels: u8,
     freed_tables: bool,
+    /// A shared level-2 table was unshared (the caller's entry dropped; others still use it).
+    unshared_tables: bool,
+    /// A table became fully unshared: its last other user now owns it alone, so lockless
+    /// walkers that entered it through our entry must be synchronised with before the object
+    /// lock is dropped (rule 6).
+    fully_unshared_tables: bool,
     pages: Vec<Vec<PageEntry>>,
     tables: Option<Vec<u64>>,
     /// Flushes this gather issued (for tests).
@@ -72,6 +78,8 @@ impl<'a> MmuGather<'a> {
             stride: u64::MAX,
             cleared_levels: 0,
             freed_tables: false,
+            unshared_tables: false,
+            fully_unshared_tables: false,
             pages: Vec::new(),
             tables: None,
             flushes: 0,
@@ -102,6 +110,9 @@ impl<'a> MmuGather<'a> {
         self.stride = self.stride.min(size);
         self.cleared_levels |= 1 << level;
         stats::add(Counter::PagesUnmapped, size / PAGE_SIZE);
+        if crate::mm::frame::meta(pa).kind() == crate::mm::frame::FrameKind::Shared as u32 {
+            return; // a shared object's frame: mappings hold no reference, the object frees it
+        }
         let order = (size / PAGE_SIZE).trailing_zeros();
         let entry = PageEntry { pa, order };
         loop {
@@ -175,7 +186,7 @@ impl<'a> MmuGather<'a> {
         let record = if self.fullmm {
             flush_tlb_mm(self.space)
         } else {
-            let last_level_only = !self.freed_tables;
+            let last_level_only = !self.freed_tables && !self.unshared_tables;
             let level_hint = match self.cleared_levels {
                 0b1000 => Some(3),
                 0b0100 => Some(2),
@@ -191,7 +202,7 @@ impl<'a> MmuGather<'a> {
             )
         };
         stats::count(Counter::GatherFlushes);
-        if self.freed_tables && record.leaf_only {
+        if (self.freed_tables || self.unshared_tables) && record.leaf_only {
             // Rule 5 broken: walk caches may still point into the freed tables.
             stats::count(Counter::LeafOnlyFlushDetected);
         }
@@ -226,9 +237,53 @@ impl<'a> MmuGather<'a> {
         self.freed_tables = false;
     }
 
+    /// Records that this space's entry for the shared level-2 table covering the 1 GiB at `va`
+    /// was dropped (`tlb_unshare_pmd_ptdesc`): the flush widens to that 1 GiB and must hit walk
+    /// caches; `fully` says the table is now exclusive to its last other user.
+    /// With `unshare=sync-each` (the behaviour before Linux's fix) each unshare is flushed and
+    /// synchronised on the spot.
+    pub fn unshare_table(&mut self, va: u64, fully: bool) {
+        use crate::mm::pte::L1_BLOCK_SIZE;
+        self.track(va & !(L1_BLOCK_SIZE - 1), L1_BLOCK_SIZE);
+        self.stride = self.stride.min(crate::mm::pte::L2_BLOCK_SIZE);
+        self.cleared_levels |= 1 << 1;
+        self.unshared_tables = true;
+        self.fully_unshared_tables |= fully;
+        stats::count(Counter::TablesUnshared);
+        if crate::mm::shared::unshare_mode() == crate::platform::bootargs::UnshareMode::SyncEach {
+            self.flush_tlb_only();
+            crate::mm::tlb::sync_all_cpus();
+            self.unshared_tables = false;
+            self.fully_unshared_tables = false;
+        }
+    }
+
+    /// Flushes unshared tables while the caller still holds the object lock
+    /// (`tlb_flush_unshared_tables`): invalidate the caller's range, walk caches included, and
+    /// — only if a table became fully unshared — wait until no lockless walker can still be in
+    /// it (`sync-last`). In `recheck` mode there is no wait: walkers re-check the level-1 entry
+    /// they came through after pinning, and tables are freed through RCU.
+    pub fn flush_unshared_tables(&mut self) {
+        if !self.unshared_tables {
+            return;
+        }
+        self.flush_tlb_only();
+        if self.fully_unshared_tables && crate::mm::shared::sync_after_full_unshare() {
+            crate::mm::tlb::sync_all_cpus();
+        }
+        self.unshared_tables = false;
+        self.fully_unshared_tables = false;
+    }
+
     /// Ends the gather (`tlb_finish_mmu`). If another gather ran on the same space meanwhile,
     /// its flush may have raced with ours, so everything of the space is flushed.
     pub fn finish(mut self) {
+        if self.fully_unshared_tables {
+            // The object lock may already be gone: too late to make this safe (Linux warns the
+            // same way). Count it as a detected bug and do the flush anyway.
+            stats::count(Counter::UnshareFlushMissed);
+            self.flush_unshared_tables();
+        }
         if self.space.flush_pending.load(Ordering::Acquire) > 1 && !self.fullmm {
             self.fullmm = true;
             self.start = 0;

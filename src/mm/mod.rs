@@ -14,6 +14,8 @@ pub mod heap;
 pub mod kmap;
 pub mod pte;
 #[cfg(target_arch = "aarch64")]
+pub mod shared;
+#[cfg(target_arch = "aarch64")]
 pub mod table_free;
 #[cfg(target_arch = "aarch64")]
 pub mod tlb;

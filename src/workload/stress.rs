@@ -20,8 +20,9 @@ use crate::kernel::BootInfo;
 use crate::kprintln;
 use crate::mm::aspace::{AddressSpace, StampCheck, WRITE_COUNTER_WORD, check_stamp};
 use crate::mm::gather::MmuGather;
-use crate::mm::pte::{Attributes, DescriptorKind, L2_BLOCK_SIZE, PAGE_SIZE};
-use crate::mm::walker::{self, WalkOutcome};
+use crate::mm::pte::{Attributes, DescriptorKind, L1_BLOCK_SIZE, L2_BLOCK_SIZE, PAGE_SIZE};
+use crate::mm::shared::{self, SharedObject};
+use crate::mm::walker::{self, WalkConfig, WalkOutcome};
 use crate::platform::bootargs::Bug;
 use crate::smp;
 use crate::stats::{self, Counter};
@@ -43,6 +44,11 @@ const BLOCKS: u64 = 4;
 /// mapped and unmapped whole so all three tables are freed each time.
 const SPARSE_BASE: u64 = 0x80_0000_0000;
 const SPARSE_PAGES: u64 = 8;
+/// Region D (`sharing=on`): a shared object of `OBJECT_GIB` GiB, each GiB one shared level-2
+/// table, mapped by every space at the same VA.
+const SHARED_BASE: u64 = 0x100_0000_0000;
+const OBJECT_GIB: u64 = 4;
+const OBJECT_FRAMES: usize = 4;
 
 /// A xorshift64 stream.
 struct Rng(u64);
@@ -71,7 +77,8 @@ struct Shared {
     deadline: u64,
     seed: u64,
     roles: [u8; crate::config::MAX_CPUS],
-    mask_irqs_in_walker: bool,
+    walk_cfg: WalkConfig,
+    object: Option<Arc<SharedObject>>,
     touches: AtomicU64,
     first_reports: AtomicU64,
 }
@@ -130,11 +137,13 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         };
     }
     kprintln!(
-        "stress: {} s, seed {}, {mutators} mutator(s), {touchers} toucher(s), {walkers} walker(s), flush={}, tablefree={}",
+        "stress: {} s, seed {}, {mutators} mutator(s), {touchers} toucher(s), {walkers} walker(s), flush={}, tablefree={}, sharing={}, unshare={}",
         info.args.seconds,
         info.args.seed,
         info.args.flush.name(),
-        info.args.tablefree.name()
+        info.args.tablefree.name(),
+        if info.args.sharing { "on" } else { "off" },
+        info.args.unshare.name()
     );
     let shared = Shared {
         spaces: [const { IrqSpinlock::new(None) }; SPACES],
@@ -142,12 +151,19 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         deadline: cpu::counter() + info.args.seconds as u64 * cpu::counter_frequency(),
         seed: info.args.seed,
         roles: role_of,
-        mask_irqs_in_walker: !info.args.bugs.has(Bug::WalkerIrqsOn),
+        walk_cfg: WalkConfig {
+            mask_irqs: !info.args.bugs.has(Bug::WalkerIrqsOn),
+            recheck_upper: shared::walker_rechecks_upper(),
+        },
+        object: info.args.sharing.then(|| {
+            SharedObject::new(OBJECT_GIB, OBJECT_FRAMES)
+                .expect("out of memory for the shared object")
+        }),
         touches: AtomicU64::new(0),
         first_reports: AtomicU64::new(0),
     };
     for slot in &shared.spaces {
-        *slot.lock() = Some(new_populated_space());
+        *slot.lock() = Some(new_populated_space(&shared));
     }
     smp::work::run_on_all(cpu_main, &shared as *const Shared as usize);
     // Tear down what is left, then let every queued table free run.
@@ -168,8 +184,13 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     Outcome::from_checks(stale == 0 && uaf == 0 && leaf_only == 0)
 }
 
-fn new_populated_space() -> Arc<AddressSpace> {
+/// A space with its private regions populated and, with sharing on, the shared object mapped
+/// (sharing its level-2 tables with the other spaces: a fork).
+fn new_populated_space(shared: &Shared) -> Arc<AddressSpace> {
     let s = AddressSpace::new().expect("out of memory creating a space");
+    if let Some(obj) = &shared.object {
+        shared::map_object(&s, obj, SHARED_BASE).expect("out of memory");
+    }
     {
         let _g = s.lock.lock();
         s.map_pages(
@@ -240,13 +261,22 @@ fn pick(shared: &Shared, rng: &mut Rng) -> (usize, Option<Arc<AddressSpace>>) {
     (i, shared.spaces[i].lock().clone())
 }
 
-/// A random VA in any region.
-fn random_va(rng: &mut Rng) -> u64 {
-    match rng.below(8) {
+/// A random VA in any region (the shared one only with sharing on).
+fn random_va(shared: &Shared, rng: &mut Rng) -> u64 {
+    match rng.below(if shared.object.is_some() { 11 } else { 8 }) {
         0..=4 => PAGES_BASE + rng.below(PAGES_LEN / PAGE_SIZE) * PAGE_SIZE,
         5 | 6 => BLOCKS_BASE + rng.below(BLOCKS * L2_BLOCK_SIZE / PAGE_SIZE) * PAGE_SIZE,
-        _ => SPARSE_BASE + rng.below(SPARSE_PAGES) * PAGE_SIZE,
+        7 => SPARSE_BASE + rng.below(SPARSE_PAGES) * PAGE_SIZE,
+        _ => SHARED_BASE + rng.below(OBJECT_GIB * L1_BLOCK_SIZE / PAGE_SIZE) * PAGE_SIZE,
     }
+}
+
+/// The shared object's owner tag if `va` is in its region.
+fn object_at(shared: &Shared, va: u64) -> Option<u64> {
+    let obj = shared.object.as_ref()?;
+    (SHARED_BASE..SHARED_BASE + OBJECT_GIB * L1_BLOCK_SIZE)
+        .contains(&va)
+        .then(|| obj.owner_tag())
 }
 
 fn report(shared: &Shared, what: core::fmt::Arguments<'_>) {
@@ -265,7 +295,7 @@ fn touch(shared: &Shared, rng: &mut Rng) {
         return;
     }
     for _ in 0..64 {
-        let va = random_va(rng);
+        let va = random_va(shared, rng);
         // SAFETY: a VA in TTBR0's half; the probes recover from translation and permission faults.
         let read = unsafe {
             (
@@ -275,7 +305,7 @@ fn touch(shared: &Shared, rng: &mut Rng) {
         };
         shared.touches.fetch_add(1, Ordering::Relaxed);
         let (Ok(w0), Ok(w1)) = read else { continue };
-        match check_stamp(w0, w1, space.id, va) {
+        match check_stamp(w0, w1, space.id, va, object_at(shared, va)) {
             StampCheck::Ok => {}
             bad => {
                 stats::count(Counter::StaleTlbDetected);
@@ -309,17 +339,19 @@ fn walk(shared: &Shared, rng: &mut Rng) {
         return;
     };
     for _ in 0..16 {
-        // Walks favour the regions whose tables are freed most often.
-        let va = if rng.below(5) < 2 {
-            SPARSE_BASE + rng.below(SPARSE_PAGES) * PAGE_SIZE
-        } else {
-            random_va(rng)
+        // Walks favour the regions whose tables are freed or unshared most often.
+        let va = match rng.below(5) {
+            0 | 1 if shared.object.is_some() => {
+                SHARED_BASE + rng.below(OBJECT_GIB * L1_BLOCK_SIZE / PAGE_SIZE) * PAGE_SIZE
+            }
+            0 | 1 => SPARSE_BASE + rng.below(SPARSE_PAGES) * PAGE_SIZE,
+            _ => random_va(shared, rng),
         };
         // Hold the walk for up to ~8 ms, as a walk over a long range would: long enough that a
         // grace period ending mid-walk (bug=walker-irqs-on) or a table freed without one
         // (bug=free-tables-now) is seen while the walk still reads the table.
         let hold = cpu::counter_frequency() * rng.below(8000) / 1_000_000;
-        let out = walker::walk_and_pin(&space, va, shared.mask_irqs_in_walker, hold);
+        let out = walker::walk_and_pin(&space, va, shared.walk_cfg, hold);
         if let WalkOutcome::UseAfterFree(what) = out {
             report(
                 shared,
@@ -342,6 +374,11 @@ fn mutate(shared: &Shared, rng: &mut Rng) {
     let (slot, Some(space)) = pick(shared, rng) else {
         return;
     };
+    if let Some(obj) = &shared.object
+        && rng.below(3) == 0
+    {
+        return share_cycle(shared, &space, obj, rng);
+    }
     match rng.below(100) {
         0..=34 => unmap_remap_pages(&space, rng),
         35..=49 => unmap_remap_chunk(&space, rng),
@@ -441,7 +478,7 @@ fn sparse_cycle(space: &AddressSpace) {
 /// Takes the space out of its slot, puts a fresh one in, and destroys the old one (which waits
 /// for touchers still using it).
 fn replace_space(shared: &Shared, slot: usize, old: Arc<AddressSpace>) {
-    let fresh = new_populated_space();
+    let fresh = new_populated_space(shared);
     {
         let mut s = shared.spaces[slot].lock();
         match s.as_ref() {
@@ -450,4 +487,41 @@ fn replace_space(shared: &Shared, slot: usize, old: Arc<AddressSpace>) {
         }
     }
     old.destroy();
+}
+
+// ---- sharing (sharing=on) ----------------------------------------------------------------
+
+/// Unmaps the shared object from `space` (unsharing its tables) if it maps it, then lets any
+/// space left as the only user of a table take it over and install a private block in it, as
+/// the last sharer may; maps it again (sharing) otherwise. Sometimes changes the protection of
+/// one GiB instead (which unshares it too).
+fn share_cycle(shared: &Shared, space: &AddressSpace, obj: &Arc<SharedObject>, rng: &mut Rng) {
+    let mapped = space
+        .objects
+        .lock()
+        .iter()
+        .any(|(o, _)| Arc::ptr_eq(o, obj));
+    if !mapped {
+        let _ = shared::map_object(space, obj, SHARED_BASE);
+        return;
+    }
+    if rng.below(4) == 0 {
+        let _ = shared::protect_object_gib(
+            space,
+            obj,
+            SHARED_BASE,
+            rng.below(OBJECT_GIB),
+            Attributes::user_data_ro(),
+        );
+        return;
+    }
+    shared::unmap_object(space, obj, SHARED_BASE);
+    for slot in &shared.spaces {
+        let Some(other) = slot.lock().clone() else {
+            continue;
+        };
+        for gib in 0..OBJECT_GIB {
+            shared::adopt_if_exclusive(&other, obj, SHARED_BASE, gib, rng.below(512) as usize);
+        }
+    }
 }
