@@ -11,8 +11,6 @@
 #     bs-gather, and bs-pt on the gather's start (must be unmapped by then).
 # The kernel then runs to its summary line, which the checker compares with bs-counters.
 python
-import re
-
 PAGE_OFFSET = 0xFFFF000000000000   # src/arch/aarch64/layout.rs (the linear map)
 WALK_AND_PIN = "broadside::mm::walker::walk_and_pin"
 WALK_MASKED = "broadside::mm::walker::walk_masked"
@@ -74,6 +72,7 @@ def walk_result():
 
 
 def bs_pt(space, va, quiet=False):
+    """bs-pt SPACE VA; returns its `result:` line (prints the whole output unless QUIET)."""
     out = gdb.execute("bs-pt %s %#x" % (space, va), to_string=True)
     if not quiet:
         print(out, end="")

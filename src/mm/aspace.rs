@@ -126,9 +126,9 @@ pub enum StampCheck {
 pub fn check_stamp(w0: u64, w1: u64, space_id: u64, va: u64, object: Option<u64>) -> StampCheck {
     if w0 == DATA_POISON || w1 == DATA_POISON {
         StampCheck::Poison
-    } else if object.is_some_and(|tag| w0 == STAMP_MAGIC ^ tag) {
-        StampCheck::Ok
-    } else if w0 == STAMP_MAGIC ^ space_id && w1 == va & !(PAGE_SIZE - 1) {
+    } else if object.is_some_and(|tag| w0 == STAMP_MAGIC ^ tag)
+        || (w0 == STAMP_MAGIC ^ space_id && w1 == va & !(PAGE_SIZE - 1))
+    {
         StampCheck::Ok
     } else {
         StampCheck::Wrong

@@ -136,9 +136,11 @@ impl SharedObject {
 impl Drop for SharedObject {
     fn drop(&mut self) {
         // Every mapping is gone (spaces hold an Arc while they map it) and every table that
-        // pointed at the frames went through the gather's flush.
+        // pointed at the frames went through the gather's flush. A lockless walker may still
+        // hold a pin on a frame: dropping the object's reference frees the frame only if none
+        // does; otherwise the walker's unpin frees it.
         for &pa in &self.frames {
-            frame::free_frames(pa, 9);
+            aspace::release_data_frame(pa, 9);
         }
     }
 }
@@ -171,7 +173,10 @@ fn l1_slot(space: &AddressSpace, va: u64) -> Option<&'static AtomicU64> {
 /// Maps `obj` at `va` (1 GiB aligned) in `space`, sharing each GiB's level-2 table with the
 /// spaces that already map it (`huge_pmd_share`).
 pub fn map_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: u64) -> Option<()> {
-    assert!(va % L1_BLOCK_SIZE == 0, "objects map at 1 GiB-aligned VAs");
+    assert!(
+        va.is_multiple_of(L1_BLOCK_SIZE),
+        "objects map at 1 GiB-aligned VAs"
+    );
     let mut tables = obj.tables.lock();
     let _g = space.lock.lock();
     for i in 0..obj.gib {

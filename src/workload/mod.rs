@@ -10,6 +10,8 @@ pub mod selftest;
 pub mod stress;
 #[cfg(target_arch = "aarch64")]
 pub mod summary;
+#[cfg(target_arch = "aarch64")]
+pub mod unshare_bench;
 
 #[cfg(target_arch = "aarch64")]
 pub use hw::*;
@@ -95,10 +97,7 @@ mod hw {
             Workload::Demo => super::demo::run(info),
             Workload::Selftest => super::selftest::run(info),
             Workload::Stress => super::stress::run(info),
-            other => crate::kernel::config_error(format_args!(
-                "error: bootargs: workload={}: not available in this build",
-                other.name()
-            )),
+            Workload::UnshareBench => super::unshare_bench::run(info),
         }
     }
 
