@@ -48,6 +48,12 @@ runs=(
   "bug-free-tables-now|1|--smp 4|workload=stress seconds=10 bug=free-tables-now|c['uaf_detected']>0"
   "bug-walker-irqs-on|1|--smp 4|workload=stress seconds=10 bug=walker-irqs-on|c['uaf_detected']>0"
   "bug-leaf-only-flush|1|--smp 4|workload=stress seconds=3 bug=leaf-only-flush|c['leaf_only_flush_detected']>0"
+  "sharing-sync-last|0|--smp 4|workload=stress seconds=4 sharing=on unshare=sync-last|$ok_run and c['tables_unshared']>0 and c['unshare_flush_missed']==0"
+  "sharing-sync-each|0|--smp 4|workload=stress seconds=4 sharing=on unshare=sync-each|$ok_run and c['tables_unshared']>0 and c['table_syncs']>=c['tables_unshared']"
+  "sharing-recheck|0|--smp 4|workload=stress seconds=4 sharing=on unshare=recheck|$ok_run and c['tables_unshared']>0 and c['table_syncs']==0"
+  "sharing-8cpu-sync-last|0|--smp 8|workload=stress seconds=4 sharing=on|$ok_run and c['tables_unshared']>0"
+  "sharing-8cpu-recheck|0|--smp 8|workload=stress seconds=4 sharing=on unshare=recheck|$ok_run and c['tables_unshared']>0 and c['table_syncs']==0"
+  "bug-unshare-no-sync|1|--smp 4|workload=stress seconds=10 sharing=on bug=unshare-no-sync|c['uaf_detected']>0"
 )
 if [ $mode != quick ]; then
   for seed in 2 3 4; do
@@ -58,6 +64,10 @@ if [ $mode != quick ]; then
     runs+=("bug-walker-irqs-on-seed$seed|1|--smp 4|workload=stress seconds=10 bug=walker-irqs-on seed=$seed|c['uaf_detected']>0")
   done
   runs+=("stress-16cpu|0|--smp 16|workload=stress seconds=20|$ok_run")
+  runs+=("sharing-8cpu-sync-each|0|--smp 8|workload=stress seconds=10 sharing=on unshare=sync-each|$ok_run and c['tables_unshared']>0")
+  for seed in 2 3; do
+    runs+=("bug-unshare-no-sync-seed$seed|1|--smp 4|workload=stress seconds=10 sharing=on bug=unshare-no-sync seed=$seed|c['uaf_detected']>0")
+  done
 fi
 if [ $mode = long ]; then
   runs+=("long-8cpu-300s|0|--smp 8 --timeout 1200|workload=stress seconds=300|$ok_run and c['tables_freed']>0 and c['grace_periods']>0")

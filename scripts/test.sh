@@ -101,6 +101,14 @@ boot "bad key" 2 -- bogus=1 && expect_line "names the key" '^error: bootargs: bo
 boot "bad value" 2 -- seconds=abc && expect_line "names the key" '^error: bootargs: seconds=abc: '
 boot "out of range" 2 -- hz=5 && expect_line "names the key" '^error: bootargs: hz=5: '
 
+step "unshare bench"
+boot "unshare-bench, 8 CPUs" 0 --smp 8 -- workload=unshare-bench tables=32 children=4 \
+    && expect "all three modes, IPI syncs as the fix predicts, no detection" "set(s['modes'])=={'sync-each','sync-last','recheck'} \
+        and s['modes']['sync-each']['table_syncs']==4*32 and s['modes']['sync-each']['ipis_sent']==7*4*32 \
+        and s['modes']['sync-last']['table_syncs']==1 and s['modes']['recheck']['table_syncs']==0 \
+        and s['modes']['recheck']['ipis_sent']==0 \
+        and all(m['tables_unshared']==4*32 and m['uaf_detected']==0 for m in s['modes'].values())"
+
 step "stress matrix (scripts/stress.sh --quick)"
 if scripts/stress.sh --quick --results "$out_dir/stress.jsonl" >"$out_dir/stress.log" 2>&1; then
     grep -E '^\[|^stress:' "$out_dir/stress.log"

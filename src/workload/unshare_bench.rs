@@ -150,6 +150,14 @@ fn walker_loop(bench: &Bench, cpu_index: usize) {
     }
 }
 
+/// Loads `space` into TTBR0 once on this CPU, as a new process runs before it exits, so its
+/// flushes have an ASID to invalidate in every mode alike.
+fn run_once(space: &AddressSpace) {
+    if space.activate() {
+        space.deactivate();
+    }
+}
+
 /// Runs the scenario once in `mode` and records its counts and times.
 fn measure(bench: &Bench, mode: UnshareMode) {
     shared::set_mode(mode);
@@ -160,6 +168,7 @@ fn measure(bench: &Bench, mode: UnshareMode) {
     let obj = SharedObject::new(bench.tables, OBJECT_FRAMES).expect("out of memory for the object");
     let parent = Arc::new(AddressSpace::new().expect("out of memory"));
     shared::map_object(&parent, &obj, OBJECT_BASE).expect("out of memory");
+    run_once(&parent);
     bench.live.lock().push(parent.clone());
 
     let t0 = cpu::counter();
@@ -167,6 +176,7 @@ fn measure(bench: &Bench, mode: UnshareMode) {
     for _ in 0..bench.children {
         let child = Arc::new(AddressSpace::new().expect("out of memory"));
         shared::map_object(&child, &obj, OBJECT_BASE).expect("out of memory");
+        run_once(&child);
         bench.live.lock().push(child.clone());
         children.push(child);
     }

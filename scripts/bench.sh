@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Runs workload=unshare-bench over CPU counts and level-2 table counts, and writes to a results
+# folder: raw.jsonl (one summary per boot), bench.md (a Markdown table) and chart.svg (IPIs and
+# time per fork+exit against table count, one line per mode, per CPU count).
+#
+# usage: scripts/bench.sh [--cpus "2 4 8"] [--tables "16 64 256"] [--children N] [--out DIR]
+# Times are QEMU TCG ticks, not hardware time: read them as ratios between modes of one boot.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+cd "$BS_ROOT"
+
+cpus="2 4 8" tables="16 64 256" children=8 out=""
+while [ $# -gt 0 ]; do
+    case $1 in
+        --cpus) cpus=${2:?}; shift 2 ;;
+        --tables) tables=${2:?}; shift 2 ;;
+        --children) children=${2:?}; shift 2 ;;
+        --out) out=${2:?}; shift 2 ;;
+        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) bs_die "bench.sh: unknown option $1" ;;
+    esac
+done
+[ -n "$out" ] || out="results/bench-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$out"
+: >"$out/raw.jsonl"
+bs_need_qemu
+bs_build
+
+failed=0
+for n in $cpus; do
+    for t in $tables; do
+        printf 'bench: %2s CPUs, %3s tables ... ' "$n" "$t"
+        log="$out/boot-${n}cpu-${t}tables.log"
+        scripts/run.sh --kernel "$BS_KERNEL" --smp "$n" --timeout 900 -- \
+            workload=unshare-bench tables="$t" children="$children" >"$log" 2>&1
+        rc=$?
+        line=$(grep '^summary: ' "$log" | tail -1 | sed 's/^summary: //')
+        if [ $rc -ne 0 ] || [ -z "$line" ]; then
+            echo "FAIL (exit $rc, see $log)"; failed=1; continue
+        fi
+        echo "$line" >>"$out/raw.jsonl"
+        echo "ok"
+    done
+done
+
+python3 - "$out" <<'PY'
+import json, math, sys
+out = sys.argv[1]
+rows = [json.loads(l) for l in open(f"{out}/raw.jsonl")]
+modes = ["sync-each", "sync-last", "recheck"]
+colors = {"sync-each": "#d62728", "sync-last": "#1f77b4", "recheck": "#2ca02c"}
+md = ["# unshare-bench", "",
+      "Each row is one boot measuring all three modes on the same scenario: a parent maps a shared",
+      "object over N level-2 tables, forks children that exit, then unmaps, with walker CPUs running.",
+      "Ticks are CNTVCT under QEMU TCG (not hardware time): compare modes within a row.", "",
+      "| CPUs | tables | children | mode | ipis_sent | table_syncs | tlbi_ops | dsb_ish | sync_waits | grace_periods | tables_unshared | uaf | ticks/fork+exit | ticks/unmap | time vs sync-last |",
+      "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+for r in rows:
+    b = r["bench"]
+    base = r["modes"]["sync-last"]["ticks_per_fork_exit"] or 1
+    for m in modes:
+        x = r["modes"][m]
+        md.append(f"| {r['cpus']} | {b['tables']} | {b['children']} | {m} | {x['ipis_sent']} | {x['table_syncs']} | "
+                  f"{x['tlbi_ops']} | {x['dsb_ish']} | {x['sync_waits']} | {x['grace_periods']} | {x['tables_unshared']} | "
+                  f"{x['uaf_detected']} | {x['ticks_per_fork_exit']} | {x['ticks_per_unmap']} | {x['ticks_per_fork_exit']/base:.2f}x |")
+open(f"{out}/bench.md", "w").write("\n".join(md) + "\n")
+
+# chart.svg: for each CPU count, two panels (IPIs per fork+exit, ticks per fork+exit), log y.
+cpus = sorted({r["cpus"] for r in rows})
+W, H, PW, PH, L, T = 980, 60 + 300 * len(cpus), 400, 220, 80, 50
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+       f'<rect width="{W}" height="{H}" fill="white"/>',
+       f'<text x="{W/2}" y="24" text-anchor="middle" font-size="16">unshare-bench: per fork+exit, by mode (QEMU TCG; log scale)</text>']
+def panel(x0, y0, title, series, ylabel):
+    pts = [v for s in series.values() for (_, v) in s]
+    xs = sorted({x for s in series.values() for (x, _) in s})
+    if not xs: return
+    lo, hi = 0, math.log10(max(max(pts), 1)) + 0.3
+    def px(x): return x0 + (0 if len(xs) == 1 else (math.log2(x) - math.log2(xs[0])) / (math.log2(xs[-1]) - math.log2(xs[0])) * PW)
+    def py(v): return y0 + PH - (math.log10(max(v, 1)) - lo) / (hi - lo) * PH
+    svg.append(f'<text x="{x0 + PW/2}" y="{y0 - 8}" text-anchor="middle">{title}</text>')
+    svg.append(f'<rect x="{x0}" y="{y0}" width="{PW}" height="{PH}" fill="none" stroke="#888"/>')
+    for e in range(0, int(hi) + 1):
+        y = py(10 ** e)
+        svg.append(f'<line x1="{x0}" y1="{y}" x2="{x0+PW}" y2="{y}" stroke="#eee"/><text x="{x0-6}" y="{y+4}" text-anchor="end">1e{e}</text>')
+    for x in xs:
+        svg.append(f'<text x="{px(x)}" y="{y0+PH+16}" text-anchor="middle">{x}</text>')
+    svg.append(f'<text x="{x0+PW/2}" y="{y0+PH+32}" text-anchor="middle">level-2 tables</text>')
+    svg.append(f'<text x="{x0-52}" y="{y0+PH/2}" transform="rotate(-90 {x0-52} {y0+PH/2})" text-anchor="middle">{ylabel}</text>')
+    for m, s in series.items():
+        s = sorted(s)
+        d = " ".join(f"{'M' if i == 0 else 'L'}{px(x):.1f},{py(v):.1f}" for i, (x, v) in enumerate(s))
+        svg.append(f'<path d="{d}" fill="none" stroke="{colors[m]}" stroke-width="2"/>')
+        for x, v in s:
+            svg.append(f'<circle cx="{px(x):.1f}" cy="{py(v):.1f}" r="3" fill="{colors[m]}"/>')
+for i, n in enumerate(cpus):
+    y0 = T + 20 + i * 300
+    sub = [r for r in rows if r["cpus"] == n]
+    ipis = {m: [(r["bench"]["tables"], r["modes"][m]["ipis_sent"] / r["bench"]["children"]) for r in sub] for m in modes}
+    ticks = {m: [(r["bench"]["tables"], r["modes"][m]["ticks_per_fork_exit"]) for r in sub] for m in modes}
+    panel(L, y0, f"{n} CPUs: IPIs sent per fork+exit (0 plotted as 1)", ipis, "IPIs")
+    panel(L + PW + 100, y0, f"{n} CPUs: CNTVCT ticks per fork+exit", ticks, "ticks")
+lx = W - 150
+for j, m in enumerate(modes):
+    svg.append(f'<rect x="{lx}" y="{36 + j*16}" width="12" height="3" fill="{colors[m]}"/><text x="{lx+18}" y="{41 + j*16}">{m}</text>')
+svg.append("</svg>")
+open(f"{out}/chart.svg", "w").write("\n".join(svg) + "\n")
+PY
+echo "bench: table  $out/bench.md"
+echo "bench: chart  $out/chart.svg"
+echo "bench: raw    $out/raw.jsonl"
+exit $failed
