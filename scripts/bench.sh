@@ -4,29 +4,36 @@
 # time per fork+exit against table count, one line per mode, per CPU count).
 #
 # usage: scripts/bench.sh [--cpus "2 4 8"] [--tables "16 64 256"] [--children N] [--out DIR]
+#        scripts/bench.sh --replot DIR    (rewrite bench.md and chart.svg from DIR/raw.jsonl)
 # Times are QEMU TCG ticks, not hardware time: read them as ratios between modes of one boot.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$BS_ROOT"
 
-cpus="2 4 8" tables="16 64 256" children=8 out=""
+cpus="2 4 8" tables="16 64 256" children=8 out="" replot=0
 while [ $# -gt 0 ]; do
     case $1 in
         --cpus) cpus=${2:?}; shift 2 ;;
         --tables) tables=${2:?}; shift 2 ;;
         --children) children=${2:?}; shift 2 ;;
         --out) out=${2:?}; shift 2 ;;
-        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --replot) out=${2:?}; replot=1; shift 2 ;;
+        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) bs_die "bench.sh: unknown option $1" ;;
     esac
 done
 [ -n "$out" ] || out="results/bench-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
-: >"$out/raw.jsonl"
-bs_need_qemu
-bs_build
-
 failed=0
+if [ $replot = 1 ]; then
+    [ -s "$out/raw.jsonl" ] || bs_die "bench.sh: --replot $out: no raw.jsonl there"
+    cpus="" tables=""
+else
+    : >"$out/raw.jsonl"
+    bs_need_qemu
+    bs_build
+fi
+
 for n in $cpus; do
     for t in $tables; do
         printf 'bench: %2s CPUs, %3s tables ... ' "$n" "$t"
@@ -67,10 +74,10 @@ open(f"{out}/bench.md", "w").write("\n".join(md) + "\n")
 
 # chart.svg: for each CPU count, two panels (IPIs per fork+exit, ticks per fork+exit), log y.
 cpus = sorted({r["cpus"] for r in rows})
-W, H, PW, PH, L, T = 980, 60 + 300 * len(cpus), 400, 220, 80, 50
+W, H, PW, PH, L, T = 1080, 80 + 300 * len(cpus), 400, 220, 90, 70
 svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
        f'<rect width="{W}" height="{H}" fill="white"/>',
-       f'<text x="{W/2}" y="24" text-anchor="middle" font-size="16">unshare-bench: per fork+exit, by mode (QEMU TCG; log scale)</text>']
+       f'<text x="{W/2}" y="24" text-anchor="middle" font-size="16">unshare-bench: {rows[0]["bench"]["children"]} children fork and exit over N shared level-2 tables (QEMU TCG ticks; log scales)</text>']
 def panel(x0, y0, title, series, ylabel):
     pts = [v for s in series.values() for (_, v) in s]
     xs = sorted({x for s in series.values() for (x, _) in s})
@@ -96,13 +103,13 @@ def panel(x0, y0, title, series, ylabel):
 for i, n in enumerate(cpus):
     y0 = T + 20 + i * 300
     sub = [r for r in rows if r["cpus"] == n]
-    ipis = {m: [(r["bench"]["tables"], r["modes"][m]["ipis_sent"] / r["bench"]["children"]) for r in sub] for m in modes}
+    ipis = {m: [(r["bench"]["tables"], r["modes"][m]["ipis_sent"] + 1) for r in sub] for m in modes}
     ticks = {m: [(r["bench"]["tables"], r["modes"][m]["ticks_per_fork_exit"]) for r in sub] for m in modes}
-    panel(L, y0, f"{n} CPUs: IPIs sent per fork+exit (0 plotted as 1)", ipis, "IPIs")
+    panel(L, y0, f"{n} CPUs: IPIs sent in the whole run, plus one", ipis, "IPIs + 1")
     panel(L + PW + 100, y0, f"{n} CPUs: CNTVCT ticks per fork+exit", ticks, "ticks")
-lx = W - 150
 for j, m in enumerate(modes):
-    svg.append(f'<rect x="{lx}" y="{36 + j*16}" width="12" height="3" fill="{colors[m]}"/><text x="{lx+18}" y="{41 + j*16}">{m}</text>')
+    lx = L + j * 140
+    svg.append(f'<rect x="{lx}" y="{44}" width="14" height="4" fill="{colors[m]}"/><text x="{lx+20}" y="{50}">{m}</text>')
 svg.append("</svg>")
 open(f"{out}/chart.svg", "w").write("\n".join(svg) + "\n")
 PY

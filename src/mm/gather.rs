@@ -134,14 +134,16 @@ impl<'a> MmuGather<'a> {
     /// Records that the table page `pa` at `level`, covering `va`, was unhooked; it is freed
     /// after the flush and a grace period (`pte_free_tlb` / `tlb_remove_table`).
     pub fn remove_table(&mut self, pa: u64, va: u64, level: u8) {
-        // The flush must cover every VA the table translated; its walk-cache entries hang off
-        // the parent's entry, so the range is that entry's span.
+        // A walk-cache entry for the parent's entry is used to translate every VA in the table's
+        // span, so one page of that span in the (walk-cache) flush invalidates it, as Linux's
+        // `pte_free_tlb` adds one page at `address`. Entries cached from inside the table were
+        // for leaves and tables this or an earlier gather already cleared and flushed.
         let span = if level == 0 {
             1 << 48
         } else {
             level_block_size(level - 1)
         };
-        self.track(va & !(span - 1), span);
+        self.track(va & !(span - 1), PAGE_SIZE);
         self.stride = self.stride.min(PAGE_SIZE);
         self.cleared_levels |= 1 << level.saturating_sub(1);
         self.freed_tables = true;
