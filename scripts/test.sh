@@ -100,6 +100,15 @@ boot "smp 64 selftest" 0 --smp 64 --timeout 120 -- workload=selftest \
 boot "bad key" 2 -- bogus=1 && expect_line "names the key" '^error: bootargs: bogus=1: unknown key'
 boot "bad value" 2 -- seconds=abc && expect_line "names the key" '^error: bootargs: seconds=abc: '
 boot "out of range" 2 -- hz=5 && expect_line "names the key" '^error: bootargs: hz=5: '
+boot "asid_bits too small for the CPUs" 2 --smp 4 -- asid_bits=2 && expect_line "says why" '^error: bootargs: asid_bits=2: '
+
+step "boots: the kernel's own failure paths (negative controls)"
+boot "bug=panic" 3 --smp 2 -- bug=panic && expect_line "message, location, CPU" '^PANIC on cpu0: bug=panic' \
+    && expect_line "backtrace" '^  backtrace:' && expect "summary says fail" "s['result']=='fail' and s['exit_code']==3"
+boot "bug=fault" 3 --smp 2 -- bug=fault && expect_line "decoded syndrome" 'data abort from the current EL, translation fault' \
+    && expect_line "FAR of the access" 'FAR 0xffffe00000000000' && expect_line "registers" '^  x0 '
+boot "bug=hang (watchdog)" 4 --smp 2 -- bug=hang timeout=5 && expect_line "names the stuck CPU" '^watchdog: cpu1 .*state=working' \
+    && expect "summary says fail" "s['result']=='fail' and s['exit_code']==4"
 
 step "unshare bench"
 boot "unshare-bench, 8 CPUs" 0 --smp 8 -- workload=unshare-bench tables=32 children=4 \

@@ -260,6 +260,16 @@ pub fn unmap_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: u64) {
         .retain(|(o, v)| !(Arc::ptr_eq(o, obj) && *v == va));
 }
 
+/// Fork: maps into `child` every object `parent` maps, at the same VAs, sharing the parent's
+/// level-2 tables.
+pub fn fork_objects(parent: &AddressSpace, child: &AddressSpace) -> Option<()> {
+    let objects: Vec<(Arc<SharedObject>, u64)> = parent.objects.lock().clone();
+    for (obj, va) in objects {
+        map_object(child, &obj, va)?;
+    }
+    Some(())
+}
+
 /// Unmaps every object `space` maps (the exit path, before the full teardown).
 pub fn unmap_all_objects(space: &AddressSpace) {
     let objects: Vec<(Arc<SharedObject>, u64)> = space.objects.lock().clone();

@@ -219,6 +219,12 @@ arg_enum! {
         WalkerIrqsOn = "walker-irqs-on",
         /// Skip the walker synchronisation when the last sharer unshares a table.
         UnshareNoSync = "unshare-no-sync",
+        /// Panic on the boot CPU once the workload starts (tests the panic path, exit 3).
+        Panic = "panic",
+        /// Take an unexpected data abort once the workload starts (the exception path, exit 3).
+        Fault = "fault",
+        /// Spin forever with IRQs masked on the last CPU (the watchdog path, exit 4).
+        Hang = "hang",
     }
 }
 
@@ -746,6 +752,9 @@ mod tests {
             ("free-tables-now", Bug::FreeTablesNow),
             ("walker-irqs-on", Bug::WalkerIrqsOn),
             ("unshare-no-sync", Bug::UnshareNoSync),
+            ("panic", Bug::Panic),
+            ("fault", Bug::Fault),
+            ("hang", Bug::Hang),
         ];
         assert_eq!(Bug::ALL.len(), bugs.len());
         for (s, bug) in bugs {
@@ -923,7 +932,7 @@ mod tests {
     #[test]
     fn bad_bug_lists_name_every_bug() {
         let accepted = "a comma-separated list of distinct names from skip-tlbi, local-tlbi, \
-                        leaf-only-flush, free-tables-now, walker-irqs-on, unshare-no-sync";
+                        leaf-only-flush, free-tables-now, walker-irqs-on, unshare-no-sync, panic, fault, hang";
         for value in [
             "",
             "nope",

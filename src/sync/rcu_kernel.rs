@@ -67,18 +67,23 @@ pub fn synchronize_rcu() {
     let cpu = crate::arch::cpu_id();
     let was_masked = irq::are_masked();
     let s = irq::save_and_mask();
-    r.synchronize_rcu(cpu, || {
-        crate::mm::tlb::serve_ipi_requests();
-        if !was_masked {
-            // Let the tick and IPIs in: this CPU is waiting, not walking.
-            cpu::irq_enable();
-            cpu::relax();
-            cpu::irq_save();
-        } else {
-            r.note_quiescent_state(cpu);
-        }
-    });
+    r.synchronize_rcu(cpu, || while_waiting(r, cpu, was_masked));
     irq::restore(s);
+}
+
+/// One step of a wait for RCU (the engine calls it with IRQs masked): serve IPI requests aimed
+/// at this CPU, then let the tick and IPIs in if the caller had IRQs unmasked — this CPU is
+/// waiting, not walking — or else report its quiescent state and run its callbacks directly.
+fn while_waiting(r: &Rcu, cpu: usize, was_masked: bool) {
+    crate::mm::tlb::serve_ipi_requests();
+    if was_masked {
+        r.note_quiescent_state(cpu);
+        run_callbacks(r, cpu);
+    } else {
+        cpu::irq_enable();
+        cpu::relax();
+        cpu::irq_save();
+    }
 }
 
 /// Before this CPU sleeps in WFI (IRQs masked by the caller).
@@ -115,16 +120,6 @@ pub fn barrier() {
     let cpu = crate::arch::cpu_id();
     let was_masked = irq::are_masked();
     let s = irq::save_and_mask();
-    r.rcu_barrier(cpu, || {
-        crate::mm::tlb::serve_ipi_requests();
-        if !was_masked {
-            cpu::irq_enable();
-            cpu::relax();
-            cpu::irq_save();
-        } else {
-            r.note_quiescent_state(cpu);
-            run_callbacks(r, cpu);
-        }
-    });
+    r.rcu_barrier(cpu, || while_waiting(r, cpu, was_masked));
     irq::restore(s);
 }

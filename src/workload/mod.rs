@@ -93,11 +93,44 @@ mod hw {
 
     /// Runs the workload the arguments name on the boot CPU (which farms work out to the others).
     pub fn run(info: &'static BootInfo) -> Outcome {
+        plant_fatal_bugs(info);
         match info.args.workload {
             Workload::Demo => super::demo::run(info),
             Workload::Selftest => super::selftest::run(info),
             Workload::Stress => super::stress::run(info),
             Workload::UnshareBench => super::unshare_bench::run(info),
+        }
+    }
+
+    /// `bug=panic`, `bug=fault` and `bug=hang`: the negative controls of the kernel's own
+    /// failure paths (exit 3 with a report, exit 4 with every CPU's state).
+    fn plant_fatal_bugs(info: &BootInfo) {
+        use crate::platform::bootargs::Bug;
+        let bugs = info.args.bugs;
+        if bugs.has(Bug::Panic) {
+            panic!("bug=panic: a deliberate panic");
+        }
+        if bugs.has(Bug::Fault) {
+            // Unmapped: between the stack and MMIO regions of the kernel half.
+            let addr = 0xffff_e000_0000_0000usize as *const u64;
+            // SAFETY: deliberately not sound: the read must fault, with no fix-up.
+            let v = unsafe { addr.read_volatile() };
+            panic!("bug=fault: read {v:#x} from an unmapped address");
+        }
+        if bugs.has(Bug::Hang) {
+            fn hang_last_cpu(cpu: usize, last: usize) {
+                if cpu == last {
+                    crate::arch::aarch64::cpu::irq_save();
+                    loop {
+                        core::hint::spin_loop();
+                    }
+                }
+            }
+            let last = crate::smp::online_cpus()
+                .map(|c| c.index)
+                .max()
+                .unwrap_or(0);
+            crate::smp::work::run_on_all(hang_last_cpu, last);
         }
     }
 

@@ -175,7 +175,7 @@ fn measure(bench: &Bench, mode: UnshareMode) {
     let mut children = Vec::new();
     for _ in 0..bench.children {
         let child = Arc::new(AddressSpace::new().expect("out of memory"));
-        shared::map_object(&child, &obj, OBJECT_BASE).expect("out of memory");
+        shared::fork_objects(&parent, &child).expect("out of memory");
         run_once(&child);
         bench.live.lock().push(child.clone());
         children.push(child);
