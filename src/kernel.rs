@@ -42,7 +42,7 @@ pub struct BootInfo {
 }
 
 static BOOT: Once<BootInfo> = Once::new();
-/// Arguments as far as they were parsed, for the summary on early exits.
+/// Set by the first CPU to start exiting; any other CPU that tries to exit parks instead.
 static EXITING: AtomicBool = AtomicBool::new(false);
 
 /// The boot facts (after `boot_cpu_main` has parsed them).

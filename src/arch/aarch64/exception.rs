@@ -204,6 +204,27 @@ fn search_fixup(pc: u64) -> Option<u64> {
         .map(|e| e.resume_pc)
 }
 
+/// Runs one instruction under a fix-up: `{ok}` is 1 if it completed, 0 if it faulted (execution
+/// then resumes right after it, with the fault recorded for [`take_recovered_fault`]). The
+/// instruction is labelled `1:` and its resume point `3:`; the pair goes to `.fixup_table`.
+macro_rules! asm_with_fixup {
+    ($insn:literal, $($operands:tt)*) => {
+        core::arch::asm!(
+            "mov {ok}, #1",
+            concat!("1: ", $insn),
+            "b 2f",
+            "3: mov {ok}, #0",
+            "2:",
+            ".pushsection .fixup_table, \"a\"",
+            ".balign 8",
+            ".quad 1b, 3b",
+            ".popsection",
+            $($operands)*
+        )
+    };
+}
+pub(crate) use asm_with_fixup;
+
 /// Reads the u64 at `addr`, returning the fault instead of dying if the access faults.
 ///
 /// # Safety
@@ -216,17 +237,8 @@ pub unsafe fn probe_read_u64(addr: *const u64) -> Result<u64, Fault> {
     // SAFETY: the load is covered by a fix-up entry, so a fault resumes at 3: with ok = 0; the
     // caller guarantees a successful load is sound.
     unsafe {
-        asm!(
-            "mov {ok}, #1",
-            "1: ldr {val}, [{addr}]",
-            "b 2f",
-            "3: mov {ok}, #0",
-            "mov {val}, #0",
-            "2:",
-            ".pushsection .fixup_table, \"a\"",
-            ".balign 8",
-            ".quad 1b, 3b",
-            ".popsection",
+        asm_with_fixup!(
+            "ldr {val}, [{addr}]",
             addr = in(reg) addr,
             val = out(reg) val,
             ok = out(reg) ok,
@@ -251,16 +263,8 @@ pub unsafe fn probe_write_u64(addr: *mut u64, val: u64) -> Result<(), Fault> {
     // SAFETY: the store is covered by a fix-up entry; the caller guarantees a successful store is
     // sound.
     unsafe {
-        asm!(
-            "mov {ok}, #1",
-            "1: str {val}, [{addr}]",
-            "b 2f",
-            "3: mov {ok}, #0",
-            "2:",
-            ".pushsection .fixup_table, \"a\"",
-            ".balign 8",
-            ".quad 1b, 3b",
-            ".popsection",
+        asm_with_fixup!(
+            "str {val}, [{addr}]",
             addr = in(reg) addr,
             val = in(reg) val,
             ok = out(reg) ok,

@@ -29,16 +29,8 @@ pub fn probe() -> bool {
     // instruction and execution resumes at 3: with ok = 0. With semihosting it only reads x0/x1
     // and writes x0.
     unsafe {
-        asm!(
-            "mov {ok}, #1",
-            "1: hlt #0xf000",
-            "b 2f",
-            "3: mov {ok}, #0",
-            "2:",
-            ".pushsection .fixup_table, \"a\"",
-            ".balign 8",
-            ".quad 1b, 3b",
-            ".popsection",
+        super::exception::asm_with_fixup!(
+            "hlt #0xf000",
             ok = out(reg) ok,
             inout("x0") SYS_ERRNO => _,
             in("x1") 0u64,
