@@ -35,6 +35,7 @@ runs=(
   "stress-4cpu-10s|0|--smp 4|workload=stress seconds=10|$ok_run and c['ipis_sent']==0 and c['tlbi_ops']>0 and c['tlbi_range_ops']>0 and c['pages_unmapped']>0 and c['tables_freed']>0 and c['walker_walks']>0 and c['grace_periods']>0"
   "stress-2cpu|0|--smp 2|workload=stress seconds=4|$ok_run and c['ipis_sent']==0 and c['walker_walks']==0 and c['tables_freed']>0"
   "stress-8cpu|0|--smp 8|workload=stress seconds=4|$ok_run and c['ipis_sent']==0 and c['walker_walks']>0 and c['grace_periods']>0"
+  "stress-8cpu-3-mutators|0|--smp 8|workload=stress seconds=4 mutators=3 touchers=3 walkers=2 sharing=on|$ok_run and c['tables_unshared']>0"
   "stress-cortex-a72|0|--smp 4 --cpu cortex-a72|workload=stress seconds=4|$ok_run and c['tlbi_range_ops']==0 and c['tlbi_asid_ops']>0 and not s['tlbi_range']"
   "stress-el2|0|--smp 4 --el2|workload=stress seconds=3|$ok_run and s['boot_el']==2"
   "flush-ipi|0|--smp 4|workload=stress seconds=4 flush=ipi|$ok_run and c['ipis_sent']>0 and c['tlbi_local_ops']>0"
@@ -45,15 +46,15 @@ runs=(
   "bug-skip-tlbi|1|--smp 4|workload=stress seconds=5 bug=skip-tlbi|c['stale_tlb_detected']>0"
   "bug-local-tlbi|1|--smp 4|workload=stress seconds=5 bug=local-tlbi|c['stale_tlb_detected']>0"
   "bug-local-tlbi-a72|1|--smp 4 --cpu cortex-a72|workload=stress seconds=5 bug=local-tlbi seed=2|c['stale_tlb_detected']>0"
-  "bug-free-tables-now|1|--smp 4|workload=stress seconds=10 bug=free-tables-now|c['uaf_detected']>0"
-  "bug-walker-irqs-on|1|--smp 4|workload=stress seconds=10 bug=walker-irqs-on|c['uaf_detected']>0"
+  "bug-free-tables-now|1|--smp 4|workload=stress seconds=10 bug=free-tables-now walkers=2 touchers=1|c['uaf_detected']>0"
+  "bug-walker-irqs-on|1|--smp 4|workload=stress seconds=10 bug=walker-irqs-on walkers=2 touchers=1|c['uaf_detected']>0"
   "bug-leaf-only-flush|1|--smp 4|workload=stress seconds=3 bug=leaf-only-flush|c['leaf_only_flush_detected']>0"
   "sharing-sync-last|0|--smp 4|workload=stress seconds=4 sharing=on unshare=sync-last|$ok_run and c['tables_unshared']>0 and c['unshare_flush_missed']==0"
   "sharing-sync-each|0|--smp 4|workload=stress seconds=4 sharing=on unshare=sync-each|$ok_run and c['tables_unshared']>0 and c['table_syncs']>=c['tables_unshared']"
   "sharing-recheck|0|--smp 4|workload=stress seconds=4 sharing=on unshare=recheck|$ok_run and c['tables_unshared']>0 and c['table_syncs']==0"
   "sharing-8cpu-sync-last|0|--smp 8|workload=stress seconds=4 sharing=on|$ok_run and c['tables_unshared']>0"
   "sharing-8cpu-recheck|0|--smp 8|workload=stress seconds=4 sharing=on unshare=recheck|$ok_run and c['tables_unshared']>0 and c['table_syncs']==0"
-  "bug-unshare-no-sync|1|--smp 4|workload=stress seconds=10 sharing=on bug=unshare-no-sync|c['uaf_detected']>0"
+  "bug-unshare-no-sync|1|--smp 4|workload=stress seconds=10 sharing=on bug=unshare-no-sync walkers=2 touchers=1|c['uaf_detected']>0"
 )
 if [ $mode != quick ]; then
   for seed in 2 3 4; do

@@ -102,6 +102,34 @@ boot "bad value" 2 -- seconds=abc && expect_line "names the key" '^error: bootar
 boot "out of range" 2 -- hz=5 && expect_line "names the key" '^error: bootargs: hz=5: '
 boot "asid_bits too small for the CPUs" 2 --smp 4 -- asid_bits=2 && expect_line "says why" '^error: bootargs: asid_bits=2: '
 
+boot "secondaries late (cpus_wait_ms=1)" 4 --smp 64 -- workload=selftest cpus_wait_ms=1 \
+    && expect_line "names the missing CPUs" 'did not come online within 1 ms: cpu[0-9]+'
+
+step "boots: without semihosting (exit through PSCI SYSTEM_OFF)"
+# QEMU without -semihosting-config: the kernel's probe finds no semihosting and powers off
+# through PSCI, which can only say 0; the console still carries the result.
+no_semihosting() {
+    BS_BOOTARGS="$*" bs_qemu_cmd 2 1G max 0 "$BS_KERNEL"
+    local cmd=() skip=0 a
+    for a in "${BS_QEMU[@]}"; do
+        if [ $skip = 1 ]; then skip=0; continue; fi
+        if [ "$a" = -semihosting-config ]; then skip=1; continue; fi
+        cmd+=("$a")
+    done
+    last_log="$out_dir/nosemi.log"
+    timeout -k 5 60 "${cmd[@]}" </dev/null >"$last_log" 2>&1
+}
+if no_semihosting workload=selftest && tail -1 "$last_log" | grep -q '"result":"pass"'; then
+    pass "selftest powers off with PSCI (QEMU exit 0, summary pass)"
+else
+    tail -5 "$last_log"; fail "selftest without semihosting"
+fi
+if no_semihosting bogus=1 && grep -q '^error: bootargs: bogus=1' "$last_log"; then
+    pass "bad arguments without semihosting: error printed, PSCI power-off"
+else
+    tail -5 "$last_log"; fail "bad arguments without semihosting"
+fi
+
 step "boots: the kernel's own failure paths (negative controls)"
 boot "bug=panic" 3 --smp 2 -- bug=panic && expect_line "message, location, CPU" '^PANIC on cpu0: bug=panic' \
     && expect_line "backtrace" '^  backtrace:' && expect "summary says fail" "s['result']=='fail' and s['exit_code']==3"

@@ -69,6 +69,15 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
         Err(e) => early_config_error(format_args!("error: {e}")),
     };
 
+    // PSCI first: it is how the kernel powers off when the host has no semihosting.
+    let Some(conduit) = psci::Conduit::from_method(platform.psci_method) else {
+        early_config_error(format_args!(
+            "error: dtb: /psci method {:?} is neither hvc nor smc",
+            platform.psci_method
+        ));
+    };
+    psci::init(conduit);
+
     // Frames: first only what the early tables map (the image's 1 GiB), enough to build the real
     // tables; the rest once they are live.
     let window_start = image_pa & !((1 << 30) - 1);
@@ -114,13 +123,6 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
     console::init_log(args.log.level_filter());
     grow_heap();
 
-    let Some(conduit) = psci::Conduit::from_method(platform.psci_method) else {
-        config_error(format_args!(
-            "error: dtb: /psci method {:?} is neither hvc nor smc",
-            platform.psci_method
-        ));
-    };
-    psci::init(conduit);
     let features = cpu::CpuFeatures::read();
     BOOT.call_once(|| BootInfo {
         args,

@@ -189,6 +189,14 @@ impl AddressSpace {
         }
     }
 
+    /// Whether the space has been torn down. Every method that changes or reads the tables
+    /// checks it first (with the lock held, or inside an RCU read-side section): another CPU may
+    /// still hold a reference to a space that `destroy` has finished with, and its root table is
+    /// on its way back to the allocator.
+    pub fn is_dead(&self) -> bool {
+        self.state() == SpaceState::Dead
+    }
+
     /// The space's current ASID number, if it ever had one.
     pub fn asid_number(&self) -> Option<u16> {
         AsidAllocator::asid_of(&self.asid)
@@ -220,13 +228,16 @@ impl AddressSpace {
             return false;
         }
         self.cpus_ever[cpu / 64].fetch_or(1 << (cpu % 64), Ordering::AcqRel);
-        // Publish this CPU before it can walk the tables (see `mm::tlb::execute`).
-        tlb::order_before_walks();
         let irq = crate::arch::irq::save_and_mask();
         let sw = asid_allocator().switch_to(cpu, &self.asid);
         if sw.flush_local_tlb {
             tlb::local_flush_all();
         }
+        // Publish this CPU (its bit in `cpus_ever`) and the space's ASID before this CPU can
+        // walk the tables: a flusher that changes an entry and then finds no ASID, or not this
+        // CPU, is then guaranteed that this CPU's walks see the change (`mm::tlb` pairs this
+        // with a DMB ISH between its table stores and those loads).
+        tlb::order_before_walks();
         mmu::set_ttbr0(self.root, sw.asid);
         crate::arch::irq::restore(irq);
         true
@@ -248,9 +259,10 @@ impl AddressSpace {
                 DescriptorKind::Table { next } => next,
                 DescriptorKind::Invalid => {
                     let new = alloc_table(self.id, l + 1)?;
-                    // DSB ISHST before the store that publishes a zeroed table is not needed on
-                    // arm64 for invalid contents, but the release orders the zeroing first for
-                    // lockless walkers.
+                    // The release orders the new table's zeroing before the entry that publishes
+                    // it, for other CPUs' table walks and lockless walkers alike (Linux's
+                    // smp_wmb() in pmd_install). The DSB ISHST that makes the entries visible to
+                    // this CPU's own walks comes once the mapping is complete (`map_pages`).
                     e.store(Descriptor::table(new).raw(), Ordering::Release);
                     new
                 }
@@ -263,6 +275,9 @@ impl AddressSpace {
     /// Maps `count` fresh 4 KiB pages at `va` with `attrs`. Slots already mapped are left alone.
     /// Returns the number mapped, or None when memory ran out. Caller holds `lock`.
     pub fn map_pages(&self, va: u64, count: u64, attrs: Attributes) -> Option<u64> {
+        if self.is_dead() {
+            return Some(0);
+        }
         let mut mapped = 0;
         for i in 0..count {
             let v = va + i * PAGE_SIZE;
@@ -286,6 +301,9 @@ impl AddressSpace {
     /// Maps a fresh 2 MiB block at `va` (2 MiB aligned) unless the slot is in use. Returns
     /// whether it mapped. Caller holds `lock`.
     pub fn map_block(&self, va: u64, attrs: Attributes) -> Option<bool> {
+        if self.is_dead() {
+            return Some(false);
+        }
         let table = self.table_for(va, 2)?;
         let e = entry(table, table_index(va, 2));
         if Descriptor::from_raw(e.load(Ordering::Relaxed)).is_valid() {
@@ -308,6 +326,9 @@ impl AddressSpace {
     /// (never the root), recording each for freeing after the flush. Blocks are unmapped only
     /// when the range covers them entirely. Caller holds `lock`.
     pub fn unmap(&self, gather: &mut MmuGather<'_>, start: u64, end: u64) {
+        if self.is_dead() {
+            return;
+        }
         self.unmap_level(gather, self.root, 0, start, end);
     }
 
@@ -352,6 +373,9 @@ impl AddressSpace {
     /// for a permission change) and flushes them, leaf-only. Returns the number of leaves (in
     /// 4 KiB units) changed. Caller holds `lock`.
     pub fn protect(&self, start: u64, end: u64, attrs: Attributes) -> u64 {
+        if self.is_dead() {
+            return 0;
+        }
         let mut changed = 0;
         let mut min_level = 3u8;
         let mut va = start;
@@ -394,8 +418,20 @@ impl AddressSpace {
         changed
     }
 
-    /// The leaf descriptor and level mapping `va`, if any (for checks and the debugger).
+    /// The leaf descriptor and level mapping `va`, if any. Safe without the lock: it reads the
+    /// tables with IRQs masked, an RCU read-side section like the lockless walker's.
     pub fn lookup(&self, va: u64) -> Option<(Descriptor, u8)> {
+        let irq = crate::arch::irq::save_and_mask();
+        let found = if self.is_dead() {
+            None
+        } else {
+            self.lookup_in_tables(va)
+        };
+        crate::arch::irq::restore(irq);
+        found
+    }
+
+    fn lookup_in_tables(&self, va: u64) -> Option<(Descriptor, u8)> {
         let mut table = self.root;
         for level in 0..=3u8 {
             let d =

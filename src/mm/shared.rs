@@ -179,6 +179,9 @@ pub fn map_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: u64) -> Opt
     );
     let mut tables = obj.tables.lock();
     let _g = space.lock.lock();
+    if space.is_dead() {
+        return Some(());
+    }
     for i in 0..obj.gib {
         let v = va + i * L1_BLOCK_SIZE;
         let l1 = space.table_for(v, 1)?;
@@ -249,6 +252,9 @@ fn unshare_locked(
 pub fn unmap_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: u64) {
     let mut tables = obj.tables.lock();
     let _g = space.lock.lock();
+    if space.is_dead() {
+        return;
+    }
     let mut gather = MmuGather::new_range(space);
     unshare_locked(space, &mut gather, &mut tables, va, 0..obj.gib);
     gather.flush_unshared_tables();
@@ -291,6 +297,9 @@ pub fn protect_object_gib(
     let v = va + index * L1_BLOCK_SIZE;
     let mut tables = obj.tables.lock();
     let _g = space.lock.lock();
+    if space.is_dead() {
+        return Some(());
+    }
     let mut gather = MmuGather::new_range(space);
     unshare_locked(space, &mut gather, &mut tables, va, index..index + 1);
     gather.flush_unshared_tables();
@@ -322,6 +331,9 @@ pub fn adopt_if_exclusive(
         return false;
     }
     let _g = space.lock.lock();
+    if space.is_dead() {
+        return false;
+    }
     let Some(slot) = l1_slot(space, v) else {
         return false;
     };

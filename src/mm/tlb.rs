@@ -95,7 +95,7 @@ pub fn flush_tlb_range(
 ) -> FlushRecord {
     stats::count(Counter::Flushes);
     let p = policy();
-    let Some(asid) = space.asid_number() else {
+    let Some(asid) = asid_after_table_stores(space) else {
         // Never active anywhere: no TLB can hold its translations.
         return FlushRecord::default();
     };
@@ -115,13 +115,24 @@ pub fn flush_tlb_range(
 /// Invalidates every translation of `space` (one ASID flush): Linux's `flush_tlb_mm`.
 pub fn flush_tlb_mm(space: &AddressSpace) -> FlushRecord {
     stats::count(Counter::Flushes);
-    let Some(asid) = space.asid_number() else {
+    let Some(asid) = asid_after_table_stores(space) else {
         return FlushRecord::default();
     };
     let plan = FlushPlan::WholeAsid(TlbiOp::Aside1 {
         operand: tlbi_asid_operand(asid),
     });
     execute(space, &plan, true)
+}
+
+/// The space's ASID, read only after the caller's table stores are ordered before it
+/// (store -> load: `DMB ISH`), and so is the CPU set `execute` reads next.
+/// `AddressSpace::activate` publishes its CPU and the ASID with a `DSB ISH` before its first
+/// walk: either this load sees them and the flush reaches that CPU, or that CPU's walks see the
+/// new entries. Without the barrier the load could be satisfied before the table stores are
+/// visible, skip the flush, and leave a CPU holding the old translation.
+fn asid_after_table_stores(space: &AddressSpace) -> Option<u16> {
+    tlb::order_stores_before_loads();
+    space.asid_number()
 }
 
 fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushRecord {
@@ -136,9 +147,6 @@ fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushR
             how: FlushHow::Nothing,
         };
     }
-    // The set of CPUs is read after the table change: `AddressSpace::activate` publishes a CPU
-    // before its first walk, so a CPU missing here cannot have walked the old entries.
-    tlb::order_before_walks();
     if p.mode == FlushMode::Ipi && !p.local_tlbi {
         return ipi_shootdown(space, plan, tables_freed);
     }

@@ -211,6 +211,14 @@ pub fn order_before_walks() {
     unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
 }
 
+/// Orders this CPU's earlier stores before its later loads (`DMB ISH`). A flusher changes the
+/// tables, then reads which CPUs the space has been active on; paired with
+/// [`order_before_walks`] on the activating CPU, one of the two must see the other's store.
+pub fn order_stores_before_loads() {
+    // SAFETY: barrier only.
+    unsafe { asm!("dmb ish", options(nostack, preserves_flags)) };
+}
+
 /// Issues one local TLBI (for the IPI baseline's handler, between [`begin`] and [`complete`]).
 pub fn issue_one_local(op: TlbiOp) {
     issue(op, Scope::Local);
