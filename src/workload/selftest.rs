@@ -287,6 +287,23 @@ fn check_guards(_: &BootInfo) -> Check {
     Ok(())
 }
 
+/// Where the TLB checks map their pages (2 MiB aligned).
+const TEST_SPACE_BASE: u64 = 0x4000_0000;
+
+/// A new space with `pages` pages mapped at `TEST_SPACE_BASE`, loaded on every CPU once so
+/// that its flushes are broadcast as a running process's would be.
+fn space_active_everywhere(pages: u64) -> Result<AddressSpace, alloc::string::String> {
+    let space = AddressSpace::new().ok_or("no memory for a space")?;
+    {
+        let _g = space.lock.lock();
+        space
+            .map_pages(TEST_SPACE_BASE, pages, Attributes::user_data_rw())
+            .ok_or("no memory for pages")?;
+    }
+    activate_everywhere(&space);
+    Ok(space)
+}
+
 /// Activates `space` on every online CPU and back, so it counts as active on all of them.
 fn activate_everywhere(space: &AddressSpace) {
     fn visit(_cpu: usize, arg: usize) {
@@ -311,15 +328,8 @@ fn check_range_flush_counts(info: &BootInfo) -> Check {
         );
         return Ok(());
     }
-    let space = AddressSpace::new().ok_or("no memory for a space")?;
-    let base = 0x4000_0000;
-    {
-        let _g = space.lock.lock();
-        space
-            .map_pages(base, 1024, Attributes::user_data_rw())
-            .ok_or("no memory for pages")?;
-    }
-    activate_everywhere(&space);
+    let base = TEST_SPACE_BASE;
+    let space = space_active_everywhere(1024)?;
     // Pages 256..768 span both level-3 tables without emptying either: a leaf-only flush.
     let before = Snapshot::take();
     {
@@ -370,15 +380,8 @@ fn check_walk_cache_flush(info: &BootInfo) -> Check {
     if !info.args.bugs.is_empty() {
         return Ok(());
     }
-    let space = AddressSpace::new().ok_or("no memory for a space")?;
-    let base = 0x4000_0000;
-    {
-        let _g = space.lock.lock();
-        space
-            .map_pages(base, 512, Attributes::user_data_rw())
-            .ok_or("no memory for pages")?;
-    }
-    activate_everywhere(&space);
+    let base = TEST_SPACE_BASE;
+    let space = space_active_everywhere(512)?;
     let before = Snapshot::take();
     let record = {
         let _g = space.lock.lock();
