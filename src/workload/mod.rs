@@ -70,6 +70,10 @@ pub mod role {
     pub const MUTATOR: u8 = 3;
     pub const WALKER: u8 = 4;
     pub const BENCH: u8 = 5;
+    /// Touches and walks in turn (stress on 2 CPUs).
+    pub const TOUCH_WALK: u8 = 6;
+    /// Mutates, touches and walks in turn (stress on 1 CPU).
+    pub const EVERYTHING: u8 = 7;
 }
 
 /// A role's name, for the watchdog and the debugger.
@@ -81,6 +85,8 @@ pub fn role_name(r: u8) -> &'static str {
         role::MUTATOR => "mutator",
         role::WALKER => "walker",
         role::BENCH => "bench",
+        role::TOUCH_WALK => "toucher+walker",
+        role::EVERYTHING => "mutator+toucher+walker",
         _ => "?",
     }
 }

@@ -95,6 +95,10 @@ fn roles(info: &BootInfo, cpus: usize) -> Result<(usize, usize, usize), alloc::s
         },
         |w| w as usize,
     );
+    if cpus < 3 && given.iter().all(|g| g.is_none()) {
+        // Combined roles (see `run`): one mutator, and the toucher and walker share CPUs.
+        return Ok((1, 1, 1));
+    }
     let mutators = a.mutators.map_or((cpus / 4).max(1), |m| m as usize);
     let touchers = a
         .touchers
@@ -125,8 +129,16 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         Err(e) => crate::kernel::config_error(format_args!("error: bootargs: {e}")),
     };
     let mut role_of = [role::NONE; crate::config::MAX_CPUS];
+    // With fewer than 3 CPUs and no roles given, CPUs take several roles in turn, so every
+    // role still runs (on 1 CPU this exercises the local-flush path too).
+    let a = &info.args;
+    let combined = a.mutators.is_none() && a.touchers.is_none() && a.walkers.is_none() && cpus < 3;
     for (i, c) in smp::online_cpus().enumerate() {
-        role_of[c.index] = if i < mutators {
+        role_of[c.index] = if combined && cpus == 1 {
+            role::EVERYTHING
+        } else if combined && i == 1 {
+            role::TOUCH_WALK
+        } else if i < mutators {
             role::MUTATOR
         } else if i < mutators + touchers {
             role::TOUCHER
@@ -221,6 +233,15 @@ fn cpu_main(cpu_index: usize, arg: usize) {
             role::MUTATOR => mutate(shared, &mut rng),
             role::TOUCHER => touch(shared, &mut rng),
             role::WALKER => walk(shared, &mut rng),
+            role::TOUCH_WALK => {
+                touch(shared, &mut rng);
+                walk(shared, &mut rng);
+            }
+            role::EVERYTHING => {
+                mutate(shared, &mut rng);
+                touch(shared, &mut rng);
+                walk(shared, &mut rng);
+            }
             _ => crate::kernel::idle_wait(),
         }
         this.heartbeat.fetch_add(1, Ordering::Relaxed);
