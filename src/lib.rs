@@ -60,6 +60,7 @@ pub mod config;
 pub mod kernel;
 pub mod mm;
 pub mod platform;
+pub mod rng;
 pub mod smp;
 pub mod stats;
 pub mod sync;

@@ -1,6 +1,6 @@
 //! `fail_alloc=P`: fails gather batch allocations with probability P per mille, so the early
-//! flush and the table-free fallback run under stress. Per-CPU xorshift streams from `seed=`
-//! keep runs reproducible per CPU.
+//! flush and the table-free fallback run under stress. Per-CPU `rng` streams from `seed=`
+//! (kept in atomics, so they need no lock) keep runs reproducible per CPU.
 
 use crate::config::MAX_CPUS;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -26,10 +26,7 @@ pub fn should_fail_alloc() -> bool {
         return false;
     }
     let s = &STATE[crate::arch::cpu_id()];
-    let mut x = s.load(Ordering::Relaxed);
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
+    let x = crate::rng::Rng::step(s.load(Ordering::Relaxed));
     s.store(x, Ordering::Relaxed);
     (x % 1000) < p as u64
 }

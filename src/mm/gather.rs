@@ -147,32 +147,22 @@ impl<'a> MmuGather<'a> {
         self.stride = self.stride.min(PAGE_SIZE);
         self.cleared_levels |= 1 << level.saturating_sub(1);
         self.freed_tables = true;
-        if self.tables.is_none() {
-            self.tables = new_batch::<u64>(TABLE_BATCH_ENTRIES);
+        if self
+            .tables
+            .as_ref()
+            .is_some_and(|t| t.len() == TABLE_BATCH_ENTRIES)
+        {
+            // The batch is full: flush (which also covers this table) and start another.
+            self.flush_mmu();
+            self.freed_tables = true;
         }
-        match self.tables.as_mut() {
-            Some(t) if t.len() < TABLE_BATCH_ENTRIES => t.push(pa),
-            Some(_) => {
-                self.flush_mmu();
-                self.remove_table_again(pa);
-            }
-            None => {
-                // No batch: invalidate, synchronise with walkers, free this one table.
-                stats::count(Counter::TableFreeFallbacks);
-                self.flush_tlb_only();
-                table_free::free_table_now(pa);
-            }
-        }
-    }
-
-    fn remove_table_again(&mut self, pa: u64) {
-        self.freed_tables = true;
         if self.tables.is_none() {
             self.tables = new_batch::<u64>(TABLE_BATCH_ENTRIES);
         }
         match self.tables.as_mut() {
             Some(t) => t.push(pa),
             None => {
+                // No batch: invalidate, synchronise with walkers, free this one table.
                 stats::count(Counter::TableFreeFallbacks);
                 self.flush_tlb_only();
                 table_free::free_table_now(pa);
@@ -291,15 +281,14 @@ impl<'a> MmuGather<'a> {
             self.start = 0;
             self.end = 1;
         }
-        self.flush_mmu();
-        self.space.flush_pending.fetch_sub(1, Ordering::AcqRel);
-        core::mem::forget(self);
+        drop(self);
     }
 }
 
 impl Drop for MmuGather<'_> {
+    /// The last step of `finish`, and a safety net for a gather dropped without it: flush, free
+    /// what was gathered, and leave the space's count of gathers in flight.
     fn drop(&mut self) {
-        // A gather must be finished: dropping one would leak its pages and skip its flush.
         self.flush_mmu();
         self.space.flush_pending.fetch_sub(1, Ordering::AcqRel);
     }

@@ -243,18 +243,12 @@ fn ipi_shootdown(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> 
     req.count.store(n as u32, Ordering::Relaxed);
     // Targets: every CPU the space was active on, or every online CPU when tables were freed
     // (their walk caches may hold the freed tables even if the space never ran there).
-    let mut targets = 0;
-    for c in smp::online_cpus() {
-        if c.index == me || !(tables_freed || space.was_active_on(c.index)) {
-            continue;
-        }
-        targets += 1;
-    }
+    let is_target =
+        |c: &&crate::smp::PerCpu| c.index != me && (tables_freed || space.was_active_on(c.index));
+    let targets = smp::online_cpus().filter(is_target).count() as u32;
+    // Set before the first SGI goes out, so no acknowledgement can arrive before it.
     req.pending.store(targets, Ordering::Relaxed);
-    for c in smp::online_cpus() {
-        if c.index == me || !(tables_freed || space.was_active_on(c.index)) {
-            continue;
-        }
+    for c in smp::online_cpus().filter(is_target) {
         INBOX[c.index][me / 64].fetch_or(1 << (me % 64), Ordering::Release);
         gic::send_sgi(ipi::SGI_TLB_SHOOTDOWN, c.mpidr.load(Ordering::Relaxed));
         stats::count(Counter::IpisSent);

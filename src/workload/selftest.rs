@@ -230,8 +230,8 @@ fn check_wx_layout(_: &BootInfo) -> Check {
                 f.far
             ),
         }
-        let ro = &PINGS as *const _ as u64; // .bss: must be writable
-        ensure!(probe_read_u64(ro as *const u64).is_ok(), ".bss unreadable");
+        let bss = &PINGS as *const _ as u64;
+        ensure!(probe_read_u64(bss as *const u64).is_ok(), ".bss unreadable");
         let rodata = b"rodata probe".as_ptr() as u64 & !7;
         let w = probe_read_u64(rodata as *const u64).map_err(|_| "rodata unreadable")?;
         ensure!(

@@ -24,6 +24,7 @@ use crate::mm::pte::{Attributes, DescriptorKind, L1_BLOCK_SIZE, L2_BLOCK_SIZE, P
 use crate::mm::shared::{self, SharedObject};
 use crate::mm::walker::{self, WalkConfig, WalkOutcome};
 use crate::platform::bootargs::Bug;
+use crate::rng::Rng;
 use crate::smp;
 use crate::stats::{self, Counter};
 use crate::sync::IrqSpinlock;
@@ -50,24 +51,9 @@ const SHARED_BASE: u64 = 0x100_0000_0000;
 const OBJECT_GIB: u64 = 4;
 const OBJECT_FRAMES: usize = 4;
 
-/// A xorshift64 stream.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64, cpu: usize) -> Self {
-        Self((seed ^ 0xd1b5_4a32_d192_ed03).wrapping_mul(2 * cpu as u64 + 1) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+/// This CPU's stream of random choices for the run.
+fn cpu_rng(seed: u64, cpu: usize) -> Rng {
+    Rng::from_state((seed ^ 0xd1b5_4a32_d192_ed03).wrapping_mul(2 * cpu as u64 + 1))
 }
 
 /// State shared by the CPUs of one run.
@@ -225,7 +211,7 @@ fn cpu_main(cpu_index: usize, arg: usize) {
     let r = shared.roles[cpu_index];
     let this = smp::this_cpu();
     this.role.store(r, Ordering::Relaxed);
-    let mut rng = Rng::new(shared.seed, cpu_index);
+    let mut rng = cpu_rng(shared.seed, cpu_index);
     let mut next_progress = cpu::counter() + cpu::counter_frequency();
     let mut second = 0;
     while !shared.stop.load(Ordering::Relaxed) {

@@ -108,17 +108,10 @@ fn cpu_main(cpu_index: usize, arg: usize) {
 }
 
 fn walker_loop(bench: &Bench, cpu_index: usize) {
-    let mut x = (bench.seed ^ 0x2545_f491_4f6c_dd1d).wrapping_mul(cpu_index as u64 + 1) | 1;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let cfg = WalkConfig {
-        mask_irqs: true,
-        recheck_upper: shared::walker_rechecks_upper(),
-    };
+    let mut rng = crate::rng::Rng::from_state(
+        (bench.seed ^ 0x2545_f491_4f6c_dd1d).wrapping_mul(cpu_index as u64 + 1),
+    );
+    let mut next = || rng.next_u64();
     while !bench.stop.load(Ordering::Acquire) {
         let space = {
             let live = bench.live.lock();
@@ -132,9 +125,10 @@ fn walker_loop(bench: &Bench, cpu_index: usize) {
             if next() % 8 == 0 && space.activate() {
                 space.deactivate();
             }
+            // The mode changes between measurements: read it for every walk.
             let cfg = WalkConfig {
+                mask_irqs: true,
                 recheck_upper: shared::walker_rechecks_upper(),
-                ..cfg
             };
             let va = OBJECT_BASE + next() % (bench.tables * L1_BLOCK_SIZE / PAGE_SIZE) * PAGE_SIZE;
             if let WalkOutcome::UseAfterFree(what) = walker::walk_and_pin(&space, va, cfg, 0) {
