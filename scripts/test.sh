@@ -138,6 +138,16 @@ boot "bug=fault" 3 --smp 2 -- bug=fault && expect_line "decoded syndrome" 'data 
 boot "bug=hang (watchdog)" 4 --smp 2 -- bug=hang timeout=5 && expect_line "names the stuck CPU" '^watchdog: cpu1 .*state=working' \
     && expect "summary says fail" "s['result']=='fail' and s['exit_code']==4"
 
+step "boots: teardown race and sharing (issue 9 controls)"
+# (mm controls: map-dying, last-sharer-narrow-flush, protect-wide-stride, map-object-no-undo,
+# unshare-flush-late, gather-no-local-batch)
+
+step "boots: memory pressure and stress workload checks"
+# (stress/unshare-bench under --mem limits, touches, adoption)
+
+step "boots: kernel infrastructure checks"
+# (dsb_ish, stall detector)
+
 step "unshare bench"
 boot "unshare-bench, 8 CPUs" 0 --smp 8 -- workload=unshare-bench tables=32 children=4 \
     && expect "all three modes, IPI syncs as the fix predicts, no detection" "set(s['modes'])=={'sync-each','sync-last','recheck'} \

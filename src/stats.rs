@@ -103,6 +103,10 @@ counters! {
     SyncWaits => "sync_waits", Sum;
     /// Gathers finished with a fully unshared table never flushed under the object lock.
     UnshareFlushMissed => "unshare_flush_missed", Sum;
+    /// Toucher probes: reads of stamped pages through the MMU (stress).
+    Touches => "touches", Sum;
+    /// Self-test scenarios that failed a check (each also prints its name).
+    SelftestFailures => "selftest_failures", Sum;
 }
 
 /// Number of counters.

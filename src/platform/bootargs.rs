@@ -219,6 +219,21 @@ arg_enum! {
         WalkerIrqsOn = "walker-irqs-on",
         /// Skip the walker synchronisation when the last sharer unshares a table.
         UnshareNoSync = "unshare-no-sync",
+        /// Let a mapping into a space whose destroy has begun go ahead (the teardown race: destroy
+        /// then tears down a shared table it does not own).
+        MapDying = "map-dying",
+        /// The last sharer frees a full shared level-2 table but flushes one page of its 1 GiB.
+        LastSharerNarrowFlush = "last-sharer-narrow-flush",
+        /// `protect` flushes a range of mixed pages and blocks with the largest leaf's stride and
+        /// level hint.
+        ProtectWideStride = "protect-wide-stride",
+        /// A `map_object` that runs out of memory half-way leaves its shared tables hooked.
+        MapObjectNoUndo = "map-object-no-undo",
+        /// Unshare without flushing under the object lock (the flush happens late, in `finish`).
+        UnshareFlushLate = "unshare-flush-late",
+        /// The gather has no embedded page batch: with every batch allocation failing it cannot
+        /// make progress (`fail_alloc=1000` then hangs the mutator).
+        GatherNoLocalBatch = "gather-no-local-batch",
         /// Panic on the boot CPU once the workload starts (tests the panic path, exit 3).
         Panic = "panic",
         /// Take an unexpected data abort once the workload starts (the exception path, exit 3).
@@ -250,6 +265,16 @@ impl Bugs {
     /// This set plus `bug`.
     pub const fn with(self, bug: Bug) -> Bugs {
         Bugs(self.0 | bug.bit())
+    }
+
+    /// The raw bitset (for keeping the set in an atomic).
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// The set whose raw bitset is `bits` (from [`Bugs::bits`]).
+    pub const fn from_bits(bits: u32) -> Bugs {
+        Bugs(bits)
     }
 
     /// Whether `bug` is injected.
@@ -752,6 +777,12 @@ mod tests {
             ("free-tables-now", Bug::FreeTablesNow),
             ("walker-irqs-on", Bug::WalkerIrqsOn),
             ("unshare-no-sync", Bug::UnshareNoSync),
+            ("map-dying", Bug::MapDying),
+            ("last-sharer-narrow-flush", Bug::LastSharerNarrowFlush),
+            ("protect-wide-stride", Bug::ProtectWideStride),
+            ("map-object-no-undo", Bug::MapObjectNoUndo),
+            ("unshare-flush-late", Bug::UnshareFlushLate),
+            ("gather-no-local-batch", Bug::GatherNoLocalBatch),
             ("panic", Bug::Panic),
             ("fault", Bug::Fault),
             ("hang", Bug::Hang),
