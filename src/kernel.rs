@@ -243,7 +243,11 @@ fn init_memory_policy(info: &BootInfo) {
         ));
     }
     crate::mm::aspace::init_asids(bits, info.platform.cpus);
-    crate::mm::fault_inject::init(info.args.fail_alloc_per_mille, info.args.seed, info.args.bugs);
+    crate::mm::fault_inject::init(
+        info.args.fail_alloc_per_mille,
+        info.args.seed,
+        info.args.bugs,
+    );
     crate::mm::shared::init(info.args.unshare, info.args.bugs.has(Bug::UnshareNoSync));
 }
 

@@ -38,10 +38,47 @@ const STAMP_WORDS: usize = 4;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum SpaceState {
+    /// In use: CPUs may activate it and mutators may map into it.
     Live = 0,
-    /// Being destroyed: no new CPU may activate it.
+    /// Being destroyed: no new CPU may activate it and nothing new may be mapped into it.
+    /// Unmapping and unsharing still work (destroy itself unshares its objects).
     Dying = 1,
+    /// Torn down: its tables are gone or on their way back to the allocator.
     Dead = 2,
+}
+
+/// Why a mapping was not made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// The space's destroy has begun (or finished): nothing may be added to it any more.
+    SpaceNotLive,
+    /// A page, block or table could not be allocated. What the call had mapped is undone
+    /// where the operation says so (`shared::map_object` undoes all of it).
+    OutOfMemory,
+    /// A block is in the way of the table the mapping needs.
+    BlockInTheWay,
+}
+
+/// Why `AddressSpace::protect` refused a range. It checks the whole range before changing any
+/// entry, so a refused call changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtectError {
+    /// The space's destroy has begun.
+    SpaceNotLive,
+    /// A 2 MiB or 1 GiB block at `va` is only partly inside the range (blocks are not split).
+    PartialBlock { va: u64 },
+    /// The leaf at `va` is in a table shared with other spaces (a shared object's); changing it
+    /// would change every sharer's mapping. Use `shared::protect_object_gib`, which unshares.
+    SharedTable { va: u64 },
+}
+
+/// What a successful `protect` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Protected {
+    /// 4 KiB units whose leaf entries were rewritten.
+    pub pages: u64,
+    /// The flush that made the change visible to every CPU (nothing if no leaf changed).
+    pub flush: crate::mm::tlb::FlushRecord,
 }
 
 static ASIDS: Once<AsidAllocator> = Once::new();
@@ -90,6 +127,9 @@ pub fn entry(table_pa: u64, index: usize) -> &'static AtomicU64 {
 }
 
 fn alloc_table(space_id: u64, level: u8) -> Option<u64> {
+    if crate::mm::fault_inject::should_fail_table_alloc() {
+        return None;
+    }
     let pa = frame::alloc_frame(FrameKind::Table)?;
     let m = frame::meta(pa);
     m.owner.store(space_id, Ordering::Relaxed);
@@ -189,6 +229,11 @@ impl AddressSpace {
         }
     }
 
+    /// Whether mappings may still be added (destroy has not begun).
+    pub fn is_live(&self) -> bool {
+        self.state() == SpaceState::Live
+    }
+
     /// Whether the space has been torn down. Every method that changes or reads the tables
     /// checks it first (with the lock held, or inside an RCU read-side section): another CPU may
     /// still hold a reference to a space that `destroy` has finished with, and its root table is
@@ -274,8 +319,9 @@ impl AddressSpace {
 
     /// Maps `count` fresh 4 KiB pages at `va` with `attrs`. Slots already mapped are left alone.
     /// Returns the number mapped, or None when memory ran out. Caller holds `lock`.
+    /// A space whose destroy has begun maps nothing (returns `Some(0)`).
     pub fn map_pages(&self, va: u64, count: u64, attrs: Attributes) -> Option<u64> {
-        if self.is_dead() {
+        if !self.is_live() {
             return Some(0);
         }
         let mut mapped = 0;
@@ -300,8 +346,9 @@ impl AddressSpace {
 
     /// Maps a fresh 2 MiB block at `va` (2 MiB aligned) unless the slot is in use. Returns
     /// whether it mapped. Caller holds `lock`.
+    /// A space whose destroy has begun maps nothing (returns `Some(false)`).
     pub fn map_block(&self, va: u64, attrs: Attributes) -> Option<bool> {
-        if self.is_dead() {
+        if !self.is_live() {
             return Some(false);
         }
         let table = self.table_for(va, 2)?;
@@ -322,9 +369,21 @@ impl AddressSpace {
         Some(true)
     }
 
+    /// Whether `table` (a table page reachable from this space) belongs to this space alone.
+    /// A shared object's level-2 tables carry the object's owner tag instead: they are torn
+    /// down only through unsharing (`shared::unmap_object`), never by a walk over the space.
+    pub fn owns_table(&self, table: u64) -> bool {
+        frame::meta(table).owner.load(Ordering::Acquire) == self.id
+    }
+
     /// Unmaps `[start, end)` into `gather`: clears leaf entries, and tables that become empty
     /// (never the root), recording each for freeing after the flush. Blocks are unmapped only
     /// when the range covers them entirely. Caller holds `lock`.
+    ///
+    /// # Panics
+    /// If the range reaches into a table this space does not own (a shared object's table still
+    /// hooked here): tearing it down would clear and free it under every other sharer. Shared
+    /// tables leave a space only through `shared::unmap_object`.
     pub fn unmap(&self, gather: &mut MmuGather<'_>, start: u64, end: u64) {
         if self.is_dead() {
             return;
@@ -341,6 +400,13 @@ impl AddressSpace {
         start: u64,
         end: u64,
     ) -> bool {
+        assert!(
+            self.owns_table(table),
+            "unmap: space {} reached table {table:#x} (level {level}) at va {start:#x}, owned by \
+             {:#x}, not by this space: a shared table must be unshared, never torn down",
+            self.id,
+            frame::meta(table).owner.load(Ordering::Relaxed)
+        );
         let size = level_block_size(level);
         let mut va = start;
         while va < end {
@@ -369,34 +435,26 @@ impl AddressSpace {
         (0..512).all(|i| !Descriptor::from_raw(entry(table, i).load(Ordering::Relaxed)).is_valid())
     }
 
-    /// Rewrites the permissions of every leaf in `[start, end)` (no break-before-make is needed
-    /// for a permission change) and flushes them, leaf-only. Returns the number of leaves (in
-    /// 4 KiB units) changed. Caller holds `lock`.
-    pub fn protect(&self, start: u64, end: u64, attrs: Attributes) -> u64 {
-        if self.is_dead() {
-            return 0;
-        }
-        let mut changed = 0;
-        let mut min_level = 3u8;
+    /// Calls `f(entry, descriptor, level, entry_va, table)` for each valid leaf that maps part of
+    /// `[start, end)`, in address order; stops at the first error.
+    fn for_each_leaf<E>(
+        &self,
+        start: u64,
+        end: u64,
+        mut f: impl FnMut(&'static AtomicU64, Descriptor, u8, u64, u64) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut va = start;
         while va < end {
             let mut table = self.root;
-            let mut step = level_block_size(3);
+            let mut step = PAGE_SIZE;
             for level in 0..=3u8 {
                 let e = entry(table, table_index(va, level));
                 let d = Descriptor::from_raw(e.load(Ordering::Acquire));
                 step = level_block_size(level);
                 match d.kind(level) {
                     DescriptorKind::Table { next } => table = next,
-                    DescriptorKind::Page { pa, .. } => {
-                        e.store(Descriptor::page(pa, attrs).raw(), Ordering::Release);
-                        changed += 1;
-                        break;
-                    }
-                    DescriptorKind::Block { pa, .. } => {
-                        e.store(Descriptor::block(pa, level, attrs).raw(), Ordering::Release);
-                        changed += step / PAGE_SIZE;
-                        min_level = min_level.min(level);
+                    DescriptorKind::Page { .. } | DescriptorKind::Block { .. } => {
+                        f(e, d, level, va & !(step - 1), table)?;
                         break;
                     }
                     DescriptorKind::Invalid => break,
@@ -404,18 +462,74 @@ impl AddressSpace {
             }
             va = (va & !(step - 1)) + step;
         }
-        if changed > 0 {
-            let stride = level_block_size(min_level);
-            crate::mm::tlb::flush_tlb_range(
-                self,
-                start,
-                end,
-                stride.min(end - start),
-                true,
-                Some(min_level),
-            );
+        Ok(())
+    }
+
+    /// Rewrites the permissions of every leaf in `[start, end)` (page aligned) and flushes them,
+    /// leaf-only: no break-before-make is needed for a permission change. Caller holds `lock`.
+    ///
+    /// The range is checked whole before any entry changes: a block only partly inside it, or a
+    /// leaf in a table shared with other spaces, refuses the call. The flush steps by the
+    /// smallest leaf changed (a 4 KiB stride also hits every 2 MiB block it passes through; a
+    /// 2 MiB stride would step over 4 KiB pages) and carries a level hint only when every leaf
+    /// changed was at one level (Linux's `flush_tlb_range` with the VMA's page size, and
+    /// `tlb_get_level`'s rule that a mixed gather gets no TTL).
+    pub fn protect(
+        &self,
+        start: u64,
+        end: u64,
+        attrs: Attributes,
+    ) -> Result<Protected, ProtectError> {
+        assert!(
+            start.is_multiple_of(PAGE_SIZE) && end.is_multiple_of(PAGE_SIZE),
+            "protect: [{start:#x}, {end:#x}) is not page aligned"
+        );
+        if !self.is_live() {
+            return Err(ProtectError::SpaceNotLive);
         }
-        changed
+        self.for_each_leaf(start, end, |_, _, level, va, table| {
+            if !self.owns_table(table) {
+                return Err(ProtectError::SharedTable { va });
+            }
+            if va < start || va + level_block_size(level) > end {
+                return Err(ProtectError::PartialBlock { va });
+            }
+            Ok(())
+        })?;
+        let (mut pages, mut lo, mut hi) = (0, u64::MAX, 0);
+        let (mut min_level, mut max_level) = (u8::MAX, 0u8);
+        let _ = self.for_each_leaf(start, end, |e, d, level, va, _| {
+            let new = match d.kind(level) {
+                DescriptorKind::Page { pa, .. } => Descriptor::page(pa, attrs),
+                DescriptorKind::Block { pa, .. } => Descriptor::block(pa, level, attrs),
+                _ => unreachable!("for_each_leaf yields leaves"),
+            };
+            e.store(new.raw(), Ordering::Release);
+            let size = level_block_size(level);
+            pages += size / PAGE_SIZE;
+            lo = lo.min(va);
+            hi = hi.max(va + size);
+            min_level = min_level.min(level);
+            max_level = max_level.max(level);
+            Ok::<(), ()>(())
+        });
+        if pages == 0 {
+            return Ok(Protected {
+                pages,
+                flush: crate::mm::tlb::FlushRecord::default(),
+            });
+        }
+        let (stride, level_hint) = if crate::mm::fault_inject::planted(
+            crate::platform::bootargs::Bug::ProtectWideStride,
+        ) {
+            // The planted bug: the largest leaf sets both, as protect used to.
+            (level_block_size(min_level), Some(min_level))
+        } else {
+            let hint = (min_level == max_level).then_some(max_level);
+            (level_block_size(max_level), hint)
+        };
+        let flush = crate::mm::tlb::flush_tlb_range(self, lo, hi, stride, true, level_hint);
+        Ok(Protected { pages, flush })
     }
 
     /// The leaf descriptor and level mapping `va`, if any. Safe without the lock: it reads the
@@ -445,17 +559,39 @@ impl AddressSpace {
         None
     }
 
-    /// Marks the space dying (no new activations) and waits until no CPU has it loaded; then
-    /// tears it down with a full-mm gather: every page and table freed after one ASID flush.
+    /// Destroys the space: [`Self::begin_destroy`], then [`Self::end_destroy`].
+    pub fn destroy(&self) {
+        self.begin_destroy();
+        self.end_destroy();
+    }
+
+    /// Marks the space dying and waits until no CPU has it loaded. From here on nothing can be
+    /// mapped into it: the state changes under the space lock, which every mapping path holds
+    /// while it checks the state and installs entries, so a mapper either finished before this
+    /// or sees Dying and refuses.
+    pub fn begin_destroy(&self) {
+        {
+            let _guard = self.lock.lock();
+            self.state.store(SpaceState::Dying as u8, Ordering::Release);
+        }
+        while self.users.load(Ordering::Acquire) != 0 {
+            crate::kernel::wait_relax();
+        }
+    }
+
+    /// Tears a dying space down: unshares every object it maps (its list is final, since
+    /// nothing can be mapped any more), then unmaps everything left — tables this space owns —
+    /// with a full-mm gather: every page and table freed after one ASID flush.
     ///
     /// The root goes last, and only after the space is marked Dead: a lockless walker that saw
     /// the space not Dead (with IRQs masked) started before the root was queued for freeing, so
     /// the grace period covers it.
-    pub fn destroy(&self) {
-        self.state.store(SpaceState::Dying as u8, Ordering::Release);
-        while self.users.load(Ordering::Acquire) != 0 {
-            crate::kernel::wait_relax();
-        }
+    pub fn end_destroy(&self) {
+        debug_assert_eq!(
+            self.state(),
+            SpaceState::Dying,
+            "end_destroy before begin_destroy"
+        );
         crate::mm::shared::unmap_all_objects(self);
         let _guard = self.lock.lock();
         let mut g = MmuGather::new_fullmm(self);

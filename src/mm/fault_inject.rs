@@ -36,6 +36,12 @@ pub fn planted(bug: Bug) -> bool {
     Bugs::from_bits(BUGS.load(Ordering::Relaxed)).has(bug)
 }
 
+/// Changes the batch-allocation failure rate (self-tests, while no other CPU allocates).
+/// Returns the previous rate.
+pub fn set_fail_alloc(per_mille: u32) -> u32 {
+    PER_MILLE.swap(per_mille, Ordering::Relaxed)
+}
+
 /// Whether the next batch allocation on this CPU should fail.
 pub fn should_fail_alloc() -> bool {
     let p = PER_MILLE.load(Ordering::Relaxed);

@@ -6,9 +6,11 @@
 //! pages freed (rule 1) and the tables handed to the table-free path, which waits for lockless
 //! walkers (rule 2).
 //!
-//! - Page batches hold up to `BATCH_ENTRIES` pages each and chain up to `MAX_BATCHES`; a full
-//!   chain, or a batch that cannot be allocated, makes the gather flush early and go on
-//!   (`tlb_next_batch` / `tlb_flush_mmu`).
+//! - Pages go first to a small batch embedded in the gather, then to allocated batches of up to
+//!   `BATCH_ENTRIES` pages each, chained up to `MAX_BATCHES`. A full chain, or a batch that
+//!   cannot be allocated once the embedded one is full, makes the gather flush early and go on
+//!   (`tlb_next_batch` / `tlb_flush_mmu`). The embedded batch is what guarantees progress when
+//!   no memory can be had: each early flush empties it (Linux's `tlb->local` / `__pages`).
 //! - Table pages go to a table batch; when that cannot be allocated, the fallback frees that one
 //!   table synchronously: invalidate, synchronise, free (`tlb_remove_table_one`).
 //! - A full-mm gather (destroying a space) flushes with one ASID flush.
@@ -18,9 +20,11 @@
 //!   counted in `leaf_only_flush_detected`, since QEMU's TLB cannot show the difference.
 
 use crate::mm::aspace::{AddressSpace, release_data_frame};
+use crate::mm::fault_inject;
 use crate::mm::pte::{PAGE_SIZE, level_block_size};
 use crate::mm::table_free;
 use crate::mm::tlb::{FlushRecord, flush_tlb_mm, flush_tlb_range};
+use crate::platform::bootargs::Bug;
 use crate::stats::{self, Counter};
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
@@ -32,6 +36,8 @@ pub const BATCH_ENTRIES: usize = 256;
 pub const MAX_BATCHES: usize = 40;
 /// Table pages per table batch.
 pub const TABLE_BATCH_ENTRIES: usize = 256;
+/// Pages in the batch embedded in the gather (Linux's `MMU_GATHER_BUNDLE`).
+pub const LOCAL_BATCH_ENTRIES: usize = 8;
 
 /// A page (or block) to free after the flush.
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +64,9 @@ pub struct MmuGather<'a> {
     /// walkers that entered it through our entry must be synchronised with before the object
     /// lock is dropped (rule 6).
     fully_unshared_tables: bool,
+    /// The embedded batch: filled first, needs no allocation.
+    local: [PageEntry; LOCAL_BATCH_ENTRIES],
+    local_len: usize,
     pages: Vec<Vec<PageEntry>>,
     tables: Option<Vec<u64>>,
     /// Flushes this gather issued (for tests).
@@ -80,6 +89,8 @@ impl<'a> MmuGather<'a> {
             freed_tables: false,
             unshared_tables: false,
             fully_unshared_tables: false,
+            local: [PageEntry { pa: 0, order: 0 }; LOCAL_BATCH_ENTRIES],
+            local_len: 0,
             pages: Vec::new(),
             tables: None,
             flushes: 0,
@@ -115,7 +126,13 @@ impl<'a> MmuGather<'a> {
         }
         let order = (size / PAGE_SIZE).trailing_zeros();
         let entry = PageEntry { pa, order };
+        let embedded = !fault_inject::planted(Bug::GatherNoLocalBatch);
         loop {
+            if embedded && self.local_len < LOCAL_BATCH_ENTRIES {
+                self.local[self.local_len] = entry;
+                self.local_len += 1;
+                return;
+            }
             if let Some(b) = self.pages.last_mut().filter(|b| b.len() < BATCH_ENTRIES) {
                 b.push(entry);
                 return;
@@ -126,13 +143,30 @@ impl<'a> MmuGather<'a> {
                 self.pages.push(b);
                 continue;
             }
-            // No room: flush now, free what is batched, and go on.
+            // No room: flush now, free what is batched (the embedded batch empties, so the next
+            // pass makes progress whatever the allocator says), and go on.
             self.flush_mmu();
         }
     }
 
+    /// Records that the table page `pa` at `level`, covering `va`, was unhooked while it still
+    /// held valid leaves of `leaf_size` over its whole span — the last sharer of a shared
+    /// level-2 table frees it full of blocks. Every one of those leaves may be cached in this
+    /// space's TLB entries, so the flush must cover the whole span at the leaf stride, not just
+    /// one page of it (Linux's last user falls through to a zap that tracks each huge entry).
+    pub fn remove_table_with_leaves(&mut self, pa: u64, va: u64, level: u8, leaf_size: u64) {
+        let span = level_block_size(level - 1);
+        let base = va & !(span - 1);
+        self.track(base, span);
+        self.stride = self.stride.min(leaf_size);
+        self.cleared_levels |= 1 << level;
+        self.remove_table(pa, va, level);
+    }
+
     /// Records that the table page `pa` at `level`, covering `va`, was unhooked; it is freed
-    /// after the flush and a grace period (`pte_free_tlb` / `tlb_remove_table`).
+    /// after the flush and a grace period (`pte_free_tlb` / `tlb_remove_table`). The table must
+    /// hold no valid entry that was not itself cleared into this gather (see
+    /// [`Self::remove_table_with_leaves`] for one that does).
     pub fn remove_table(&mut self, pa: u64, va: u64, level: u8) {
         // A walk-cache entry for the parent's entry is used to translate every VA in the table's
         // span, so one page of that span in the (walk-cache) flush invalidates it, as Linux's
@@ -210,12 +244,17 @@ impl<'a> MmuGather<'a> {
     /// path (`tlb_flush_mmu`).
     pub fn flush_mmu(&mut self) {
         let nothing = self.start >= self.end
+            && self.local_len == 0
             && self.pages.is_empty()
             && self.tables.as_ref().is_none_or(|t| t.is_empty());
         if nothing {
             return;
         }
         self.flush_tlb_only();
+        for p in &self.local[..self.local_len] {
+            release_data_frame(p.pa, p.order);
+        }
+        self.local_len = 0;
         for batch in self.pages.drain(..) {
             for p in batch {
                 release_data_frame(p.pa, p.order);
@@ -256,7 +295,7 @@ impl<'a> MmuGather<'a> {
     /// it (`sync-last`). In `recheck` mode there is no wait: walkers re-check the level-1 entry
     /// they came through after pinning, and tables are freed through RCU.
     pub fn flush_unshared_tables(&mut self) {
-        if !self.unshared_tables {
+        if !self.unshared_tables || fault_inject::planted(Bug::UnshareFlushLate) {
             return;
         }
         self.flush_tlb_only();
@@ -268,8 +307,9 @@ impl<'a> MmuGather<'a> {
     }
 
     /// Ends the gather (`tlb_finish_mmu`). If another gather ran on the same space meanwhile,
-    /// its flush may have raced with ours, so everything of the space is flushed.
-    pub fn finish(mut self) {
+    /// its flush may have raced with ours, so everything of the space is flushed. Returns what
+    /// the gather's last flush did (for self-tests; callers may ignore it).
+    pub fn finish(mut self) -> FlushRecord {
         if self.fully_unshared_tables {
             // The object lock may already be gone: too late to make this safe (Linux warns the
             // same way). Count it as a detected bug and do the flush anyway.
@@ -281,7 +321,8 @@ impl<'a> MmuGather<'a> {
             self.start = 0;
             self.end = 1;
         }
-        drop(self);
+        self.flush_mmu();
+        self.last_flush
     }
 }
 

@@ -17,13 +17,15 @@
 //! - `recheck`: no sync at all; the walker re-checks the level-1 entry after pinning.
 
 use crate::arch::aarch64::layout::phys_to_virt;
-use crate::mm::aspace::{self, AddressSpace, STAMP_MAGIC, entry};
+use crate::mm::aspace::{self, AddressSpace, MapError, STAMP_MAGIC, entry};
+use crate::mm::fault_inject;
 use crate::mm::frame::{self, FrameKind};
 use crate::mm::gather::MmuGather;
 use crate::mm::pte::{
     Attributes, Descriptor, DescriptorKind, L1_BLOCK_SIZE, L2_BLOCK_SIZE, PAGE_SIZE, table_index,
 };
-use crate::platform::bootargs::UnshareMode;
+use crate::mm::tlb::FlushRecord;
+use crate::platform::bootargs::{Bug, UnshareMode};
 use crate::stats::{self, Counter};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -119,8 +121,20 @@ impl SharedObject {
         OBJECT_OWNER_BIT | self.id
     }
 
+    /// The extra-sharer count of each GiB's shared table (`None`: no table for that GiB).
+    pub fn share_counts(&self) -> Vec<Option<u32>> {
+        self.tables
+            .lock()
+            .iter()
+            .map(|t| t.map(share_count))
+            .collect()
+    }
+
     /// Builds the level-2 table for GiB `index`: 512 blocks over the aliased frames.
     fn build_table(&self, index: u64, attrs: Attributes, owner: u64) -> Option<u64> {
+        if fault_inject::should_fail_table_alloc() {
+            return None;
+        }
         let t = frame::alloc_frame(FrameKind::Table)?;
         let m = frame::meta(t);
         m.owner.store(owner, Ordering::Relaxed);
@@ -171,20 +185,36 @@ fn l1_slot(space: &AddressSpace, va: u64) -> Option<&'static AtomicU64> {
 }
 
 /// Maps `obj` at `va` (1 GiB aligned) in `space`, sharing each GiB's level-2 table with the
-/// spaces that already map it (`huge_pmd_share`).
-pub fn map_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: u64) -> Option<()> {
+/// spaces that already map it (`huge_pmd_share`). GiBs whose level-1 slot is already in use are
+/// left alone.
+///
+/// All or nothing: if memory runs out half-way, every GiB this call hooked is unshared again
+/// through a gather (share counts restored, tables it built freed after the flush and a grace
+/// period), so no table is left hooked without an `objects` entry for destroy to unshare.
+/// A space whose destroy has begun refuses ([`MapError::SpaceNotLive`]).
+pub fn map_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: u64) -> Result<(), MapError> {
     assert!(
         va.is_multiple_of(L1_BLOCK_SIZE),
         "objects map at 1 GiB-aligned VAs"
     );
     let mut tables = obj.tables.lock();
     let _g = space.lock.lock();
-    if space.is_dead() {
-        return Some(());
+    let accepts = if fault_inject::planted(Bug::MapDying) {
+        !space.is_dead() // the planted bug: the old check, blind to a destroy in progress
+    } else {
+        space.is_live()
+    };
+    if !accepts {
+        return Err(MapError::SpaceNotLive);
     }
+    let mut hooked: Vec<u64> = Vec::new();
+    let mut failure = None;
     for i in 0..obj.gib {
         let v = va + i * L1_BLOCK_SIZE;
-        let l1 = space.table_for(v, 1)?;
+        let Some(l1) = space.table_for(v, 1) else {
+            failure = Some(MapError::OutOfMemory);
+            break;
+        };
         let slot = entry(l1, table_index(v, 1));
         if Descriptor::from_raw(slot.load(Ordering::Relaxed)).is_valid() {
             continue;
@@ -195,16 +225,33 @@ pub fn map_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: u64) -> Opt
                 t
             }
             None => {
-                let t = obj.build_table(i, Attributes::user_data_rw(), obj.owner_tag())?;
+                let Some(t) = obj.build_table(i, Attributes::user_data_rw(), obj.owner_tag())
+                else {
+                    failure = Some(MapError::OutOfMemory);
+                    break;
+                };
                 stats::add(Counter::PagesMapped, 512 * L2_BLOCK_SIZE / PAGE_SIZE);
                 tables[i as usize] = Some(t);
                 t
             }
         };
         slot.store(Descriptor::table(t).raw(), Ordering::Release);
+        hooked.push(i);
+    }
+    if let Some(e) = failure {
+        if !fault_inject::planted(Bug::MapObjectNoUndo) && !hooked.is_empty() {
+            let mut gather = MmuGather::new_range(space);
+            for &i in &hooked {
+                unshare_locked(space, &mut gather, &mut tables, va, i..i + 1);
+            }
+            gather.flush_unshared_tables();
+            drop(tables);
+            gather.finish();
+        }
+        return Err(e);
     }
     space.objects.lock().push((obj.clone(), va));
-    Some(())
+    Ok(())
 }
 
 /// Drops `space`'s use of the object's tables for the GiBs `indices` of the object mapped at
@@ -231,9 +278,15 @@ fn unshare_locked(
             slot.store(Descriptor::invalid().raw(), Ordering::Release);
             match share_count(t) {
                 0 => {
-                    // The last user: the table is simply freed (its blocks are the object's).
+                    // The last user frees the table, still full of valid blocks (the frames
+                    // are the object's): each block may be in this space's TLB, so the flush
+                    // covers the whole GiB at a 2 MiB stride, walk caches included.
                     tables[i as usize] = None;
-                    g.remove_table(t, v, 2);
+                    if fault_inject::planted(Bug::LastSharerNarrowFlush) {
+                        g.remove_table(t, v, 2); // the planted bug: one page of the GiB
+                    } else {
+                        g.remove_table_with_leaves(t, v, 2, L2_BLOCK_SIZE);
+                    }
                 }
                 extra => {
                     add_share(t, -1);
@@ -248,32 +301,34 @@ fn unshare_locked(
 }
 
 /// Unmaps `obj` from `space`: unshare through a gather, flush (and synchronise, per mode)
-/// before the object lock is dropped.
-pub fn unmap_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: u64) {
+/// before the object lock is dropped. Works on a dying space too (destroy unmaps its objects
+/// this way). Returns what the gather's last flush did.
+pub fn unmap_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: u64) -> FlushRecord {
     let mut tables = obj.tables.lock();
     let _g = space.lock.lock();
     if space.is_dead() {
-        return;
+        return FlushRecord::default();
     }
     let mut gather = MmuGather::new_range(space);
     unshare_locked(space, &mut gather, &mut tables, va, 0..obj.gib);
     gather.flush_unshared_tables();
     drop(tables);
-    gather.finish();
+    let record = gather.finish();
     space
         .objects
         .lock()
         .retain(|(o, v)| !(Arc::ptr_eq(o, obj) && *v == va));
+    record
 }
 
 /// Fork: maps into `child` every object `parent` maps, at the same VAs, sharing the parent's
 /// level-2 tables.
-pub fn fork_objects(parent: &AddressSpace, child: &AddressSpace) -> Option<()> {
+pub fn fork_objects(parent: &AddressSpace, child: &AddressSpace) -> Result<(), MapError> {
     let objects: Vec<(Arc<SharedObject>, u64)> = parent.objects.lock().clone();
     for (obj, va) in objects {
         map_object(child, &obj, va)?;
     }
-    Some(())
+    Ok(())
 }
 
 /// Unmaps every object `space` maps (the exit path, before the full teardown).
@@ -286,29 +341,32 @@ pub fn unmap_all_objects(space: &AddressSpace) {
 
 /// Changes the protection of GiB `index` of `obj` in `space`: unshare it, then install a
 /// private table mapping the same frames with `attrs` (hugetlb unshares before it changes a
-/// shared PMD's protection).
+/// shared PMD's protection). A space whose destroy has begun refuses. If memory runs out for
+/// the private table, the GiB is left unmapped (the old mapping is gone either way).
 pub fn protect_object_gib(
     space: &AddressSpace,
     obj: &Arc<SharedObject>,
     va: u64,
     index: u64,
     attrs: Attributes,
-) -> Option<()> {
+) -> Result<(), MapError> {
     let v = va + index * L1_BLOCK_SIZE;
     let mut tables = obj.tables.lock();
     let _g = space.lock.lock();
-    if space.is_dead() {
-        return Some(());
+    if !space.is_live() {
+        return Err(MapError::SpaceNotLive);
     }
     let mut gather = MmuGather::new_range(space);
     unshare_locked(space, &mut gather, &mut tables, va, index..index + 1);
     gather.flush_unshared_tables();
     drop(tables);
     gather.finish();
-    let private = obj.build_table(index, attrs, space.id)?;
-    let l1 = space.table_for(v, 1)?;
+    let l1 = space.table_for(v, 1).ok_or(MapError::OutOfMemory)?;
+    let private = obj
+        .build_table(index, attrs, space.id)
+        .ok_or(MapError::OutOfMemory)?;
     entry(l1, table_index(v, 1)).store(Descriptor::table(private).raw(), Ordering::Release);
-    Some(())
+    Ok(())
 }
 
 /// If `space` is now the only user of the shared table for GiB `index` of `obj`, takes it over
@@ -331,8 +389,8 @@ pub fn adopt_if_exclusive(
         return false;
     }
     let _g = space.lock.lock();
-    if space.is_dead() {
-        return false;
+    if !space.is_live() {
+        return false; // destroy has begun: it may be unsharing this very table
     }
     let Some(slot) = l1_slot(space, v) else {
         return false;

@@ -63,6 +63,55 @@ pub struct FlushRecord {
     pub ops: u32,
     /// Whether it was broadcast, local or by IPI.
     pub how: FlushHow,
+    /// What the invalidation covered.
+    pub coverage: FlushCoverage,
+}
+
+/// The translations a flush invalidated (of one ASID).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlushCoverage {
+    /// Nothing: no flush was needed (the space never ran) or none was issued.
+    #[default]
+    Nothing,
+    /// Every translation of the ASID (`ASIDE1`, or a range over the threshold).
+    WholeAsid,
+    /// `[start, end)` in steps of `stride`, with the TTL `level_hint` when there was one.
+    Range {
+        start: u64,
+        end: u64,
+        stride: u64,
+        level_hint: Option<u8>,
+    },
+}
+
+impl FlushCoverage {
+    /// Whether the leaf of `size` bytes at `va` (aligned to `size`), at `level`, is invalidated.
+    ///
+    /// A by-VA TLBI invalidates every entry that translates its address (Arm ARM D8.13.5), so
+    /// a range flush hits a leaf exactly when one of its steps — multiples of `stride` from
+    /// `start` rounded down — lies inside the leaf: a leaf at least as large as the stride
+    /// always contains one; a smaller leaf only if it starts on a step (a 2 MiB stride steps
+    /// over 511 of every 512 pages). A level hint (TTL) limits the hit to that level.
+    pub fn covers_leaf(&self, va: u64, size: u64, level: u8) -> bool {
+        match *self {
+            Self::Nothing => false,
+            Self::WholeAsid => true,
+            Self::Range {
+                start,
+                end,
+                stride,
+                level_hint,
+            } => {
+                let first_step = start & !(stride - 1);
+                let step_inside = if size >= stride {
+                    va + size > first_step && va < end
+                } else {
+                    va.is_multiple_of(stride) && va >= first_step && va < end
+                };
+                step_inside && level_hint.is_none_or(|l| l == level)
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -109,7 +158,19 @@ pub fn flush_tlb_range(
         level_hint,
     };
     let plan = plan_range_flush(&req, p.features);
-    execute(space, &plan, !last_level_only)
+    let mut record = execute(space, &plan, !last_level_only);
+    if record.how != FlushHow::Nothing {
+        record.coverage = match plan {
+            FlushPlan::Ops(_) => FlushCoverage::Range {
+                start,
+                end,
+                stride,
+                level_hint,
+            },
+            FlushPlan::WholeAsid(_) | FlushPlan::WholeTlb(_) => FlushCoverage::WholeAsid,
+        };
+    }
+    record
 }
 
 /// Invalidates every translation of `space` (one ASID flush): Linux's `flush_tlb_mm`.
@@ -121,7 +182,11 @@ pub fn flush_tlb_mm(space: &AddressSpace) -> FlushRecord {
     let plan = FlushPlan::WholeAsid(TlbiOp::Aside1 {
         operand: tlbi_asid_operand(asid),
     });
-    execute(space, &plan, true)
+    let mut record = execute(space, &plan, true);
+    if record.how != FlushHow::Nothing {
+        record.coverage = FlushCoverage::WholeAsid;
+    }
+    record
 }
 
 /// The space's ASID, read only after the caller's table stores are ordered before it
@@ -145,6 +210,7 @@ fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushR
             leaf_only,
             ops: 0,
             how: FlushHow::Nothing,
+            coverage: FlushCoverage::Nothing,
         };
     }
     if p.mode == FlushMode::Ipi && !p.local_tlbi {
@@ -160,6 +226,7 @@ fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushR
         } else {
             FlushHow::Local
         },
+        coverage: FlushCoverage::Nothing,
     }
 }
 
@@ -264,6 +331,7 @@ fn ipi_shootdown(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> 
         leaf_only,
         ops: plan.op_count() as u32,
         how: FlushHow::Ipi,
+        coverage: FlushCoverage::Nothing,
     }
 }
 
