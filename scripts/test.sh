@@ -139,8 +139,36 @@ boot "bug=hang (watchdog)" 4 --smp 2 -- bug=hang timeout=5 && expect_line "names
     && expect "summary says fail" "s['result']=='fail' and s['exit_code']==4"
 
 step "boots: teardown race and sharing (issue 9 controls)"
-# (mm controls: map-dying, last-sharer-narrow-flush, protect-wide-stride, map-object-no-undo,
-# unshare-flush-late, gather-no-local-batch)
+# Each planted bug is caught by its selftest scenario on the first try, on both TLBI paths:
+# with FEAT_TLBIRANGE (-cpu max) and without (cortex-a72). The scenarios do not depend on timing.
+selftest_control() {
+    local bug=$1 check=$2 cpu
+    for cpu in max cortex-a72; do
+        boot "selftest bug=$bug ($cpu)" 1 --smp 2 --cpu "$cpu" -- workload=selftest "bug=$bug" \
+            && expect_line "names the failed check" "^selftest: $check: FAIL: " \
+            && expect "one check failed" "c['selftest_failures']==1 and s['result']=='fail'"
+    done
+}
+selftest_control map-dying "no mapping enters a space once its destroy has begun"
+selftest_control last-sharer-narrow-flush "the last sharer's flush covers every block of the freed table"
+selftest_control protect-wide-stride "protect over pages and blocks flushes every leaf; partial blocks refused"
+selftest_control map-object-no-undo "map_object out of memory half-way undoes its sharing"
+selftest_control unshare-flush-late "a full unshare is flushed under the object lock"
+boot "selftest passes every scenario (cortex-a72, 1 CPU)" 0 --smp 1 --cpu cortex-a72 -- workload=selftest \
+    && expect "no check failed or skipped" "c['selftest_failures']==0" \
+    && expect_line "all ran" '^selftest: 14 of 14 checks passed, 0 skipped, 0 failed'
+boot "selftest with a planted bug says what it skipped" 1 --smp 2 -- workload=selftest bug=map-dying \
+    && expect_line "skipped, not ok" '^selftest: TLB flush of 512 pages: exact TLBI and DSB counts: skipped \('
+# Without its embedded batch a gather cannot progress once batch allocations fail: the CPU
+# livelocks and the watchdog ends the run.
+boot "selftest bug=gather-no-local-batch (watchdog)" 4 --smp 2 -- workload=selftest bug=gather-no-local-batch timeout=10 \
+    && expect_line "the watchdog fired" '^watchdog: '
+boot "stress fail_alloc=1000" 0 --smp 4 -- workload=stress seconds=4 fail_alloc=1000 \
+    && expect "the fallbacks ran, nothing detected" "c['table_free_fallbacks']>0 and c['gathers']>0 and c['stale_tlb_detected']==0 and c['uaf_detected']==0"
+boot "stress fail_alloc=1000 sharing=on" 0 --smp 4 -- workload=stress seconds=4 fail_alloc=1000 sharing=on \
+    && expect "the fallbacks ran, tables unshared, nothing detected" "c['table_free_fallbacks']>0 and c['tables_unshared']>0 and c['stale_tlb_detected']==0 and c['uaf_detected']==0"
+boot "stress fail_alloc=1000 bug=gather-no-local-batch (watchdog)" 4 --smp 4 -- workload=stress seconds=4 fail_alloc=1000 bug=gather-no-local-batch timeout=12 \
+    && expect_line "the watchdog fired" '^watchdog: '
 
 step "boots: memory pressure and stress workload checks"
 # (stress/unshare-bench under --mem limits, touches, adoption)

@@ -21,6 +21,7 @@
 
 use crate::mm::aspace::{AddressSpace, release_data_frame};
 use crate::mm::fault_inject;
+use crate::mm::gather_range::GatherRange;
 use crate::mm::pte::{PAGE_SIZE, level_block_size};
 use crate::mm::table_free;
 use crate::mm::tlb::{FlushRecord, flush_tlb_mm, flush_tlb_range};
@@ -50,13 +51,10 @@ struct PageEntry {
 pub struct MmuGather<'a> {
     space: &'a AddressSpace,
     fullmm: bool,
-    /// The VA range to invalidate, `start < end` when anything was cleared.
-    start: u64,
-    end: u64,
-    /// The smallest leaf size cleared (the flush stride).
-    stride: u64,
-    /// Bit `l` set: entries at level `l` were cleared.
-    cleared_levels: u8,
+    /// What to invalidate: the VA range, the flush stride, the levels cleared.
+    range: GatherRange,
+    /// Flush even if nothing was gathered (set by `finish` when gathers were nested).
+    force_flush: bool,
     freed_tables: bool,
     /// A shared level-2 table was unshared (the caller's entry dropped; others still use it).
     unshared_tables: bool,
@@ -82,10 +80,8 @@ impl<'a> MmuGather<'a> {
         Self {
             space,
             fullmm,
-            start: u64::MAX,
-            end: 0,
-            stride: u64::MAX,
-            cleared_levels: 0,
+            range: GatherRange::EMPTY,
+            force_flush: false,
             freed_tables: false,
             unshared_tables: false,
             fully_unshared_tables: false,
@@ -108,18 +104,11 @@ impl<'a> MmuGather<'a> {
         Self::new(space, true)
     }
 
-    fn track(&mut self, va: u64, size: u64) {
-        self.start = self.start.min(va);
-        self.end = self.end.max(va + size);
-    }
-
     /// Records that a leaf at `level` mapping `pa` at `va` was cleared; the frame is freed after
     /// the flush (`tlb_remove_page_size`).
     pub fn remove_page(&mut self, pa: u64, va: u64, level: u8) {
         let size = level_block_size(level);
-        self.track(va, size);
-        self.stride = self.stride.min(size);
-        self.cleared_levels |= 1 << level;
+        self.range.leaf(va, level);
         stats::add(Counter::PagesUnmapped, size / PAGE_SIZE);
         if crate::mm::frame::meta(pa).kind() == crate::mm::frame::FrameKind::Shared as u32 {
             return; // a shared object's frame: mappings hold no reference, the object frees it
@@ -155,11 +144,7 @@ impl<'a> MmuGather<'a> {
     /// space's TLB entries, so the flush must cover the whole span at the leaf stride, not just
     /// one page of it (Linux's last user falls through to a zap that tracks each huge entry).
     pub fn remove_table_with_leaves(&mut self, pa: u64, va: u64, level: u8, leaf_size: u64) {
-        let span = level_block_size(level - 1);
-        let base = va & !(span - 1);
-        self.track(base, span);
-        self.stride = self.stride.min(leaf_size);
-        self.cleared_levels |= 1 << level;
+        self.range.table_with_leaves(va, level, leaf_size);
         self.remove_table(pa, va, level);
     }
 
@@ -168,18 +153,10 @@ impl<'a> MmuGather<'a> {
     /// hold no valid entry that was not itself cleared into this gather (see
     /// [`Self::remove_table_with_leaves`] for one that does).
     pub fn remove_table(&mut self, pa: u64, va: u64, level: u8) {
-        // A walk-cache entry for the parent's entry is used to translate every VA in the table's
-        // span, so one page of that span in the (walk-cache) flush invalidates it, as Linux's
-        // `pte_free_tlb` adds one page at `address`. Entries cached from inside the table were
-        // for leaves and tables this or an earlier gather already cleared and flushed.
-        let span = if level == 0 {
-            1 << 48
-        } else {
-            level_block_size(level - 1)
-        };
-        self.track(va & !(span - 1), PAGE_SIZE);
-        self.stride = self.stride.min(PAGE_SIZE);
-        self.cleared_levels |= 1 << level.saturating_sub(1);
+        // Entries cached from inside the table were for leaves and tables this or an earlier
+        // gather already cleared and flushed; what is left is the walk-cache entry for the
+        // parent's entry (see `GatherRange::table`).
+        self.range.table(va, level);
         self.freed_tables = true;
         if self
             .tables
@@ -206,25 +183,20 @@ impl<'a> MmuGather<'a> {
 
     /// Invalidates what was gathered so far (`tlb_flush_mmu_tlbonly`).
     fn flush_tlb_only(&mut self) {
-        if self.start >= self.end && !self.fullmm {
+        if self.range.is_empty() && !self.fullmm {
             return;
         }
         let record = if self.fullmm {
             flush_tlb_mm(self.space)
         } else {
             let last_level_only = !self.freed_tables && !self.unshared_tables;
-            let level_hint = match self.cleared_levels {
-                0b1000 => Some(3),
-                0b0100 => Some(2),
-                _ => None,
-            };
             flush_tlb_range(
                 self.space,
-                self.start,
-                self.end,
-                self.stride,
+                self.range.start,
+                self.range.end,
+                self.range.stride,
                 last_level_only,
-                level_hint,
+                self.range.level_hint(),
             )
         };
         stats::count(Counter::GatherFlushes);
@@ -234,16 +206,15 @@ impl<'a> MmuGather<'a> {
         }
         self.flushes += 1;
         self.last_flush = record;
-        self.start = u64::MAX;
-        self.end = 0;
-        self.stride = u64::MAX;
-        self.cleared_levels = 0;
+        self.range = GatherRange::EMPTY;
+        self.force_flush = false;
     }
 
     /// Invalidates, then frees the batched pages and hands the batched tables to the table-free
     /// path (`tlb_flush_mmu`).
     pub fn flush_mmu(&mut self) {
-        let nothing = self.start >= self.end
+        let nothing = self.range.is_empty()
+            && !self.force_flush
             && self.local_len == 0
             && self.pages.is_empty()
             && self.tables.as_ref().is_none_or(|t| t.is_empty());
@@ -274,10 +245,7 @@ impl<'a> MmuGather<'a> {
     /// With `unshare=sync-each` (the behaviour before Linux's fix) each unshare is flushed and
     /// synchronised on the spot.
     pub fn unshare_table(&mut self, va: u64, fully: bool) {
-        use crate::mm::pte::L1_BLOCK_SIZE;
-        self.track(va & !(L1_BLOCK_SIZE - 1), L1_BLOCK_SIZE);
-        self.stride = self.stride.min(crate::mm::pte::L2_BLOCK_SIZE);
-        self.cleared_levels |= 1 << 1;
+        self.range.unshared_table(va);
         self.unshared_tables = true;
         self.fully_unshared_tables |= fully;
         stats::count(Counter::TablesUnshared);
@@ -318,8 +286,7 @@ impl<'a> MmuGather<'a> {
         }
         if self.space.flush_pending.load(Ordering::Acquire) > 1 && !self.fullmm {
             self.fullmm = true;
-            self.start = 0;
-            self.end = 1;
+            self.force_flush = true;
         }
         self.flush_mmu();
         self.last_flush

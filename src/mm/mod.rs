@@ -8,6 +8,7 @@ pub mod fault_inject;
 pub mod frame;
 #[cfg(target_arch = "aarch64")]
 pub mod gather;
+pub mod gather_range;
 #[cfg(target_arch = "aarch64")]
 pub mod heap;
 #[cfg(target_arch = "aarch64")]

@@ -16,6 +16,7 @@ use crate::arch::aarch64::tlb::Scope;
 use crate::arch::aarch64::{gic, tlb};
 use crate::config::MAX_CPUS;
 use crate::mm::aspace::AddressSpace;
+pub use crate::mm::gather_range::FlushCoverage;
 use crate::mm::tlbflush::{
     FlushPlan, FlushRequest, TlbFeatures, TlbiOp, plan_range_flush, tlbi_asid_operand,
 };
@@ -65,53 +66,6 @@ pub struct FlushRecord {
     pub how: FlushHow,
     /// What the invalidation covered.
     pub coverage: FlushCoverage,
-}
-
-/// The translations a flush invalidated (of one ASID).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FlushCoverage {
-    /// Nothing: no flush was needed (the space never ran) or none was issued.
-    #[default]
-    Nothing,
-    /// Every translation of the ASID (`ASIDE1`, or a range over the threshold).
-    WholeAsid,
-    /// `[start, end)` in steps of `stride`, with the TTL `level_hint` when there was one.
-    Range {
-        start: u64,
-        end: u64,
-        stride: u64,
-        level_hint: Option<u8>,
-    },
-}
-
-impl FlushCoverage {
-    /// Whether the leaf of `size` bytes at `va` (aligned to `size`), at `level`, is invalidated.
-    ///
-    /// A by-VA TLBI invalidates every entry that translates its address (Arm ARM D8.13.5), so
-    /// a range flush hits a leaf exactly when one of its steps — multiples of `stride` from
-    /// `start` rounded down — lies inside the leaf: a leaf at least as large as the stride
-    /// always contains one; a smaller leaf only if it starts on a step (a 2 MiB stride steps
-    /// over 511 of every 512 pages). A level hint (TTL) limits the hit to that level.
-    pub fn covers_leaf(&self, va: u64, size: u64, level: u8) -> bool {
-        match *self {
-            Self::Nothing => false,
-            Self::WholeAsid => true,
-            Self::Range {
-                start,
-                end,
-                stride,
-                level_hint,
-            } => {
-                let first_step = start & !(stride - 1);
-                let step_inside = if size >= stride {
-                    va + size > first_step && va < end
-                } else {
-                    va.is_multiple_of(stride) && va >= first_step && va < end
-                };
-                step_inside && level_hint.is_none_or(|l| l == level)
-            }
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
