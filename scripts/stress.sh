@@ -30,7 +30,8 @@ bs_need_qemu
 bs_build
 
 # name | expected exit | run.sh options | kernel args | check on the summary (python; s, c)
-ok_run="c['stale_tlb_detected']==0 and c['uaf_detected']==0 and c['leaf_only_flush_detected']==0"
+# (every positive run must also have probed through the MMU: touches > 0)
+ok_run="c['stale_tlb_detected']==0 and c['uaf_detected']==0 and c['leaf_only_flush_detected']==0 and c['touches']>0"
 runs=(
   "stress-4cpu-10s|0|--smp 4|workload=stress seconds=10|$ok_run and c['ipis_sent']==0 and c['tlbi_ops']>0 and c['tlbi_range_ops']>0 and c['pages_unmapped']>0 and c['tables_freed']>0 and c['walker_walks']>0 and c['grace_periods']>0"
   "stress-2cpu|0|--smp 2|workload=stress seconds=4|$ok_run and c['ipis_sent']==0 and c['walker_walks']>0 and c['tables_freed']>0 and c['grace_periods']>0"
@@ -122,9 +123,9 @@ done
 python3 - "$results" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-keys = ["stale_tlb_detected", "uaf_detected", "tlbi_ops", "tlbi_range_ops", "ipis_sent", "tables_freed",
+keys = ["stale_tlb_detected", "uaf_detected", "touches", "tlbi_ops", "tlbi_range_ops", "ipis_sent", "tables_freed",
         "grace_periods", "table_syncs", "walker_walks", "asid_rollovers"]
-short = ["stale", "uaf", "tlbi", "range", "ipis", "tbl_freed", "gps", "syncs", "walks", "rollovers"]
+short = ["stale", "uaf", "touches", "tlbi", "range", "ipis", "tbl_freed", "gps", "syncs", "walks", "rollovers"]
 print()
 print(f"{'run':28} {'exit':>4} {'ok':>4} " + " ".join(f"{k:>9}" for k in short))
 for r in rows:
