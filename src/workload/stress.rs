@@ -24,7 +24,9 @@ use crate::arch::aarch64::exception::{probe_read_u64, probe_write_u64};
 use crate::arch::aarch64::layout::phys_to_virt;
 use crate::kernel::BootInfo;
 use crate::kprintln;
-use crate::mm::aspace::{AddressSpace, SpaceState, StampCheck, WRITE_COUNTER_WORD, check_stamp};
+use crate::mm::aspace::{
+    AddressSpace, MapError, SpaceState, StampCheck, WRITE_COUNTER_WORD, check_stamp,
+};
 use crate::mm::gather::MmuGather;
 use crate::mm::pte::{Attributes, DescriptorKind, L1_BLOCK_SIZE, L2_BLOCK_SIZE, PAGE_SIZE};
 use crate::mm::shared::{self, SharedObject};
@@ -294,12 +296,14 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     let stale = stats::read(Counter::StaleTlbDetected);
     let uaf = stats::read(Counter::UafDetected);
     let leaf_only = stats::read(Counter::LeafOnlyFlushDetected);
+    let flush_missed = stats::read(Counter::UnshareFlushMissed);
     let backoffs = shared.map_backoffs.load(Ordering::Relaxed);
     kprintln!(
-        "stress: done: {} touches, stale_tlb_detected={stale}, uaf_detected={uaf}, leaf_only_flush_detected={leaf_only}, map_backoffs={backoffs}",
+        "stress: done: {} touches, stale_tlb_detected={stale}, uaf_detected={uaf}, leaf_only_flush_detected={leaf_only}, unshare_flush_missed={flush_missed}, map_backoffs={backoffs}",
         stats::read(Counter::Touches)
     );
-    let mut out = Outcome::from_checks(stale == 0 && uaf == 0 && leaf_only == 0);
+    let mut out =
+        Outcome::from_checks(stale == 0 && uaf == 0 && leaf_only == 0 && flush_missed == 0);
     out.extra_json = Some(alloc::format!(
         "\"stress\":{{\"free_mib\":{},\"pages_per_space\":{},\"block_slots\":{},\"object_gib\":{},\"map_backoffs\":{backoffs}}}",
         free / MIB,
@@ -351,7 +355,7 @@ fn new_populated_space(shared: &Shared) -> Option<Arc<AddressSpace>> {
         return None;
     };
     if let Some(obj) = &shared.object
-        && shared::map_object(&s, obj, SHARED_BASE).is_none()
+        && shared::map_object(&s, obj, SHARED_BASE) == Err(MapError::OutOfMemory)
     {
         shared.backoff();
     }
@@ -654,7 +658,14 @@ fn protect_cycle(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
     let start = PAGES_BASE + rng.below(shared.layout.pages_len() / PAGE_SIZE - n) * PAGE_SIZE;
     let end = start + n * PAGE_SIZE;
     let _g = space.lock.lock();
-    space.protect(start, end, Attributes::user_data_ro());
+    if space
+        .protect(start, end, Attributes::user_data_ro())
+        .is_err()
+    {
+        // Destroy has begun (region A holds only pages, so nothing else is refused): nothing
+        // changed, and touchers still inside may write. Nothing to check.
+        return;
+    }
     // The flush has completed: from here on no write may reach these pages.
     let mut snapshot: Vec<(u64, u64, u64)> = Vec::new();
     let mut va = start;
@@ -685,7 +696,8 @@ fn protect_cycle(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
             );
         }
     }
-    space.protect(start, end, Attributes::user_data_rw());
+    // Cannot be refused: the state changes only under the lock this function holds.
+    let _ = space.protect(start, end, Attributes::user_data_rw());
 }
 
 fn block_cycle(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
@@ -749,7 +761,7 @@ fn share_cycle(shared: &Shared, space: &AddressSpace, obj: &Arc<SharedObject>, r
         .iter()
         .any(|(o, _)| Arc::ptr_eq(o, obj));
     if !mapped {
-        if shared::map_object(space, obj, SHARED_BASE).is_none() {
+        if shared::map_object(space, obj, SHARED_BASE) == Err(MapError::OutOfMemory) {
             shared.backoff();
         }
         return;
@@ -757,7 +769,7 @@ fn share_cycle(shared: &Shared, space: &AddressSpace, obj: &Arc<SharedObject>, r
     if rng.below(4) == 0 {
         let gib = rng.below(shared.layout.object_gib);
         if shared::protect_object_gib(space, obj, SHARED_BASE, gib, Attributes::user_data_ro())
-            .is_none()
+            == Err(MapError::OutOfMemory)
         {
             shared.backoff();
         }

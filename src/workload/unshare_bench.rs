@@ -254,7 +254,7 @@ fn measure(bench: &Bench, mode: UnshareMode) {
     });
     let parent = Arc::new(must(bench, "the parent", AddressSpace::new));
     must(bench, "the parent's mapping", || {
-        shared::map_object(&parent, &obj, OBJECT_BASE)
+        shared::map_object(&parent, &obj, OBJECT_BASE).ok()
     });
     run_once(&parent);
     bench.live.lock().push(parent.clone());
@@ -264,7 +264,7 @@ fn measure(bench: &Bench, mode: UnshareMode) {
     for _ in 0..bench.children {
         let child = Arc::new(must(bench, "a child", AddressSpace::new));
         must(bench, "a child's mapping", || {
-            shared::fork_objects(&parent, &child)
+            shared::fork_objects(&parent, &child).ok()
         });
         run_once(&child);
         bench.live.lock().push(child.clone());
