@@ -16,6 +16,7 @@ use crate::config::MAX_CPUS;
 use crate::mm::asid::{AsidAllocator, AsidContext};
 use crate::mm::frame::{self, FrameKind};
 use crate::mm::gather::MmuGather;
+use crate::mm::gather_range::GatherRange;
 use crate::mm::pte::{
     Attributes, Descriptor, DescriptorKind, PAGE_SIZE, level_block_size, table_index,
 };
@@ -496,8 +497,8 @@ impl AddressSpace {
             }
             Ok(())
         })?;
-        let (mut pages, mut lo, mut hi) = (0, u64::MAX, 0);
-        let (mut min_level, mut max_level) = (u8::MAX, 0u8);
+        let mut pages = 0;
+        let mut range = GatherRange::EMPTY;
         let _ = self.for_each_leaf(start, end, |e, d, level, va, _| {
             let new = match d.kind(level) {
                 DescriptorKind::Page { pa, .. } => Descriptor::page(pa, attrs),
@@ -505,12 +506,8 @@ impl AddressSpace {
                 _ => unreachable!("for_each_leaf yields leaves"),
             };
             e.store(new.raw(), Ordering::Release);
-            let size = level_block_size(level);
-            pages += size / PAGE_SIZE;
-            lo = lo.min(va);
-            hi = hi.max(va + size);
-            min_level = min_level.min(level);
-            max_level = max_level.max(level);
+            pages += level_block_size(level) / PAGE_SIZE;
+            range.leaf(va, level);
             Ok::<(), ()>(())
         });
         if pages == 0 {
@@ -523,12 +520,14 @@ impl AddressSpace {
             crate::platform::bootargs::Bug::ProtectWideStride,
         ) {
             // The planted bug: the largest leaf sets both, as protect used to.
-            (level_block_size(min_level), Some(min_level))
+            let largest = range.cleared_levels.trailing_zeros() as u8;
+            (level_block_size(largest), Some(largest))
         } else {
-            let hint = (min_level == max_level).then_some(max_level);
-            (level_block_size(max_level), hint)
+            // The gather's rule: the smallest leaf's stride, a hint only for a single level.
+            (range.stride, range.level_hint())
         };
-        let flush = crate::mm::tlb::flush_tlb_range(self, lo, hi, stride, true, level_hint);
+        let flush =
+            crate::mm::tlb::flush_tlb_range(self, range.start, range.end, stride, true, level_hint);
         Ok(Protected { pages, flush })
     }
 
