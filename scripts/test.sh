@@ -135,8 +135,16 @@ boot "bug=panic" 3 --smp 2 -- bug=panic && expect_line "message, location, CPU" 
     && expect_line "backtrace" '^  backtrace:' && expect "summary says fail" "s['result']=='fail' and s['exit_code']==3"
 boot "bug=fault" 3 --smp 2 -- bug=fault && expect_line "decoded syndrome" 'data abort from the current EL, translation fault' \
     && expect_line "FAR of the access" 'FAR 0xffffe00000000000' && expect_line "registers" '^  x0 '
-boot "bug=hang (watchdog)" 4 --smp 2 -- bug=hang timeout=5 && expect_line "names the stuck CPU" '^watchdog: cpu1 .*state=working' \
-    && expect "summary says fail" "s['result']=='fail' and s['exit_code']==4"
+# The run's deadline is far (timeout=60): the stall detector, not the deadline, must end the run,
+# naming the CPU that stopped taking ticks within seconds (a 4-digit "ms after ... armed").
+hang_t0=$SECONDS
+boot "bug=hang (watchdog)" 4 --smp 2 -- bug=hang timeout=60 \
+    && expect_line "the stall detector names cpu1" '^watchdog: cpu1 stopped taking timer ticks: last tick [0-9]+ ms ago \(limit [0-9]+ ms\)' \
+    && expect_line "within 10 s of arming, long before the deadline" 'stopped taking timer ticks: .*, [0-9]{1,4} ms after the watchdog was armed, [0-9]{5,} ms before the run deadline' \
+    && expect_line "then every CPU's state" '^watchdog: cpu1 .*state=working .*last_tick=[0-9]+ms_ago' \
+    && expect "summary says fail" "s['result']=='fail' and s['exit_code']==4" \
+    && { [ $((SECONDS - hang_t0)) -lt 40 ] && pass "  host saw the exit in $((SECONDS - hang_t0))s (deadline 60s)" \
+         || fail "  bug=hang took $((SECONDS - hang_t0))s: the deadline, not the stall detector, ended it"; }
 
 step "boots: teardown race and sharing (issue 9 controls)"
 # Each planted bug is caught by its selftest scenario on the first try, on both TLBI paths:
@@ -198,6 +206,14 @@ boot "stress bug=skip-tlbi: touchers see stale entries" 1 --smp 4 -- workload=st
 
 step "boots: kernel infrastructure checks"
 # (dsb_ish, stall detector)
+# dsb_ish counts every DSB ISH, not only TLBI completions: on one CPU every TLBI is local (no
+# completion DSB ISH), yet each address-space activation issues one before its first walk.
+boot "dsb_ish counts activation barriers (smp 1)" 0 --smp 1 -- workload=selftest \
+    && expect "all TLBIs local, dsb_ish > 0" "c['tlbi_ops']>0 and c['tlbi_local_ops']==c['tlbi_ops'] and c['dsb_ish']>=1" \
+    && expect_line "the exact-count unmap still sees no DSB ISH" '512-page unmap: .* local=1 dsb_ish=0([^0-9]|$)'
+boot "dsb_ish on 4 CPUs (selftest)" 0 --smp 4 -- workload=selftest \
+    && expect "more DSB ISH than flushes (activations count too)" "c['tlbi_local_ops']==0 and c['dsb_ish']>c['flushes']" \
+    && expect_line "the 512-page unmap: one range TLBI, one DSB ISH" '512-page unmap: tlbi_ops=1 range=1 asid=0 local=0 dsb_ish=1([^0-9]|$)'
 
 step "unshare bench"
 boot "unshare-bench, 8 CPUs" 0 --smp 8 -- workload=unshare-bench tables=32 children=4 \

@@ -185,7 +185,7 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
                 info.args.cpus_wait_ms,
                 line
             );
-            watchdog_fire("CPUs did not come online");
+            watchdog_fire(format_args!("CPUs did not come online"));
         }
         Err(e) => config_error(format_args!("error: smp: could not start CPUs: {e:?}")),
     }
@@ -386,13 +386,18 @@ pub fn wait_relax() {
 // ---- watchdog ----------------------------------------------------------------------------
 
 static WATCHDOG_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Counter value when the watchdog was armed (for the report: how long into the run it fired).
+static WATCHDOG_ARMED_AT: AtomicU64 = AtomicU64::new(0);
+/// The `timeout=` in force, in seconds (for the report).
+static WATCHDOG_TIMEOUT_S: AtomicU64 = AtomicU64::new(0);
 static WATCHDOG_FIRED: AtomicBool = AtomicBool::new(false);
-/// A CPU whose ticks stop for this long (with the workload running) is reported as stuck.
-const STALL_SECONDS: u64 = 20;
 
 fn arm_watchdog(seconds: u32) {
+    let now = cpu::counter();
+    WATCHDOG_ARMED_AT.store(now, Ordering::Relaxed);
+    WATCHDOG_TIMEOUT_S.store(seconds as u64, Ordering::Relaxed);
     WATCHDOG_DEADLINE.store(
-        cpu::counter() + seconds as u64 * cpu::counter_frequency(),
+        now + seconds as u64 * cpu::counter_frequency(),
         Ordering::Relaxed,
     );
 }
@@ -401,38 +406,68 @@ fn arm_watchdog(seconds: u32) {
 /// limit is seconds, so each CPU need not do it on every tick.
 const STALL_SCAN_EVERY: u64 = 16;
 
+/// Two checks, from every CPU's tick: the run's deadline (`timeout=`), and the stall rule of
+/// `smp::stall` — a working CPU that has taken no tick for longer than the limit is stuck with
+/// IRQs masked. The stall check is what names a stuck CPU within seconds; the deadline only
+/// says the run as a whole took too long.
 fn check_watchdog(now: u64, ticks: u64) {
+    let freq = cpu::counter_frequency();
     if now > WATCHDOG_DEADLINE.load(Ordering::Relaxed) {
-        watchdog_fire("the run did not finish within timeout=");
+        watchdog_fire(format_args!(
+            "the run did not finish within timeout={} s ({} ms after the watchdog was armed)",
+            WATCHDOG_TIMEOUT_S.load(Ordering::Relaxed),
+            smp::stall::ticks_to_ms(
+                now.saturating_sub(WATCHDOG_ARMED_AT.load(Ordering::Relaxed)),
+                freq
+            ),
+        ));
     }
     if !ticks.is_multiple_of(STALL_SCAN_EVERY) {
         return;
     }
-    let stall = STALL_SECONDS * cpu::counter_frequency();
+    let limit_ms = smp::stall::stall_limit_ms(smp::online_count());
+    let limit = smp::stall::ms_to_ticks(limit_ms, freq);
     for c in smp::online_cpus() {
         let last = c.last_tick_at.load(Ordering::Relaxed);
-        if now > last + stall && c.state() == CpuState::Working {
-            watchdog_fire("a CPU stopped taking timer interrupts");
+        if smp::stall::is_stalled(now, last, limit) && c.state() == CpuState::Working {
+            let ms = |ticks: u64| smp::stall::ticks_to_ms(ticks, freq);
+            let deadline = WATCHDOG_DEADLINE.load(Ordering::Relaxed);
+            watchdog_fire(format_args!(
+                "cpu{} stopped taking timer ticks: last tick {} ms ago (limit {} ms), {} ms after the watchdog was armed, {} ms before the run deadline",
+                c.index,
+                ms(now - last),
+                limit_ms,
+                ms(now.saturating_sub(WATCHDOG_ARMED_AT.load(Ordering::Relaxed))),
+                ms(deadline.saturating_sub(now)),
+            ));
         }
     }
 }
 
-/// Prints every CPU's state, the summary (fail) and exits with code 4.
-pub fn watchdog_fire(why: &str) -> ! {
+/// Prints why (one `watchdog: ...` line), then every CPU's state (one line each), then the
+/// summary (fail), and exits with code 4. Allocates nothing: it runs in the tick handler, and
+/// the stuck CPU may hold the heap lock.
+pub fn watchdog_fire(why: core::fmt::Arguments<'_>) -> ! {
     if WATCHDOG_FIRED.swap(true, Ordering::AcqRel) {
         park();
     }
     let now = cpu::counter();
     let freq = cpu::counter_frequency();
     console::with_console_forced(|out| {
-        let _ = writeln!(out, "watchdog: {why} (on cpu{})", crate::arch::cpu_id());
+        let _ = writeln!(
+            out,
+            "watchdog: {why} (seen by cpu{})",
+            crate::arch::cpu_id()
+        );
         for c in smp::online_cpus().chain(
             (0..boot_info_opt().map_or(0, |b| b.platform.cpus))
                 .map(smp::cpu)
                 .filter(|c| !c.is_online()),
         ) {
-            let since_tick_ms =
-                (now.saturating_sub(c.last_tick_at.load(Ordering::Relaxed))) * 1000 / freq;
+            let since_tick_ms = smp::stall::ticks_to_ms(
+                now.saturating_sub(c.last_tick_at.load(Ordering::Relaxed)),
+                freq,
+            );
             let _ = writeln!(
                 out,
                 "watchdog: cpu{} mpidr={:#x} {} state={} role={} ticks={} last_tick={}ms_ago heartbeat={} in_walker={}",

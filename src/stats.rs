@@ -55,7 +55,7 @@ counters! {
     TlbiAsidOps => "tlbi_asid_ops", Sum;
     /// Non-broadcast TLBIs (the space was only ever active on this CPU, or IPI-driven).
     TlbiLocalOps => "tlbi_local_ops", Sum;
-    /// `DSB ISH` completions of broadcast TLB maintenance.
+    /// Every `DSB ISH` executed: broadcast-TLBI completions and activation-before-walk barriers.
     DsbIsh => "dsb_ish", Sum;
     /// SGIs sent for TLB shootdown or table-free synchronisation.
     IpisSent => "ipis_sent", Sum;

@@ -772,7 +772,7 @@ mod tests {
     use proptest::prelude::*;
     use std::boxed::Box;
     use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64 as StdAtomicU64};
-    use std::sync::{Arc, Mutex};
+    use std::sync::{Arc, Mutex, mpsc};
     use std::thread;
     use std::time::{Duration, Instant};
 
@@ -1185,7 +1185,12 @@ mod tests {
         }
     }
 
-    // --- Threaded stress: readers inside "IRQs-masked" sections vs. an updater freeing. ---
+    // --- Threads: readers inside "IRQs-masked" sections vs. an updater freeing. ---
+    //
+    // The checker is `read_section`: it checks the object it found twice, before and after
+    // dwelling inside the section. The stress test runs it against `call_rcu` under whatever
+    // interleavings the host produces; the scripted tests pin the one interleaving that matters
+    // (the free lands while a reader is inside) so the negative control cannot be missed.
 
     /// The RCU-protected object. "Freeing" poisons it and moves it to a quarantine that is
     /// released only after every thread has stopped, so a reader that is still inside shows
@@ -1211,64 +1216,49 @@ mod tests {
         Immediately,
     }
 
-    struct StressOutcome {
-        reads: u64,
-        poison_seen: u64,
-        updates: u64,
-        rcu: Arc<Rcu>,
+    /// Where the published object lives, and the objects freed so far (kept until the end).
+    struct Published {
+        current: AtomicPtr<Obj>,
+        quarantine: Arc<Mutex<Vec<usize>>>,
     }
 
-    fn run_stress(readers: usize, run_for: Duration, mode: FreeMode) -> StressOutcome {
-        let rcu = Arc::new(Rcu::new(readers + 1));
-        let quarantine = Arc::new(Mutex::new(Vec::new()));
-        let new_obj = || {
+    impl Published {
+        fn new() -> Self {
+            let quarantine = Arc::new(Mutex::new(Vec::new()));
+            let first = Self::new_obj(&quarantine);
+            Self {
+                current: AtomicPtr::new(first),
+                quarantine,
+            }
+        }
+
+        fn new_obj(quarantine: &Arc<Mutex<Vec<usize>>>) -> *mut Obj {
             Box::into_raw(Box::new(Obj {
                 poisoned: AtomicBool::new(false),
                 quarantine: quarantine.clone(),
             }))
-        };
-        let current = Arc::new(AtomicPtr::new(new_obj()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let reads = Arc::new(StdAtomicU64::new(0));
-        let poison_seen = Arc::new(StdAtomicU64::new(0));
+        }
 
-        let reader_threads: Vec<_> = (1..=readers)
-            .map(|cpu| {
-                let (rcu, current, stop) = (rcu.clone(), current.clone(), stop.clone());
-                let (reads, poison_seen) = (reads.clone(), poison_seen.clone());
-                thread::spawn(move || {
-                    let mut iteration = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        // Read-side section: no QS report until it ends ("IRQs masked").
-                        let p = current.load(Ordering::Acquire);
-                        // SAFETY: objects are never deallocated while threads run (see Obj).
-                        let obj = unsafe { &*p };
-                        let mut seen = u64::from(obj.poisoned.load(Ordering::Relaxed));
-                        for _ in 0..64 {
-                            core::hint::spin_loop();
-                        }
-                        seen += u64::from(obj.poisoned.load(Ordering::Relaxed));
-                        poison_seen.fetch_add(seen, Ordering::Relaxed);
-                        // Section over.
-                        rcu.note_quiescent_state(cpu);
-                        iteration += 1;
-                        if iteration.is_multiple_of(128) {
-                            rcu.idle_enter(cpu);
-                            thread::yield_now();
-                            rcu.idle_exit(cpu);
-                        }
-                    }
-                    reads.fetch_add(iteration, Ordering::Relaxed);
-                    // This CPU goes idle for good, so the final rcu_barrier needs nothing of it.
-                    rcu.idle_enter(cpu);
-                })
-            })
-            .collect();
+        /// The checker: one read-side section on a reader CPU ("IRQs masked": no QS report
+        /// until it returns). It checks the object it found when it enters, runs `dwell`
+        /// inside the section, and checks again. Returns how many checks saw poison (0..=2).
+        fn read_section(&self, dwell: impl FnOnce()) -> u64 {
+            let p = self.current.load(Ordering::Acquire);
+            // SAFETY: objects are never deallocated while threads run (see `Obj`).
+            let obj = unsafe { &*p };
+            let mut seen = u64::from(obj.poisoned.load(Ordering::Relaxed));
+            dwell();
+            seen += u64::from(obj.poisoned.load(Ordering::Relaxed));
+            seen
+        }
 
-        let deadline = Instant::now() + run_for;
-        let mut updates = 0;
-        while Instant::now() < deadline {
-            let old = current.swap(new_obj(), Ordering::AcqRel) as usize;
+        /// One update on CPU 0: publish a new object, free the old one per `mode`, then the
+        /// updater's own QS and poll (what its tick would do).
+        fn update(&self, rcu: &Rcu, mode: FreeMode) {
+            let old = self
+                .current
+                .swap(Self::new_obj(&self.quarantine), Ordering::AcqRel)
+                as usize;
             match mode {
                 FreeMode::AfterGracePeriod => rcu.call_rcu(
                     0,
@@ -1279,9 +1269,80 @@ mod tests {
                 ),
                 FreeMode::Immediately => poison_and_free(old),
             }
-            updates += 1;
             rcu.note_quiescent_state(0);
             rcu.poll(0);
+        }
+
+        /// Deallocates every object. Only once every thread that read them has stopped.
+        fn release_all(&self) {
+            let last = self.current.load(Ordering::Relaxed) as usize;
+            let freed: Vec<usize> = self.quarantine.lock().unwrap().drain(..).collect();
+            for addr in freed.into_iter().chain([last]) {
+                // SAFETY: every thread has stopped; each address is a distinct Box::into_raw.
+                drop(unsafe { Box::from_raw(addr as *mut Obj) });
+            }
+        }
+    }
+
+    struct StressOutcome {
+        reads: u64,
+        poison_seen: u64,
+        updates: u64,
+        rcu: Arc<Rcu>,
+    }
+
+    /// Readers on CPUs `1..=readers` against an updater on CPU 0, for at least `run_for` and
+    /// at least `min_reads` reads and `min_updates` updates: the run ends on coverage, not on
+    /// the clock alone, so a slow or loaded host makes it longer, never weaker.
+    fn run_stress(
+        readers: usize,
+        run_for: Duration,
+        min_reads: u64,
+        min_updates: u64,
+    ) -> StressOutcome {
+        let rcu = Arc::new(Rcu::new(readers + 1));
+        let published = Arc::new(Published::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let reads = Arc::new(StdAtomicU64::new(0));
+        let poison_seen = Arc::new(StdAtomicU64::new(0));
+
+        let reader_threads: Vec<_> = (1..=readers)
+            .map(|cpu| {
+                let (rcu, published, stop) = (rcu.clone(), published.clone(), stop.clone());
+                let (reads, poison_seen) = (reads.clone(), poison_seen.clone());
+                thread::spawn(move || {
+                    let mut iteration = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let seen = published.read_section(|| {
+                            for _ in 0..64 {
+                                core::hint::spin_loop();
+                            }
+                        });
+                        poison_seen.fetch_add(seen, Ordering::Relaxed);
+                        reads.fetch_add(1, Ordering::Relaxed);
+                        // Section over.
+                        rcu.note_quiescent_state(cpu);
+                        iteration += 1;
+                        if iteration.is_multiple_of(128) {
+                            rcu.idle_enter(cpu);
+                            thread::yield_now();
+                            rcu.idle_exit(cpu);
+                        }
+                    }
+                    // This CPU goes idle for good, so the final rcu_barrier needs nothing of it.
+                    rcu.idle_enter(cpu);
+                })
+            })
+            .collect();
+
+        let deadline = Instant::now() + run_for;
+        let mut updates = 0;
+        while Instant::now() < deadline
+            || updates < min_updates
+            || reads.load(Ordering::Relaxed) < min_reads
+        {
+            published.update(&rcu, FreeMode::AfterGracePeriod);
+            updates += 1;
             // Keep the backlog bounded, as the kernel's gather would.
             while rcu.queued_callbacks(0) > 10_000 {
                 rcu.note_quiescent_state(0);
@@ -1294,11 +1355,7 @@ mod tests {
             t.join().unwrap();
         }
         rcu.rcu_barrier(0, thread::yield_now);
-        let last = current.load(Ordering::Relaxed);
-        for addr in quarantine.lock().unwrap().drain(..).chain([last as usize]) {
-            // SAFETY: every thread has stopped; each address is a distinct Box::into_raw.
-            drop(unsafe { Box::from_raw(addr as *mut Obj) });
-        }
+        published.release_all();
         StressOutcome {
             reads: reads.load(Ordering::Relaxed),
             poison_seen: poison_seen.load(Ordering::Relaxed),
@@ -1309,14 +1366,9 @@ mod tests {
 
     #[test]
     fn stress_readers_never_see_an_object_freed_through_call_rcu() {
-        let out = run_stress(3, Duration::from_secs(1), FreeMode::AfterGracePeriod);
+        let out = run_stress(3, Duration::from_secs(1), 1000, 100);
         assert_eq!(out.poison_seen, 0, "a reader saw a freed object");
-        assert!(
-            out.reads > 1000 && out.updates > 100,
-            "{} reads, {} updates",
-            out.reads,
-            out.updates
-        );
+        assert!(out.reads >= 1000 && out.updates >= 100);
         assert!(out.rcu.grace_periods() > 0);
         assert_eq!(out.rcu.grace_periods(), out.rcu.completed_gp());
         assert_eq!(
@@ -1327,16 +1379,84 @@ mod tests {
         assert_eq!(out.rcu.queued_callbacks(0), 0);
     }
 
+    struct ScriptOutcome {
+        /// Poison sightings of the reader's one section.
+        poison_seen: u64,
+        /// Frees (callbacks) that had run when the reader left its section.
+        freed_while_inside: u64,
+        rcu: Rcu,
+    }
+
+    /// The interleaving that decides the negative control, forced with channels rather than
+    /// left to the scheduler: the reader (CPU 1) enters its section and checks the object;
+    /// only then does the updater (CPU 0) unpublish and free it per `mode` (and poll a few
+    /// times, as its ticks would); only then does the reader check again and leave. The
+    /// channels order the updater's store before the reader's second load (happens-before),
+    /// so a free without a grace period is seen on every run, on any host.
+    fn run_script(mode: FreeMode) -> ScriptOutcome {
+        let rcu = Arc::new(Rcu::new(2));
+        let published = Arc::new(Published::new());
+        let (inside_tx, inside_rx) = mpsc::channel::<()>();
+        let (updated_tx, updated_rx) = mpsc::channel::<u64>();
+        let reader = {
+            let (rcu, published) = (rcu.clone(), published.clone());
+            thread::spawn(move || {
+                let mut freed_while_inside = 0;
+                let seen = published.read_section(|| {
+                    inside_tx.send(()).unwrap();
+                    freed_while_inside = updated_rx.recv().unwrap();
+                });
+                rcu.note_quiescent_state(1);
+                rcu.idle_enter(1);
+                (seen, freed_while_inside)
+            })
+        };
+        inside_rx.recv().unwrap();
+        published.update(&rcu, mode);
+        for _ in 0..3 {
+            rcu.note_quiescent_state(0);
+            rcu.poll(0);
+        }
+        let freed = match mode {
+            FreeMode::AfterGracePeriod => rcu.callbacks_invoked(),
+            FreeMode::Immediately => published.quarantine.lock().unwrap().len() as u64,
+        };
+        updated_tx.send(freed).unwrap();
+        let (poison_seen, freed_while_inside) = reader.join().unwrap();
+        // The reader reported its QS and is idle: the callback (if any) can run now.
+        rcu.rcu_barrier(0, thread::yield_now);
+        published.release_all();
+        ScriptOutcome {
+            poison_seen,
+            freed_while_inside,
+            rcu: Arc::into_inner(rcu).expect("the reader has exited"),
+        }
+    }
+
     #[test]
-    fn stress_checker_catches_freeing_without_a_grace_period() {
-        // Negative control: the same readers and checker must notice a free with no GP.
-        let out = run_stress(3, Duration::from_millis(500), FreeMode::Immediately);
-        assert!(
-            out.poison_seen > 0,
-            "checker missed {} unsafe frees",
-            out.updates
+    fn checker_catches_freeing_without_a_grace_period() {
+        // Negative control: the reader's checker must notice a free with no GP. Scripted, so
+        // it does on every run (it used to be a timed stress run that missed it 2 runs in 5).
+        let out = run_script(FreeMode::Immediately);
+        assert_eq!(out.freed_while_inside, 1);
+        assert_eq!(
+            out.poison_seen, 1,
+            "the checker missed a free made while the reader was inside"
         );
         assert_eq!(out.rcu.callbacks_invoked(), 0);
+    }
+
+    #[test]
+    fn checker_passes_the_same_script_with_call_rcu() {
+        // The same interleaving with `call_rcu`: the free waits for the reader's QS.
+        let out = run_script(FreeMode::AfterGracePeriod);
+        assert_eq!(out.freed_while_inside, 0, "call_rcu freed under a reader");
+        assert_eq!(
+            out.poison_seen, 0,
+            "a reader saw an object freed by call_rcu"
+        );
+        assert_eq!(out.rcu.callbacks_invoked(), 1, "the free ran after the GP");
+        assert_eq!(out.rcu.queued_callbacks(0), 0);
     }
 }
 

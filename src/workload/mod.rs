@@ -124,6 +124,9 @@ mod hw {
             panic!("bug=fault: read {v:#x} from an unmapped address");
         }
         if bugs.has(Bug::Hang) {
+            // The last CPU spins with IRQs masked while the others wait for it with IRQs on.
+            // Its ticks stop, and the watchdog's stall check (not the run's deadline) must name
+            // it within the stall limit: `scripts/test.sh` runs this with a far deadline.
             fn hang_last_cpu(cpu: usize, last: usize) {
                 if cpu == last {
                     crate::arch::aarch64::cpu::irq_save();

@@ -167,16 +167,25 @@ pub fn begin(scope: Scope) {
 /// (`DSB ISH` / `DSB NSH`). After it, no CPU can use a translation those TLBIs removed.
 #[inline(always)]
 pub fn complete(scope: Scope) {
-    // SAFETY: barriers only.
-    unsafe {
-        match scope {
-            Scope::Broadcast => asm!("dsb ish", options(nostack, preserves_flags)),
-            Scope::Local => asm!("dsb nsh", options(nostack, preserves_flags)),
-        }
+    match scope {
+        Scope::Broadcast => dsb_ish(),
+        // SAFETY: barrier only.
+        Scope::Local => unsafe { asm!("dsb nsh", options(nostack, preserves_flags)) },
     }
-    if scope == Scope::Broadcast {
-        stats::count(Counter::DsbIsh);
-    }
+}
+
+/// Issues one `DSB ISH` and counts it (`dsb_ish`). Every `DSB ISH` the kernel executes goes
+/// through here, so the counter is the number of these barriers, whatever they were for:
+/// completing broadcast TLBIs ([`complete`]) or ordering an activation before its walks
+/// ([`order_before_walks`]). A `DSB ISH` waits for every earlier memory access and every TLBI,
+/// IC and DC of this CPU to complete in the inner-shareable domain (Arm ARM B2.3, "Data
+/// Synchronization Barrier"), which on hardware is the cost worth counting; `DSB ISHST`,
+/// `DSB NSH` and `DMB` are other barriers and are not counted.
+#[inline(always)]
+fn dsb_ish() {
+    // SAFETY: barrier only.
+    unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
+    stats::count(Counter::DsbIsh);
 }
 
 /// Issues every TLBI of `plan` after [`begin`], without completing them: the caller batches
@@ -207,8 +216,10 @@ pub fn flush_kernel_plan(plan: &FlushPlan) {
 /// `ISB`). Used when a CPU publishes that it is about to use an address space before loading
 /// TTBR0, so a flusher that reads the CPU set after changing the tables cannot miss it.
 pub fn order_before_walks() {
-    // SAFETY: barriers only.
-    unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
+    dsb_ish();
+    // SAFETY: barrier only. The ISB makes the next table walk (after the TTBR0 write that
+    // follows) start after the DSB completed.
+    unsafe { asm!("isb", options(nostack, preserves_flags)) };
 }
 
 /// Orders this CPU's earlier stores before its later loads (`DMB ISH`). A flusher changes the
