@@ -21,6 +21,7 @@ use crate::mm::pte::{
     Attributes, Descriptor, DescriptorKind, PAGE_SIZE, level_block_size, table_index,
 };
 use crate::stats::{self, Counter};
+use crate::sync::ActiveGate;
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use spin::Once;
 
@@ -107,8 +108,10 @@ pub struct AddressSpace {
     pub asid: AsidContext,
     /// CPUs on which this space has ever been loaded into TTBR0.
     cpus_ever: [AtomicU64; MAX_CPUS / 64],
-    /// CPUs that have it in TTBR0 right now.
-    pub users: AtomicU32,
+    /// CPUs that have it in TTBR0 right now; closed by destroy, which then waits for it to
+    /// drain (a store-buffer handshake, correct in the language's memory model: see
+    /// [`ActiveGate`]).
+    active: ActiveGate,
     state: AtomicU8,
     /// Serialises changes to the tables (mutators); readers (touchers, walkers) take no lock.
     pub lock: spin::Mutex<()>,
@@ -214,7 +217,7 @@ impl AddressSpace {
             root,
             asid: AsidContext::new(),
             cpus_ever: [const { AtomicU64::new(0) }; MAX_CPUS / 64],
-            users: AtomicU32::new(0),
+            active: ActiveGate::new(),
             state: AtomicU8::new(SpaceState::Live as u8),
             lock: spin::Mutex::new(()),
             flush_pending: AtomicU32::new(0),
@@ -268,10 +271,8 @@ impl AddressSpace {
     /// IRQs are masked for the switch (the ASID allocator's fast path needs it).
     pub fn activate(&self) -> bool {
         let cpu = crate::arch::cpu_id();
-        self.users.fetch_add(1, Ordering::AcqRel);
-        if self.state() != SpaceState::Live {
-            self.users.fetch_sub(1, Ordering::AcqRel);
-            return false;
+        if !self.active.try_enter() {
+            return false; // destroy has begun
         }
         self.cpus_ever[cpu / 64].fetch_or(1 << (cpu % 64), Ordering::AcqRel);
         let irq = crate::arch::irq::save_and_mask();
@@ -292,7 +293,7 @@ impl AddressSpace {
     /// Unloads this space from the current CPU (TTBR0 back to the empty table).
     pub fn deactivate(&self) {
         mmu::set_ttbr0(mmu::empty_table_pa(), 0);
-        self.users.fetch_sub(1, Ordering::AcqRel);
+        self.active.exit();
     }
 
     /// Walks to the table at `level` covering `va`, allocating missing tables.
@@ -568,12 +569,16 @@ impl AddressSpace {
     /// mapped into it: the state changes under the space lock, which every mapping path holds
     /// while it checks the state and installs entries, so a mapper either finished before this
     /// or sees Dying and refuses.
+    ///
+    /// Activation is refused from the same point: the gate closes, and its fenced handshake
+    /// guarantees that a CPU either is counted in `drained()` or sees the gate closed.
     pub fn begin_destroy(&self) {
         {
             let _guard = self.lock.lock();
             self.state.store(SpaceState::Dying as u8, Ordering::Release);
+            self.active.close();
         }
-        while self.users.load(Ordering::Acquire) != 0 {
+        while !self.active.drained() {
             crate::kernel::wait_relax();
         }
     }

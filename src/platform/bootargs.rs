@@ -963,7 +963,10 @@ mod tests {
     #[test]
     fn bad_bug_lists_name_every_bug() {
         let accepted = "a comma-separated list of distinct names from skip-tlbi, local-tlbi, \
-                        leaf-only-flush, free-tables-now, walker-irqs-on, unshare-no-sync, panic, fault, hang";
+                        leaf-only-flush, free-tables-now, walker-irqs-on, unshare-no-sync, \
+                        map-dying, last-sharer-narrow-flush, protect-wide-stride, \
+                        map-object-no-undo, unshare-flush-late, gather-no-local-batch, panic, \
+                        fault, hang";
         for value in [
             "",
             "nope",
