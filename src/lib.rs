@@ -16,6 +16,8 @@
 //! - The x86-style alternatives (IPI shootdown, IPI sync per table or per batch) run in the same
 //!   kernel for comparison.
 //!
+//! The rules all of this keeps are defined in [`rules`] and cited by number ("rule 5").
+//!
 //! ## Layers
 //!
 //! Data flows down; each layer uses only those below it.
@@ -61,6 +63,7 @@ pub mod kernel;
 pub mod mm;
 pub mod platform;
 pub mod rng;
+pub mod rules;
 pub mod smp;
 pub mod stats;
 pub mod sync;

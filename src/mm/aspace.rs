@@ -2,7 +2,7 @@
 //! operations that change its tables — map (4 KiB pages and 2 MiB blocks of fresh, stamped
 //! frames), unmap, change protection, destroy. Every change that removes or weakens a
 //! translation goes through an [`MmuGather`] or a range flush: unhook, invalidate, then free
-//! (rule 1).
+//! ([rule 1](crate::rules#rule-1)).
 //!
 //! Data frames are stamped so a reader can tell whose page it sees: the first words of every
 //! 4 KiB page hold a magic value mixed with the space id, the page's VA, its PA and the frame's

@@ -180,7 +180,7 @@ pub fn alloc_frame(kind: FrameKind) -> Option<u64> {
 }
 
 /// Returns `1 << order` frames at `pa` to the allocator. The caller has made sure nothing can
-/// reach them any more (rules 1 and 2 of the design for address-space frames).
+/// reach them any more ([rules 1](crate::rules#rule-1) and [2](crate::rules#rule-2) of the design for address-space frames).
 pub fn free_frames(pa: u64, order: u32) {
     let count = 1usize << order;
     if FRAMES.get().is_some() {

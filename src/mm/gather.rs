@@ -2,9 +2,9 @@
 //!
 //! A gather collects what an unmap or teardown removes — the VA range, which levels had entries
 //! cleared, whether tables were freed — plus the pages and table pages to free. Its flush
-//! invalidates the range (walk caches too when tables were freed: rule 5), and only then are the
-//! pages freed (rule 1) and the tables handed to the table-free path, which waits for lockless
-//! walkers (rule 2).
+//! invalidates the range (walk caches too when tables were freed: [rule 5](crate::rules#rule-5)), and only then are the
+//! pages freed ([rule 1](crate::rules#rule-1)) and the tables handed to the table-free path, which waits for lockless
+//! walkers ([rule 2](crate::rules#rule-2)).
 //!
 //! - Pages go first to a small batch embedded in the gather, then to allocated batches of up to
 //!   `BATCH_ENTRIES` pages each, chained up to `MAX_BATCHES`. A full chain, or a batch that
@@ -16,7 +16,7 @@
 //! - A full-mm gather (destroying a space) flushes with one ASID flush.
 //! - `finish` detects another gather in flight on the same space and then flushes everything
 //!   (`tlb_finish_mmu` with `mm_tlb_flush_nested`).
-//! - The kernel checks rule 5 itself: a flush covering freed tables that was issued leaf-only is
+//! - The kernel checks [rule 5](crate::rules#rule-5) itself: a flush covering freed tables that was issued leaf-only is
 //!   counted in `leaf_only_flush_detected`, since QEMU's TLB cannot show the difference.
 
 use crate::mm::aspace::{AddressSpace, release_data_frame};
@@ -60,7 +60,7 @@ pub struct MmuGather<'a> {
     unshared_tables: bool,
     /// A table became fully unshared: its last other user now owns it alone, so lockless
     /// walkers that entered it through our entry must be synchronised with before the object
-    /// lock is dropped (rule 6).
+    /// lock is dropped ([rule 6](crate::rules#rule-6)).
     fully_unshared_tables: bool,
     /// The embedded batch: filled first, needs no allocation.
     local: [PageEntry; LOCAL_BATCH_ENTRIES],
@@ -201,7 +201,7 @@ impl<'a> MmuGather<'a> {
         };
         stats::count(Counter::GatherFlushes);
         if (self.freed_tables || self.unshared_tables) && record.leaf_only {
-            // Rule 5 broken: walk caches may still point into the freed tables.
+            // Rule 5 (see `crate::rules`) broken: walk caches may still point into the freed tables.
             stats::count(Counter::LeafOnlyFlushDetected);
         }
         self.flushes += 1;

@@ -1,4 +1,4 @@
-//! Freeing page-table pages that lockless walkers may still be reading (rule 2), in the mode
+//! Freeing page-table pages that lockless walkers may still be reading ([rule 2](crate::rules#rule-2)), in the mode
 //! `tablefree=` selects:
 //!
 //! - `rcu` (default): the gather's table batch goes to `call_rcu`; the tables are poisoned and

@@ -5,7 +5,7 @@
 //! Mirrors Linux's `flush_tlb_range` / `flush_tlb_mm` (arch/arm64/include/asm/tlbflush.h):
 //! - a space only ever active on this CPU is flushed locally (Linux's TLBF_NOBROADCAST);
 //! - without FEAT_TLBIRANGE, ranges of 512 or more strides become one ASID flush;
-//! - a flush after freeing tables must hit the walk caches (`VAE1`, never `VALE1`; rule 5).
+//! - a flush after freeing tables must hit the walk caches (`VAE1`, never `VALE1`; [rule 5](crate::rules#rule-5)).
 //!
 //! The IPI baseline sends one SGI to each CPU the space has been active on (every CPU when
 //! tables were freed, since any CPU's walk cache may hold them), carrying the whole request; each
@@ -34,7 +34,7 @@ pub struct TlbPolicy {
     pub skip_tlbi: bool,
     /// `bug=local-tlbi`: invalidate only the initiator's TLB (negative control).
     pub local_tlbi: bool,
-    /// `bug=leaf-only-flush`: flush freed tables leaf-only (negative control for rule 5).
+    /// `bug=leaf-only-flush`: flush freed tables leaf-only (negative control for [rule 5](crate::rules#rule-5)).
     pub leaf_only: bool,
 }
 

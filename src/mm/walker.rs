@@ -1,10 +1,10 @@
 //! The lockless software page-table walker: broadside's analogue of Linux's GUP-fast
 //! (`gup_fast` in mm/gup.c).
 //!
-//! With IRQs masked (the RCU read side, rule 3) it reads the root and each level with single
+//! With IRQs masked (the RCU read side, [rule 3](crate::rules#rule-3)) it reads the root and each level with single
 //! atomic loads; at the leaf it takes a reference on the frame if the count is not zero
 //! (`try_grab_folio_fast`), then re-reads every entry it came through and backs out if any
-//! changed (rule 4). Masking IRQs is what keeps the tables it walks alive: a grace period cannot
+//! changed ([rule 4](crate::rules#rule-4)). Masking IRQs is what keeps the tables it walks alive: a grace period cannot
 //! end while this CPU cannot take the tick that reports its quiescent state, so the table-free
 //! path cannot free them.
 //!
@@ -47,7 +47,7 @@ struct Step {
 enum Identity {
     /// A live table of this space (or a shared object's level-2 table) at the expected level.
     Ours,
-    /// Freed, or freed and reused: never acceptable inside a walk (rule 2).
+    /// Freed, or freed and reused: never acceptable inside a walk ([rule 2](crate::rules#rule-2)).
     Freed,
     /// A live table that belongs to another space now (a fully unshared table its last sharer
     /// took over).
@@ -152,7 +152,7 @@ fn walk_masked(space: &AddressSpace, va: u64, cfg: WalkConfig, hold: u64) -> Wal
 
 /// The walk is in a live table that belongs to another space. With `recheck_upper`, an entry
 /// above it that changed explains that (this space unshared it; back out); otherwise it is the
-/// bug rule 6 exists for: a walker inside a table that no longer belongs to its space.
+/// bug [rule 6](crate::rules#rule-6) exists for: a walker inside a table that no longer belongs to its space.
 fn foreign_table(above: &[Step], cfg: WalkConfig) -> WalkOutcome {
     let changed = above
         .iter()
@@ -220,7 +220,7 @@ fn pin_and_recheck(
         }
         core::hint::spin_loop();
     }
-    // The final re-check (rule 4).
+    // The final re-check (rule 4; see `crate::rules`).
     match recheck(space, steps, cfg) {
         Err(uaf) => {
             unpin(head);

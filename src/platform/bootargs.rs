@@ -195,7 +195,7 @@ arg_enum! {
         /// (Linux before "mm/hugetlb: fix excessive IPI broadcasts when unsharing PMD tables").
         SyncEach = "sync-each",
         /// At most one synchronisation per gather batch, and only when a table became fully
-        /// unshared (that fix; design rule 6).
+        /// unshared (that fix; [rule 6](crate::rules#rule-6)).
         SyncLast = "sync-last",
         /// No unshare synchronisation: the walker re-checks the level-1 entry it came through
         /// after grabbing a page (the alternative that commit message mentions).

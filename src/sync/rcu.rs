@@ -1,9 +1,9 @@
 //! Sched-RCU for broadside: grace periods without IPIs, so that page-table pages a lockless
-//! walker may still be reading are freed only after every such walk has ended (design rule 2).
+//! walker may still be reading are freed only after every such walk has ended ([rule 2](crate::rules#rule-2)).
 //!
 //! # The read side is "IRQs masked"
 //! A lockless walk runs with IRQs masked from its first read of the root to its last re-check
-//! (design rule 3). That masked window *is* the read-side critical section, as in Linux's
+//! ([rule 3](crate::rules#rule-3)). That masked window *is* the read-side critical section, as in Linux's
 //! sched-RCU flavour (`rcu_read_lock_sched()` / GUP-fast's `local_irq_save()`), so this module
 //! has no reader API. A CPU is in a *quiescent state* (QS) whenever it is outside such a window.
 //! The kernel reports one with [`Rcu::note_quiescent_state`] from places that prove it:

@@ -425,7 +425,7 @@ fn check_range_flush_counts(info: &BootInfo) -> Check {
 }
 
 /// Unmapping a whole 2 MiB of pages frees its level-3 table; the gather's flush must then use
-/// the walk-cache forms (rule 5), which the kernel verifies itself.
+/// the walk-cache forms ([rule 5](crate::rules#rule-5)), which the kernel verifies itself.
 fn check_walk_cache_flush(info: &BootInfo) -> Check {
     if !info.args.bugs.is_empty() {
         return Ok(Verdict::Skipped(alloc::format!(
