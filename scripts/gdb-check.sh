@@ -385,10 +385,12 @@ for name in ("gather range", "gather tables"):
     freed = g.get("freed_tables")
     check(freed in ("true", "false") and g.get("fullmm") == "false",
           "%s: freed_tables/fullmm decoded (not fullmm)" % name)
-    pm = re.match(r"(\d+) queued in (\d+) batch(es)?(: (.*))?$", g.get("pages", ""))
+    pm = re.match(r"(\d+) queued in the embedded batch and (\d+) more(: (.*))?$",
+                  g.get("pages", ""))
     npages = int(pm.group(1)) if pm else -1
-    orders = [int(x) for x in re.findall(r"0x[0-9a-f]+/(\d+)", pm.group(5) or "")] if pm else []
-    check(pm is not None and (npages == 0 or int(pm.group(2)) >= 1)
+    orders = [int(x) for x in re.findall(r"0x[0-9a-f]+/(\d+)", pm.group(4) or "")] if pm else []
+    # The embedded batch holds 8 pages: more than 8 queued means allocated batches too.
+    check(pm is not None and (npages <= 8 or int(pm.group(2)) >= 1)
           and len(orders) == min(npages, 4), "%s: pages counted over batches" % name,
           g.get("pages"))
     tm = re.match(r"(\d+) queued", g.get("tables", ""))
@@ -419,7 +421,9 @@ for name in ("gather range", "gather tables"):
               "%s: queued page orders match the stride" % name, str(orders))
     check(npages + ntables > 0 or int(g.get("flushes", "0")) > 0,
           "%s: something queued (or already flushed)" % name)
-    check(re.match(r"leaf_only=(true|false) ops=\d+ how=\w+$", g.get("last_flush", "")),
+    check(re.match(r"leaf_only=(true|false) ops=\d+ how=\w+ "
+                   r"coverage=(Nothing|WholeAsid|Range\[0x[0-9a-f]+,0x[0-9a-f]+\)/\d+ [KMG]iB)$",
+                   g.get("last_flush", "")),
           "%s: last_flush decoded" % name, g.get("last_flush"))
     sp = re.match(r"id (\d+)\s+root (0x[0-9a-f]+)", g.get("space", ""))
     steps, res, bva, lines = walk(name + " bs-pt")

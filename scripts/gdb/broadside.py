@@ -1041,7 +1041,7 @@ def frame_gather(frame):
                 v = sym.value(frame)
                 if v.is_optimized_out:
                     continue
-                deref_all(v)["start"].fetch_lazy()
+                deref_all(v)["range"].fetch_lazy()
             except (gdb.error, gdb.MemoryError):
                 continue
             found.append((sym.name, v))
@@ -1106,8 +1106,8 @@ pointer or reference to one. Prints:
 Fields the gather gains later are listed at the end by name and value."""
 
     NAME = "bs-gather"
-    KNOWN = ("space", "fullmm", "start", "end", "stride", "cleared_levels", "freed_tables",
-             "pages", "tables", "flushes", "last_flush")
+    KNOWN = ("space", "fullmm", "range", "freed_tables", "local", "local_len", "pages",
+             "tables", "flushes", "last_flush")
 
     def __init__(self):
         super().__init__(self.NAME, gdb.COMMAND_DATA)
@@ -1127,7 +1127,9 @@ Fields the gather gains later are listed at the end by name and value."""
                                                           extra))
         except (gdb.error, BsError) as e:
             print("  space          ? (%s)" % e)
-        start, end = field(g, "start"), field(g, "end")
+        # The range bookkeeping is a GatherRange (mm::gather_range): start, end, stride, levels.
+        r = g["range"]
+        start, end = field(r, "start"), field(r, "end")
         fullmm = bool(field(g, "fullmm"))
         if start < end:
             n = end - start
@@ -1136,10 +1138,10 @@ Fields the gather gains later are listed at the end by name and value."""
                                                                   n >> 12))
         else:
             print("  range          empty (start %#x, end %#x)" % (start, end))
-        stride = field(g, "stride")
+        stride = field(r, "stride")
         print("  stride         %s" % ("none" if stride >= 1 << 63 or stride == 0
                                        else size_name(stride)))
-        cl = field(g, "cleared_levels")
+        cl = field(r, "cleared_levels")
         print("  cleared        levels %s  (cleared_levels %s)" % (level_list(cl), format(cl, "#06b")))
         freed = bool(field(g, "freed_tables"))
         print("  fullmm         %s" % ("true" if fullmm else "false"))
@@ -1148,18 +1150,20 @@ Fields the gather gains later are listed at the end by name and value."""
         for f in g.type.strip_typedefs().fields():
             if f.name and f.name != "fullmm" and _code(f.type) == gdb.TYPE_CODE_BOOL:
                 print("  %-14s %s" % (f.name, "true" if bool(g[f.name]) else "false"))
-        # Pages: Vec<Vec<PageEntry>>.
+        # Pages: the embedded batch local[..local_len] first, then Vec<Vec<PageEntry>>.
+        local_len = field(g, "local_len")
+        local = [g["local"][i] for i in range(local_len)]
         batches = vec_items(g["pages"])
-        lens = [vec_len(b) for b in batches]
-        shown = []
+        lens = [local_len] + [vec_len(b) for b in batches]
+        shown = ["%#x/%d" % (field(e, "pa"), field(e, "order", 0)) for e in local[:GATHER_SHOW]]
         for b in batches:
             for e in vec_items(b)[:GATHER_SHOW - len(shown)]:
                 shown.append("%#x/%d" % (field(e, "pa"), field(e, "order", 0)))
             if len(shown) >= GATHER_SHOW:
                 break
         total = sum(lens)
-        print("  pages          %d queued in %d batch%s%s" % (
-            total, len(lens), "" if len(lens) == 1 else "es",
+        print("  pages          %d queued in the embedded batch and %d more%s" % (
+            total, len(lens) - 1,
             (": " + ", ".join(shown) + (", ..." if total > len(shown) else "") + "  (pa/order)")
             if shown else ""))
         # Tables: Option<Vec<u64>>.
@@ -1186,6 +1190,15 @@ Fields the gather gains later are listed at the end by name and value."""
                     parts.append("%s=%s" % (f.name, "true" if bool(v) else "false"))
                 elif _code(v.type) == gdb.TYPE_CODE_ENUM:
                     parts.append("%s=%s" % (f.name, str(v).rsplit("::", 1)[-1]))
+                elif _code(v.type) in (gdb.TYPE_CODE_STRUCT, gdb.TYPE_CODE_UNION):
+                    # A Rust enum with data (FlushCoverage): the variant, and a range's bounds.
+                    vname, vval = variant(v)
+                    if vname == "Range":
+                        parts.append("%s=Range[%#x,%#x)/%s" % (
+                            f.name, scalar(vval["start"]), scalar(vval["end"]),
+                            size_name(scalar(vval["stride"]))))
+                    else:
+                        parts.append("%s=%s" % (f.name, vname))
                 else:
                     try:
                         parts.append("%s=%d" % (f.name, scalar(v)))

@@ -144,20 +144,35 @@ for i in range(200):
 end
 
 # ---- 4. gather flushes ----------------------------------------------------------------------------
+# Stop inside flush_tlb_only where it starts building the flush (found by its source line, so the
+# stop is past the inlined range check at the function's entry, where gdb cannot see `self`).
+python
+def gather_flush_line():
+    # The source file as the debug info names it (the kernel's own build path).
+    sal = gdb.decode_line("broadside::mm::gather::MmuGather::flush_tlb_only")[1][0]
+    src = sal.symtab.fullname()
+    with open(src) as f:
+        for n, line in enumerate(f, 1):
+            if "let record = if self.fullmm {" in line:
+                return n
+    raise gdb.GdbError("flush_tlb_only's flush line not found in " + src)
+def break_in_gather_flush(cond):
+    gdb.execute("break src/mm/gather.rs:%d if %s" % (gather_flush_line(), cond))
+end
 delete
-break broadside::mm::gather::MmuGather::flush_tlb_only if self.start < self.end && !self.fullmm
+python break_in_gather_flush("self.range.start < self.range.end && !self.fullmm")
 continue
 echo === gather range\n
 bs-gather
 echo === gather range bs-pt\n
-bs-pt self.space self.start
+bs-pt self.space self.range.start
 delete
-break broadside::mm::gather::MmuGather::flush_tlb_only if self.freed_tables && !self.fullmm
+python break_in_gather_flush("self.freed_tables && !self.fullmm")
 continue
 echo === gather tables\n
 bs-gather
 echo === gather tables bs-pt\n
-bs-pt self.space self.start
+bs-pt self.space self.range.start
 echo === gather bs-counters\n
 bs-counters
 echo === end\n

@@ -181,7 +181,10 @@ impl<'a> MmuGather<'a> {
         }
     }
 
-    /// Invalidates what was gathered so far (`tlb_flush_mmu_tlbonly`).
+    /// Invalidates what was gathered so far (`tlb_flush_mmu_tlbonly`). Never inlined: it is
+    /// where a debugger stops to look at a gather (`break ...::flush_tlb_only if ...`, then
+    /// `bs-gather`), and it must find `self` there.
+    #[inline(never)]
     fn flush_tlb_only(&mut self) {
         if self.range.is_empty() && !self.fullmm {
             return;
