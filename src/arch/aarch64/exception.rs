@@ -100,7 +100,11 @@ impl Syndrome {
         match self.class() {
             0x00 => "unknown reason",
             0x01 => "WFI/WFE trapped",
-            0x07 => "FP/SIMD access trapped",
+            // CPACR_EL1.FPEN = 0b00 (boot.S) traps every FP/SIMD instruction at EL1 here
+            // (Arm ARM D19.2, CPACR_EL1; EC 0x07 in ESR_EL1): the kernel never enables it.
+            0x07 => {
+                "FP/SIMD instruction trapped: the kernel is built soft-float (CPACR_EL1.FPEN=0)"
+            }
             0x0e => "illegal execution state",
             0x15 => "SVC (AArch64)",
             0x16 => "HVC (AArch64)",
