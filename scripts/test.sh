@@ -135,6 +135,11 @@ boot "bug=panic" 3 --smp 2 -- bug=panic && expect_line "message, location, CPU" 
     && expect_line "backtrace" '^  backtrace:' && expect "summary says fail" "s['result']=='fail' and s['exit_code']==3"
 boot "bug=fault" 3 --smp 2 -- bug=fault && expect_line "decoded syndrome" 'data abort from the current EL, translation fault' \
     && expect_line "FAR of the access" 'FAR 0xffffe00000000000' && expect_line "registers" '^  x0 '
+# The kernel is soft-float and leaves CPACR_EL1.FPEN = 0b00: one FP/SIMD instruction must trap
+# (ESR EC 0x07) and be named as such, not run or die anonymously.
+boot "bug=fp" 3 --smp 2 -- bug=fp && expect_line "FP/SIMD trap named" 'EC 0x07 FP/SIMD instruction trapped: the kernel is built soft-float \(CPACR_EL1\.FPEN=0\)' \
+    && expect_line "fatal synchronous exception" '^FATAL: unexpected synchronous exception on cpu0' \
+    && expect "summary says fail" "s['result']=='fail' and s['exit_code']==3"
 # The run's deadline is far (timeout=60): the stall detector, not the deadline, must end the run,
 # naming the CPU that stopped taking ticks within seconds (a 4-digit "ms after ... armed").
 hang_t0=$SECONDS

@@ -42,8 +42,9 @@
 //!
 //! ## Boot flow
 //!
-//! 1. QEMU enters `_start` (MMU off) at EL1, or at EL2 which drops to EL1. FP/SIMD is enabled
-//!    before any Rust runs (the target is hard-float), .bss is zeroed, and 1 GiB-block early
+//! 1. QEMU enters `_start` (MMU off) at EL1, or at EL2 which drops to EL1. FP/SIMD stays
+//!    disabled (CPACR_EL1.FPEN = 0b00: the kernel is built for `aarch64-unknown-none-softfloat`,
+//!    so an FP/SIMD instruction is a bug and traps), .bss is zeroed, and 1 GiB-block early
 //!    tables map the image's GiB by identity (TTBR0) and in the TTBR1 half.
 //! 2. `kernel_main` parses the DTB, seeds the frame allocator, builds the W^X kernel tables and
 //!    swaps TTBR1 to them through the identity map, then brings up the console, the heap, GICv3,

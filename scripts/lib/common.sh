@@ -2,7 +2,8 @@
 # composing the QEMU command line. Source it; do not run it.
 
 BS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-BS_TARGET=aarch64-unknown-linux-gnu
+# The kernel target; keep it equal to .cargo/config.toml's [build] target.
+BS_TARGET=aarch64-unknown-none-softfloat
 BS_KERNEL="$BS_ROOT/target/$BS_TARGET/release/broadside"
 
 bs_log() { printf '%s\n' "$*" >&2; }
@@ -23,14 +24,23 @@ bs_need() {
         || bs_die "could not install $pkg"
 }
 
-# The Rust toolchain and target rust-toolchain.toml names (rustup may not auto-install).
+# The pinned toolchain and kernel target that rust-toolchain.toml names. rustup may not
+# auto-install them, so do it here: `rustup toolchain install` in the repo reads the file
+# (channel, targets, components); `rustup target add` covers an older rustup that skips targets.
+# --no-self-update: installing a toolchain must not replace the user's rustup (with the default
+# settings it would, even with an older release than the one installed).
 bs_need_rust() {
     command -v rustup >/dev/null 2>&1 || bs_die "rustup is not installed"
-    (cd "$BS_ROOT" && rustup toolchain install >/dev/null 2>&1) || true
-    if ! (cd "$BS_ROOT" && rustup target list --installed 2>/dev/null | grep -qx "$BS_TARGET"); then
-        bs_log "installing the Rust target $BS_TARGET"
-        (cd "$BS_ROOT" && rustup target add "$BS_TARGET" >&2) || bs_die "could not add $BS_TARGET"
-    fi
+    bs_rust_has_target && return 0
+    bs_log "installing the Rust toolchain of rust-toolchain.toml with $BS_TARGET"
+    (cd "$BS_ROOT" && rustup toolchain install --no-self-update >&2) \
+        || bs_die "rustup toolchain install failed"
+    bs_rust_has_target && return 0
+    (cd "$BS_ROOT" && rustup target add "$BS_TARGET" >&2) || bs_die "could not add $BS_TARGET"
+    bs_rust_has_target || bs_die "$BS_TARGET is still not installed for $(cd "$BS_ROOT" && rustup show active-toolchain 2>&1)"
+}
+bs_rust_has_target() {
+    (cd "$BS_ROOT" && RUSTUP_AUTO_INSTALL=0 rustup target list --installed 2>/dev/null) | grep -qx "$BS_TARGET"
 }
 
 bs_need_qemu() { bs_need qemu-system-aarch64 qemu-system-arm; }

@@ -238,6 +238,9 @@ arg_enum! {
         Panic = "panic",
         /// Take an unexpected data abort once the workload starts (the exception path, exit 3).
         Fault = "fault",
+        /// Execute one FP/SIMD instruction once the workload starts: the soft-float kernel
+        /// leaves CPACR_EL1.FPEN = 0b00, so it must trap with a named report (exit 3).
+        Fp = "fp",
         /// Spin forever with IRQs masked on the last CPU (the watchdog path, exit 4).
         Hang = "hang",
     }
@@ -785,6 +788,7 @@ mod tests {
             ("gather-no-local-batch", Bug::GatherNoLocalBatch),
             ("panic", Bug::Panic),
             ("fault", Bug::Fault),
+            ("fp", Bug::Fp),
             ("hang", Bug::Hang),
         ];
         assert_eq!(Bug::ALL.len(), bugs.len());
@@ -966,7 +970,7 @@ mod tests {
                         leaf-only-flush, free-tables-now, walker-irqs-on, unshare-no-sync, \
                         map-dying, last-sharer-narrow-flush, protect-wide-stride, \
                         map-object-no-undo, unshare-flush-late, gather-no-local-batch, panic, \
-                        fault, hang";
+                        fault, fp, hang";
         for value in [
             "",
             "nope",

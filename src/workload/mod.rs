@@ -108,8 +108,8 @@ mod hw {
         }
     }
 
-    /// `bug=panic`, `bug=fault` and `bug=hang`: the negative controls of the kernel's own
-    /// failure paths (exit 3 with a report, exit 4 with every CPU's state).
+    /// `bug=panic`, `bug=fault`, `bug=fp` and `bug=hang`: the negative controls of the kernel's
+    /// own failure paths (exit 3 with a report, exit 4 with every CPU's state).
     fn plant_fatal_bugs(info: &BootInfo) {
         use crate::platform::bootargs::Bug;
         let bugs = info.args.bugs;
@@ -122,6 +122,15 @@ mod hw {
             // SAFETY: deliberately not sound: the read must fault, with no fix-up.
             let v = unsafe { addr.read_volatile() };
             panic!("bug=fault: read {v:#x} from an unmapped address");
+        }
+        if bugs.has(Bug::Fp) {
+            // `fmov d0, xzr`, as its encoding: the soft-float target's assembler refuses FP
+            // registers ("instruction requires: fp-armv8"), which is the point of the target.
+            // CPACR_EL1.FPEN = 0b00 makes it trap (ESR_EL1.EC 0x07) before it writes d0.
+            // SAFETY: deliberately a trapping instruction; it never completes, and the trap is
+            // fatal (no fix-up covers it), so no register or memory is changed behind Rust.
+            unsafe { core::arch::asm!(".inst 0x9e6703e0", options(nomem, nostack)) };
+            panic!("bug=fp: an FP/SIMD instruction ran although CPACR_EL1.FPEN = 0b00");
         }
         if bugs.has(Bug::Hang) {
             // The last CPU spins with IRQs masked while the others wait for it with IRQs on.

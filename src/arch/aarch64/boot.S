@@ -44,7 +44,8 @@ el2_to_el1:
     orr     x9, x9, #3                  // EL1PCTEN | EL1PCEN: EL1 may use the physical counter/timer
     msr     cnthctl_el2, x9
     msr     cntvoff_el2, xzr            // virtual counter == physical counter
-    mov     x9, #0x33ff                 // CPTR_EL2: RES1 bits, no FP/SIMD traps
+    mov     x9, #0x33ff                 // CPTR_EL2: RES1 bits, TFP = 0: no FP/SIMD trap to EL2
+                                        // (CPACR_EL1 traps them to EL1, see el1_setup)
     msr     cptr_el2, x9
     msr     hstr_el2, xzr
     msr     vttbr_el2, xzr
@@ -63,9 +64,11 @@ el2_to_el1:
 
 // EL1 state every CPU needs before its MMU is on.
 el1_setup:
-    // The target is hard-float: FP/SIMD must not trap before the first Rust instruction.
-    mov     x9, #(3 << 20)              // CPACR_EL1.FPEN = 0b11
-    msr     cpacr_el1, x9
+    // CPACR_EL1 (Arm ARM D19.2): FPEN = 0b00 traps every FP/SIMD instruction at EL1 with
+    // ESR_EL1.EC = 0x07. The kernel is built soft-float and never uses those registers, so one
+    // that slips in (an asm block, a wrong target) is reported, not silently run with FP state
+    // that exception entry does not save. The register's reset value is UNKNOWN: write it.
+    msr     cpacr_el1, xzr
     ldr     x9, ={MAIR}
     msr     mair_el1, x9
     // TCR_EL1: 48-bit VAs in both halves, 4 KiB granules, write-back walks, inner shareable.

@@ -24,21 +24,19 @@ pub struct TrapFrame {
     pub spsr: u64,
     pub esr: u64,
     pub far: u64,
-    pub fpcr: u64,
-    pub fpsr: u64,
-    /// q0..q31.
-    pub q: [u128; 32],
 }
 
-const FP_OFFSET: usize = core::mem::offset_of!(TrapFrame, q);
 const FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
-const _: () = assert!(FRAME_SIZE.is_multiple_of(16) && FP_OFFSET == 304);
-
-core::arch::global_asm!(
-    include_str!("vectors.S"),
-    FRAME_SIZE = const FRAME_SIZE,
-    FP_OFFSET = const FP_OFFSET,
+// `vectors.S` stores the fields pairwise at these offsets (x0..x30 and sp as 16 pairs, then
+// elr/spsr at 16 * 16 and esr/far at 17 * 16), and SP must stay 16-byte aligned.
+const _: () = assert!(
+    FRAME_SIZE == 18 * 16
+        && core::mem::offset_of!(TrapFrame, sp) == 15 * 16 + 8
+        && core::mem::offset_of!(TrapFrame, elr) == 16 * 16
+        && core::mem::offset_of!(TrapFrame, esr) == 17 * 16
 );
+
+core::arch::global_asm!(include_str!("vectors.S"), FRAME_SIZE = const FRAME_SIZE);
 
 /// Which vector an exception came through (the `kind` `vectors.S` passes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +100,11 @@ impl Syndrome {
         match self.class() {
             0x00 => "unknown reason",
             0x01 => "WFI/WFE trapped",
-            0x07 => "FP/SIMD access trapped",
+            // CPACR_EL1.FPEN = 0b00 (boot.S) traps every FP/SIMD instruction at EL1 here
+            // (Arm ARM D19.2, CPACR_EL1; EC 0x07 in ESR_EL1): the kernel never enables it.
+            0x07 => {
+                "FP/SIMD instruction trapped: the kernel is built soft-float (CPACR_EL1.FPEN=0)"
+            }
             0x0e => "illegal execution state",
             0x15 => "SVC (AArch64)",
             0x16 => "HVC (AArch64)",

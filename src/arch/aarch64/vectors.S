@@ -1,11 +1,13 @@
 // The EL1 exception vector table and the common save/restore path. Assembled through
-// `global_asm!` in `exception.rs`, which supplies the frame size and the FP register offset.
+// `global_asm!` in `exception.rs`, which supplies the frame size.
 //
 // Kernel code runs on SP_EL0 and exceptions on SP_EL1, so an exception from normal kernel code
 // arrives at the "current EL with SP0" entries and one nested inside a handler at "current EL
 // with SPx". Both save a full `TrapFrame` (general registers, interrupted SP, ELR, SPSR, ESR,
-// FAR, and the FP/SIMD registers: the target is hard-float, so handlers may use them) and call
-// `handle_exception(kind, frame)`.
+// FAR) and call `handle_exception(kind, frame)`. There is no FP/SIMD state to save: the kernel
+// is built for aarch64-unknown-none-softfloat, so no code uses the FP/SIMD registers, and boot.S
+// leaves CPACR_EL1.FPEN = 0b00, so an FP/SIMD instruction that slips in traps (ESR EC 0x07, a
+// fatal report) instead of using registers that this path does not preserve.
 
 .macro VENTRY kind
 .balign 0x80
@@ -63,51 +65,11 @@ exception_entry:
     mrs     x2, esr_el1
     mrs     x3, far_el1
     stp     x2, x3, [sp, #(17 * 16)]
-    add     x2, sp, #{FP_OFFSET}
-    stp     q0, q1, [x2, #(0 * 32)]
-    stp     q2, q3, [x2, #(1 * 32)]
-    stp     q4, q5, [x2, #(2 * 32)]
-    stp     q6, q7, [x2, #(3 * 32)]
-    stp     q8, q9, [x2, #(4 * 32)]
-    stp     q10, q11, [x2, #(5 * 32)]
-    stp     q12, q13, [x2, #(6 * 32)]
-    stp     q14, q15, [x2, #(7 * 32)]
-    stp     q16, q17, [x2, #(8 * 32)]
-    stp     q18, q19, [x2, #(9 * 32)]
-    stp     q20, q21, [x2, #(10 * 32)]
-    stp     q22, q23, [x2, #(11 * 32)]
-    stp     q24, q25, [x2, #(12 * 32)]
-    stp     q26, q27, [x2, #(13 * 32)]
-    stp     q28, q29, [x2, #(14 * 32)]
-    stp     q30, q31, [x2, #(15 * 32)]
-    mrs     x3, fpcr
-    mrs     x4, fpsr
-    stp     x3, x4, [sp, #(18 * 16)]
     // A frame record linking the handler's backtrace to the interrupted code.
     ldr     x29, [sp, #(14 * 16 + 8)]
     mov     x1, sp
     bl      handle_exception
     // Restore. ELR and SPSR may have been changed (fix-ups resume elsewhere).
-    add     x2, sp, #{FP_OFFSET}
-    ldp     x3, x4, [sp, #(18 * 16)]
-    msr     fpcr, x3
-    msr     fpsr, x4
-    ldp     q0, q1, [x2, #(0 * 32)]
-    ldp     q2, q3, [x2, #(1 * 32)]
-    ldp     q4, q5, [x2, #(2 * 32)]
-    ldp     q6, q7, [x2, #(3 * 32)]
-    ldp     q8, q9, [x2, #(4 * 32)]
-    ldp     q10, q11, [x2, #(5 * 32)]
-    ldp     q12, q13, [x2, #(6 * 32)]
-    ldp     q14, q15, [x2, #(7 * 32)]
-    ldp     q16, q17, [x2, #(8 * 32)]
-    ldp     q18, q19, [x2, #(9 * 32)]
-    ldp     q20, q21, [x2, #(10 * 32)]
-    ldp     q22, q23, [x2, #(11 * 32)]
-    ldp     q24, q25, [x2, #(12 * 32)]
-    ldp     q26, q27, [x2, #(13 * 32)]
-    ldp     q28, q29, [x2, #(14 * 32)]
-    ldp     q30, q31, [x2, #(15 * 32)]
     ldp     x2, x3, [sp, #(16 * 16)]
     msr     elr_el1, x2
     msr     spsr_el1, x3
