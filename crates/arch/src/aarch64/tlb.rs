@@ -1,0 +1,236 @@
+//! TLB maintenance: the only module that issues TLBI instructions and the barriers that order
+//! and complete them (Arm ARM D8.13, "TLB maintenance"; Linux arch/arm64/include/asm/tlbflush.h).
+//!
+//! The sequence for a change other CPUs may have cached:
+//! `DSB ISHST` (the page-table write reaches the inner-shareable domain before any walker can be
+//! told to re-walk) → `TLBI ...IS` (broadcast) → `DSB ISH` (every CPU has completed it) → `ISB`
+//! only when this CPU's own kernel mappings changed. A `DSB` completes only the TLBIs issued by
+//! the CPU that executes it.
+
+use core::arch::asm;
+
+// Boot-time maintenance, callable with the MMU off or from the identity map: leaf routines that
+// touch no stack.
+core::arch::global_asm!(
+    ".section .text, \"ax\"",
+    // Invalidates this CPU's whole EL1&0 TLB. Called by `boot.S` before the MMU is first enabled
+    // (TLB contents are UNKNOWN at reset).
+    ".global __tlb_boot_local_flush_all",
+    "__tlb_boot_local_flush_all:",
+    "    tlbi vmalle1",
+    "    dsb nsh",
+    "    isb",
+    "    ret",
+    // x0 = new TTBR1_EL1, x1 = an empty table. Executed through the identity map, so the TTBR1
+    // half may be unmapped in between. Installing the empty table and invalidating before the new
+    // table goes in means no TLB ever holds entries from both (break-before-make for the whole
+    // half; Linux's idmap_cpu_replace_ttbr1).
+    ".global __tlb_replace_ttbr1",
+    "__tlb_replace_ttbr1:",
+    "    msr ttbr1_el1, x1",
+    "    isb",
+    "    tlbi vmalle1",
+    "    dsb nsh",
+    "    isb",
+    "    msr ttbr1_el1, x0",
+    "    isb",
+    "    ret",
+);
+
+unsafe extern "C" {
+    fn __tlb_replace_ttbr1(ttbr1: u64, empty_table: u64);
+}
+
+/// Swaps TTBR1 to `ttbr1` through an empty table, with a local invalidation in between.
+///
+/// # Safety
+///
+/// Only on the boot CPU before any other CPU is online, with IRQs masked, while TTBR0 holds the
+/// boot identity map covering the image. `ttbr1` must map the image, the stacks and everything
+/// the kernel is about to touch at the same virtual addresses as the current tables.
+/// `empty_table_pa` must be a zeroed, page-aligned table.
+pub unsafe fn replace_ttbr1(ttbr1: u64, empty_table_pa: u64) {
+    let trampoline = __tlb_replace_ttbr1 as *const () as u64 - super::layout::KIMAGE_VBASE;
+    // SAFETY: `trampoline` is the physical address of the routine, executable through the
+    // identity map; it touches no memory and the caller guarantees the new tables are complete.
+    unsafe {
+        let f: unsafe extern "C" fn(u64, u64) = core::mem::transmute(trampoline as usize);
+        f(ttbr1, empty_table_pa);
+    }
+}
+
+/// Invalidates this CPU's entire EL1&0 TLB and waits for it (`TLBI VMALLE1; DSB NSH; ISB`).
+/// Used when a CPU drops the boot identity map, and by the ASID allocator's rollover flush.
+pub fn local_flush_all() {
+    // SAFETY: TLB invalidation only loses cached translations; the DSB and ISB complete it
+    // before the next instruction fetch or access.
+    unsafe {
+        asm!(
+            "dsb nshst",
+            "tlbi vmalle1",
+            "dsb nsh",
+            "isb",
+            options(nostack)
+        )
+    };
+}
+
+/// Publishes new (previously invalid) kernel entries to this CPU's table walker. New entries
+/// need no invalidation — no TLB can hold a translation for an invalid entry — only `DSB ISHST`
+/// so the walker sees the store, then `ISB` so this CPU's next access walks again.
+pub fn publish_new_kernel_mappings() {
+    // SAFETY: barriers only.
+    unsafe { asm!("dsb ishst", "isb", options(nostack, preserves_flags)) };
+}
+
+use crate::tlbi::{FlushPlan, TlbiOp};
+use broadside_base::stats::{self, Counter};
+
+/// Which TLBs an invalidation reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every CPU in the inner-shareable domain (the `...IS` forms, completed by `DSB ISH`).
+    Broadcast,
+    /// This CPU only (the plain forms, completed by `DSB NSH`).
+    Local,
+}
+
+/// Issues one TLBI. No barriers: callers order it with [`begin`] and [`complete`].
+#[inline(always)]
+fn issue(op: TlbiOp, scope: Scope) {
+    macro_rules! tlbi {
+        ($insn:literal, $x:expr) => {
+            // SAFETY: TLB invalidation only discards cached translations.
+            unsafe { asm!(concat!("tlbi ", $insn, ", {}"), in(reg) $x, options(nostack, preserves_flags)) }
+        };
+        ($insn:literal) => {
+            // SAFETY: as above.
+            unsafe { asm!(concat!("tlbi ", $insn), options(nostack, preserves_flags)) }
+        };
+    }
+    // The range forms (FEAT_TLBIRANGE) are written as `SYS` so no assembler extension is needed:
+    // RVAE1IS = SYS #0, C8, C2, #1; RVALE1IS = SYS #0, C8, C2, #5; RVAE1 = SYS #0, C8, C6, #1;
+    // RVALE1 = SYS #0, C8, C6, #5 (Arm ARM C5.5, TLBI instructions).
+    macro_rules! sys {
+        ($crm:literal, $op2:literal, $x:expr) => {
+            // SAFETY: as above; only emitted when FEAT_TLBIRANGE is present.
+            unsafe {
+                asm!(concat!("sys #0, c8, ", $crm, ", #", $op2, ", {}"), in(reg) $x,
+                     options(nostack, preserves_flags))
+            }
+        };
+    }
+    match (op, scope) {
+        (TlbiOp::Vae1 { operand }, Scope::Broadcast) => tlbi!("vae1is", operand),
+        (TlbiOp::Vae1 { operand }, Scope::Local) => tlbi!("vae1", operand),
+        (TlbiOp::Vale1 { operand }, Scope::Broadcast) => tlbi!("vale1is", operand),
+        (TlbiOp::Vale1 { operand }, Scope::Local) => tlbi!("vale1", operand),
+        (TlbiOp::Rvae1 { operand }, Scope::Broadcast) => sys!("c2", "1", operand),
+        (TlbiOp::Rvae1 { operand }, Scope::Local) => sys!("c6", "1", operand),
+        (TlbiOp::Rvale1 { operand }, Scope::Broadcast) => sys!("c2", "5", operand),
+        (TlbiOp::Rvale1 { operand }, Scope::Local) => sys!("c6", "5", operand),
+        (TlbiOp::Aside1 { operand }, Scope::Broadcast) => tlbi!("aside1is", operand),
+        (TlbiOp::Aside1 { operand }, Scope::Local) => tlbi!("aside1", operand),
+        (TlbiOp::Vmalle1, Scope::Broadcast) => tlbi!("vmalle1is"),
+        (TlbiOp::Vmalle1, Scope::Local) => tlbi!("vmalle1"),
+        (TlbiOp::Vaae1 { operand }, Scope::Broadcast) => tlbi!("vaae1is", operand),
+        (TlbiOp::Vaae1 { operand }, Scope::Local) => tlbi!("vaae1", operand),
+        (TlbiOp::Vaale1 { operand }, Scope::Broadcast) => tlbi!("vaale1is", operand),
+        (TlbiOp::Vaale1 { operand }, Scope::Local) => tlbi!("vaale1", operand),
+    }
+    stats::count(Counter::TlbiOps);
+    if op.is_range() {
+        stats::count(Counter::TlbiRangeOps);
+    }
+    if matches!(op, TlbiOp::Aside1 { .. }) {
+        stats::count(Counter::TlbiAsidOps);
+    }
+    if scope == Scope::Local {
+        stats::count(Counter::TlbiLocalOps);
+    }
+}
+
+/// Makes page-table stores visible to the table walkers that `scope` reaches, before TLBIs
+/// tell them to re-walk (`DSB ISHST` / `DSB NSHST`).
+#[inline(always)]
+pub fn begin(scope: Scope) {
+    // SAFETY: barriers only.
+    unsafe {
+        match scope {
+            Scope::Broadcast => asm!("dsb ishst", options(nostack, preserves_flags)),
+            Scope::Local => asm!("dsb nshst", options(nostack, preserves_flags)),
+        }
+    }
+}
+
+/// Waits until every TLBI this CPU issued has completed on every CPU `scope` reaches
+/// (`DSB ISH` / `DSB NSH`). After it, no CPU can use a translation those TLBIs removed.
+#[inline(always)]
+pub fn complete(scope: Scope) {
+    match scope {
+        Scope::Broadcast => dsb_ish(),
+        // SAFETY: barrier only.
+        Scope::Local => unsafe { asm!("dsb nsh", options(nostack, preserves_flags)) },
+    }
+}
+
+/// Issues one `DSB ISH` and counts it (`dsb_ish`). Every `DSB ISH` the kernel executes goes
+/// through here, so the counter is the number of these barriers, whatever they were for:
+/// completing broadcast TLBIs ([`complete`]) or ordering an activation before its walks
+/// ([`order_before_walks`]). A `DSB ISH` waits for every earlier memory access and every TLBI,
+/// IC and DC of this CPU to complete in the inner-shareable domain (Arm ARM B2.3, "Data
+/// Synchronization Barrier"), which on hardware is the cost worth counting; `DSB ISHST`,
+/// `DSB NSH` and `DMB` are other barriers and are not counted.
+#[inline(always)]
+fn dsb_ish() {
+    // SAFETY: barrier only.
+    unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
+    stats::count(Counter::DsbIsh);
+}
+
+/// Issues every TLBI of `plan` after [`begin`], without completing them: the caller batches
+/// several plans and ends with one [`complete`] (Linux's `__flush_tlb_range_nosync` and
+/// `arch_tlbbatch_flush`).
+pub fn issue_plan_nosync(plan: &FlushPlan, scope: Scope) {
+    begin(scope);
+    for op in plan.ops() {
+        issue(op, scope);
+    }
+}
+
+/// Issues and completes `plan`.
+pub fn flush_plan(plan: &FlushPlan, scope: Scope) {
+    issue_plan_nosync(plan, scope);
+    complete(scope);
+}
+
+/// Issues and completes `plan` for kernel mappings this CPU may be executing or using, and
+/// resynchronises this CPU's instruction stream (`ISB`).
+pub fn flush_kernel_plan(plan: &FlushPlan) {
+    flush_plan(plan, Scope::Broadcast);
+    // SAFETY: barrier only.
+    unsafe { asm!("isb", options(nostack, preserves_flags)) };
+}
+
+/// Orders this CPU's earlier stores before its later loads and table walks (`DSB ISH`, then
+/// `ISB`). Used when a CPU publishes that it is about to use an address space before loading
+/// TTBR0, so a flusher that reads the CPU set after changing the tables cannot miss it.
+pub fn order_before_walks() {
+    dsb_ish();
+    // SAFETY: barrier only. The ISB makes the next table walk (after the TTBR0 write that
+    // follows) start after the DSB completed.
+    unsafe { asm!("isb", options(nostack, preserves_flags)) };
+}
+
+/// Orders this CPU's earlier stores before its later loads (`DMB ISH`). A flusher changes the
+/// tables, then reads which CPUs the space has been active on; paired with
+/// [`order_before_walks`] on the activating CPU, one of the two must see the other's store.
+pub fn order_stores_before_loads() {
+    // SAFETY: barrier only.
+    unsafe { asm!("dmb ish", options(nostack, preserves_flags)) };
+}
+
+/// Issues one local TLBI (for the IPI baseline's handler, between [`begin`] and [`complete`]).
+pub fn issue_one_local(op: TlbiOp) {
+    issue(op, Scope::Local);
+}

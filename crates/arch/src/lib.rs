@@ -1,0 +1,16 @@
+//! broadside's architecture layer: everything that executes an AArch64 system instruction, and
+//! the architecture's encodings.
+//!
+//! - [`pte`]: translation-table descriptors (VMSAv8-64, 4 KiB granule), portable and host-tested.
+//! - [`tlbi`]: TLBI operand encodings and flush planning (which TLBIs invalidate a range),
+//!   portable and host-tested; [`aarch64::tlb`] is the one module that issues TLBI instructions
+//!   and their barriers.
+//! - [`aarch64`] (kernel build only): boot, exceptions (an unexpected one is handed to a handler
+//!   the kernel installs), sysregs, MMU, PSCI, GICv3, timer, semihosting.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
+pub mod pte;
+pub mod tlbi;

@@ -1,0 +1,215 @@
+//! Event counters: per-CPU, summed over CPUs in the `summary:` line.
+//!
+//! Each counter is a relaxed per-CPU atomic, so counting costs one uncontended atomic add and
+//! never adds ordering to the code being measured. Names are published in the summary: once a
+//! name is out, keep it.
+
+use crate::config::MAX_CPUS;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, $kind:ident; )*) => {
+        /// A counter published in the summary.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(usize)]
+        pub enum Counter { $( $(#[$doc])* $variant, )* }
+
+        impl Counter {
+            /// Every counter, in summary order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)*];
+
+            /// The snake_case name in the summary.
+            pub const fn name(self) -> &'static str {
+                match self { $(Counter::$variant => $name,)* }
+            }
+
+            /// How per-CPU values combine.
+            pub const fn aggregate(self) -> Aggregate {
+                match self { $(Counter::$variant => Aggregate::$kind,)* }
+            }
+        }
+    };
+}
+
+/// How a counter's per-CPU values combine into the summary value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aggregate {
+    Sum,
+    Max,
+}
+
+counters! {
+    /// Timer interrupts taken.
+    TimerTicks => "timer_ticks", Sum;
+    /// IRQs with no registered handler.
+    SpuriousIrqs => "spurious_irqs", Sum;
+    /// SGIs received (any purpose).
+    SgisReceived => "sgis_received", Sum;
+    /// Expected faults recovered through the fix-up table.
+    FaultsFixedUp => "faults_fixed_up", Sum;
+    /// TLBI instructions issued (every kind).
+    TlbiOps => "tlbi_ops", Sum;
+    /// Range TLBIs (RVAE1IS/RVALE1IS).
+    TlbiRangeOps => "tlbi_range_ops", Sum;
+    /// Whole-ASID TLBIs (ASIDE1IS).
+    TlbiAsidOps => "tlbi_asid_ops", Sum;
+    /// Non-broadcast TLBIs (the space was only ever active on this CPU, or IPI-driven).
+    TlbiLocalOps => "tlbi_local_ops", Sum;
+    /// Every `DSB ISH` executed: broadcast-TLBI completions and activation-before-walk barriers.
+    DsbIsh => "dsb_ish", Sum;
+    /// SGIs sent for TLB shootdown or table-free synchronisation.
+    IpisSent => "ipis_sent", Sum;
+    /// Flush requests (ranges, ASIDs) made of the TLB layer.
+    Flushes => "flushes", Sum;
+    /// ASID generation rollovers.
+    AsidRollovers => "asid_rollovers", Sum;
+    /// Pages (4 KiB units) mapped into address spaces.
+    PagesMapped => "pages_mapped", Sum;
+    /// Pages (4 KiB units) unmapped from address spaces.
+    PagesUnmapped => "pages_unmapped", Sum;
+    /// Page-table pages freed back to the allocator.
+    TablesFreed => "tables_freed", Sum;
+    /// Reads of poison through a translation that should have been invalidated.
+    StaleTlbDetected => "stale_tlb_detected", Sum;
+    /// Grace periods completed.
+    GracePeriods => "grace_periods", Sum;
+    /// RCU callbacks invoked.
+    RcuCallbacks => "rcu_callbacks", Sum;
+    /// The longest grace period seen, in timer ticks.
+    RcuMaxGpTicks => "rcu_max_gp_ticks", Max;
+    /// Synchronous IPI broadcasts waiting for every CPU (table-free and unshare syncs).
+    TableSyncs => "table_syncs", Sum;
+    /// Table frees that fell back to invalidate + sync + free because no batch could be had.
+    TableFreeFallbacks => "table_free_fallbacks", Sum;
+    /// mmu_gather operations started.
+    Gathers => "gathers", Sum;
+    /// Flushes issued by gathers.
+    GatherFlushes => "gather_flushes", Sum;
+    /// Lockless walks started.
+    WalkerWalks => "walker_walks", Sum;
+    /// Lockless walks that pinned a page.
+    WalkerPins => "walker_pins", Sum;
+    /// Lockless walks that backed out because an entry changed under them.
+    WalkerRetries => "walker_retries", Sum;
+    /// Lockless walks that found no mapping.
+    WalkerNotPresent => "walker_not_present", Sum;
+    /// Use-after-free detections (poison, stale table metadata, wrong stamp).
+    UafDetected => "uaf_detected", Sum;
+    /// Flushes that covered freed or unshared tables with leaf-only TLBIs.
+    LeafOnlyFlushDetected => "leaf_only_flush_detected", Sum;
+    /// Level-2 tables unshared.
+    TablesUnshared => "tables_unshared", Sum;
+    /// Synchronous waits (any CPU spinning on other CPUs' acknowledgements).
+    SyncWaits => "sync_waits", Sum;
+    /// Gathers finished with a fully unshared table never flushed under the object lock.
+    UnshareFlushMissed => "unshare_flush_missed", Sum;
+    /// Toucher probes: reads of stamped pages through the MMU (stress).
+    Touches => "touches", Sum;
+    /// Self-test scenarios that failed a check (each also prints its name).
+    SelftestFailures => "selftest_failures", Sum;
+}
+
+/// Number of counters.
+pub const COUNTERS: usize = Counter::ALL.len();
+
+#[repr(align(64))]
+struct CpuCounters([AtomicU64; COUNTERS]);
+
+static COUNTS: [CpuCounters; MAX_CPUS] =
+    [const { CpuCounters([const { AtomicU64::new(0) }; COUNTERS]) }; MAX_CPUS];
+
+/// Adds one to `c` on this CPU.
+#[inline(always)]
+pub fn count(c: Counter) {
+    add(c, 1);
+}
+
+/// Adds `n` to `c` on this CPU.
+#[inline(always)]
+pub fn add(c: Counter, n: u64) {
+    COUNTS[crate::cpu_id()].0[c as usize].fetch_add(n, Ordering::Relaxed);
+}
+
+/// Raises `c` on this CPU to at least `v` (for [`Aggregate::Max`] counters).
+pub fn record_max(c: Counter, v: u64) {
+    COUNTS[crate::cpu_id()].0[c as usize].fetch_max(v, Ordering::Relaxed);
+}
+
+/// The value of `c` on `cpu`.
+pub fn read_cpu(c: Counter, cpu: usize) -> u64 {
+    COUNTS[cpu].0[c as usize].load(Ordering::Relaxed)
+}
+
+/// The value of `c` over all CPUs.
+pub fn read(c: Counter) -> u64 {
+    let values = COUNTS
+        .iter()
+        .map(|cpu| cpu.0[c as usize].load(Ordering::Relaxed));
+    match c.aggregate() {
+        Aggregate::Sum => values.sum(),
+        Aggregate::Max => values.max().unwrap_or(0),
+    }
+}
+
+/// A snapshot of every counter, for measuring a phase as the difference of two snapshots.
+#[derive(Clone, Copy, Debug)]
+pub struct Snapshot(pub [u64; COUNTERS]);
+
+impl Snapshot {
+    pub fn take() -> Self {
+        let mut s = [0; COUNTERS];
+        for c in Counter::ALL {
+            s[*c as usize] = read(*c);
+        }
+        Self(s)
+    }
+
+    pub fn get(&self, c: Counter) -> u64 {
+        self.0[c as usize]
+    }
+
+    /// Counts since `earlier` (for Max counters, the later value).
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        let mut d = [0; COUNTERS];
+        for c in Counter::ALL {
+            let i = *c as usize;
+            d[i] = match c.aggregate() {
+                Aggregate::Sum => self.0[i].wrapping_sub(earlier.0[i]),
+                Aggregate::Max => self.0[i],
+            };
+        }
+        Snapshot(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_snake_case() {
+        for (i, a) in Counter::ALL.iter().enumerate() {
+            assert!(
+                a.name()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+            );
+            for b in &Counter::ALL[i + 1..] {
+                assert_ne!(a.name(), b.name());
+            }
+            assert_eq!(Counter::ALL[*a as usize], *a);
+        }
+    }
+
+    #[test]
+    fn sum_and_max_aggregate() {
+        let before = Snapshot::take();
+        add(Counter::TablesUnshared, 5);
+        COUNTS[3].0[Counter::TablesUnshared as usize].fetch_add(2, Ordering::Relaxed);
+        record_max(Counter::RcuMaxGpTicks, 7);
+        record_max(Counter::RcuMaxGpTicks, 3);
+        let d = Snapshot::take().since(&before);
+        assert_eq!(d.get(Counter::TablesUnshared), 7);
+        assert!(read(Counter::RcuMaxGpTicks) >= 7);
+    }
+}

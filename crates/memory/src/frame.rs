@@ -1,0 +1,206 @@
+//! Physical frames: the buddy allocator over the DTB's memory (minus the image, the DTB and what
+//! QEMU placed below the image), and a metadata entry per frame.
+//!
+//! Frame metadata is the analogue of Linux's `struct page`: a reference count (0 = free; the
+//! lockless walker pins with increment-if-not-zero), what the frame is used for, and the
+//! identity later layers check (owning space, table level, generation, share count).
+
+use broadside_arch::aarch64::layout::phys_to_virt;
+use broadside_arch::pte::PAGE_SIZE;
+use broadside_base::IrqSpinlock;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use spin::Once;
+
+/// What a frame is used for (`FrameMeta::kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum FrameKind {
+    Free = 0,
+    /// Kernel-internal use (heap, stacks, kernel tables, metadata).
+    Kernel = 1,
+    /// An address-space data page.
+    Data = 2,
+    /// An address-space page-table page.
+    Table = 3,
+    /// A shared-object 2 MiB frame.
+    Shared = 4,
+}
+
+/// Per-frame metadata.
+#[repr(C)]
+#[derive(Debug)]
+pub struct FrameMeta {
+    /// References; 0 while free. Walkers pin with increment-if-not-zero.
+    pub refcount: AtomicU32,
+    /// A `FrameKind`.
+    pub kind: AtomicU32,
+    /// The address space that owns the frame (tables, data), 0 if none.
+    pub owner: AtomicU64,
+    /// Bumped every time the frame is allocated; data pages are stamped with it, tables carry
+    /// it so a walker can tell a reused table from the one it started in.
+    pub generation: AtomicU64,
+    /// For tables: the level (0..=3). For shared level-2 tables: extra sharers in bits 31:8.
+    pub level_and_share: AtomicU32,
+    _pad: u32,
+}
+
+impl FrameMeta {
+    const fn new() -> Self {
+        Self {
+            refcount: AtomicU32::new(0),
+            kind: AtomicU32::new(FrameKind::Free as u32),
+            owner: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            level_and_share: AtomicU32::new(0),
+            _pad: 0,
+        }
+    }
+
+    /// Takes a reference if the frame is live (count > 0): Linux's `folio_try_get`.
+    pub fn try_get(&self) -> bool {
+        let mut c = self.refcount.load(Ordering::Relaxed);
+        loop {
+            if c == 0 {
+                return false;
+            }
+            match self.refcount.compare_exchange_weak(
+                c,
+                c + 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => c = now,
+            }
+        }
+    }
+
+    /// Drops a reference; returns true if it was the last.
+    pub fn put(&self) -> bool {
+        let old = self.refcount.fetch_sub(1, Ordering::Release);
+        assert!(old > 0, "frame refcount underflow");
+        if old == 1 {
+            core::sync::atomic::fence(Ordering::Acquire);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn kind(&self) -> u32 {
+        self.kind.load(Ordering::Relaxed)
+    }
+}
+
+struct Frames {
+    /// Frame numbers of the first frame covered by `meta` and how many.
+    first_pfn: u64,
+    meta: &'static [FrameMeta],
+}
+
+static ALLOCATOR: IrqSpinlock<buddy_system_allocator::FrameAllocator<32>> =
+    IrqSpinlock::new(buddy_system_allocator::FrameAllocator::new());
+static FRAMES: Once<Frames> = Once::new();
+static FREE_FRAMES: AtomicU64 = AtomicU64::new(0);
+static TOTAL_FRAMES: AtomicU64 = AtomicU64::new(0);
+
+/// Gives `[start, end)` (physical, page-aligned inwards) to the allocator.
+pub fn add_range(start: u64, end: u64) {
+    let s = start.div_ceil(PAGE_SIZE);
+    let e = end / PAGE_SIZE;
+    if e > s {
+        ALLOCATOR.lock().add_frame(s as usize, e as usize);
+        FREE_FRAMES.fetch_add(e - s, Ordering::Relaxed);
+        TOTAL_FRAMES.fetch_add(e - s, Ordering::Relaxed);
+    }
+}
+
+/// Creates the metadata array for physical memory `[ram_start, ram_end)`, in frames taken from
+/// the allocator (which must already hold enough in the early-mapped range).
+pub fn init_metadata(ram_start: u64, ram_end: u64) {
+    let first_pfn = ram_start / PAGE_SIZE;
+    let count = (ram_end - ram_start).div_ceil(PAGE_SIZE) as usize;
+    let bytes = (count * core::mem::size_of::<FrameMeta>()) as u64;
+    let frames = bytes.div_ceil(PAGE_SIZE) as usize;
+    let pfn = ALLOCATOR
+        .lock()
+        .alloc(frames)
+        .expect("no memory for frame metadata");
+    FREE_FRAMES.fetch_sub(frames.next_power_of_two() as u64, Ordering::Relaxed);
+    let va = phys_to_virt(pfn as u64 * PAGE_SIZE) as *mut FrameMeta;
+    for i in 0..count {
+        // SAFETY: the frames were just allocated for this array and are mapped in the linear map;
+        // each slot is written once before the slice is formed.
+        unsafe { va.add(i).write(FrameMeta::new()) };
+    }
+    // SAFETY: `count` initialised entries at `va`, never freed.
+    let meta = unsafe { core::slice::from_raw_parts(va, count) };
+    FRAMES.call_once(|| Frames { first_pfn, meta });
+}
+
+/// The metadata of the frame at physical address `pa`.
+pub fn meta(pa: u64) -> &'static FrameMeta {
+    let f = FRAMES.get().expect("frame metadata not initialised");
+    &f.meta[(pa / PAGE_SIZE - f.first_pfn) as usize]
+}
+
+/// Whether `pa` has a metadata entry (is RAM broadside manages).
+pub fn is_ram(pa: u64) -> bool {
+    FRAMES.get().is_some_and(|f| {
+        let pfn = pa / PAGE_SIZE;
+        pfn >= f.first_pfn && pfn < f.first_pfn + f.meta.len() as u64
+    })
+}
+
+/// Allocates `1 << order` contiguous, naturally aligned frames of `kind`, zeroed, with a
+/// reference count of 1 on the first. Returns the physical address.
+pub fn alloc_frames(order: u32, kind: FrameKind) -> Option<u64> {
+    let count = 1usize << order;
+    let pfn = ALLOCATOR
+        .lock()
+        .alloc_aligned(core::alloc::Layout::from_size_align(count, count).ok()?)?;
+    FREE_FRAMES.fetch_sub(count as u64, Ordering::Relaxed);
+    let pa = pfn as u64 * PAGE_SIZE;
+    // SAFETY: freshly allocated frames, mapped in the linear map, owned by the caller now.
+    unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, count * PAGE_SIZE as usize) };
+    if FRAMES.get().is_some() {
+        let m = meta(pa);
+        m.generation.fetch_add(1, Ordering::Relaxed);
+        m.owner.store(0, Ordering::Relaxed);
+        m.level_and_share.store(0, Ordering::Relaxed);
+        m.kind.store(kind as u32, Ordering::Relaxed);
+        m.refcount.store(1, Ordering::Release);
+    }
+    Some(pa)
+}
+
+/// Allocates one zeroed frame.
+pub fn alloc_frame(kind: FrameKind) -> Option<u64> {
+    alloc_frames(0, kind)
+}
+
+/// Returns `1 << order` frames at `pa` to the allocator. The caller has made sure nothing can
+/// reach them any more ([rules 1](broadside_base::rules#rule-1) and [2](broadside_base::rules#rule-2) of the design for address-space frames).
+pub fn free_frames(pa: u64, order: u32) {
+    let count = 1usize << order;
+    if FRAMES.get().is_some() {
+        let m = meta(pa);
+        m.refcount.store(0, Ordering::Release);
+        m.kind.store(FrameKind::Free as u32, Ordering::Relaxed);
+    }
+    ALLOCATOR.lock().dealloc((pa / PAGE_SIZE) as usize, count);
+    FREE_FRAMES.fetch_add(count as u64, Ordering::Relaxed);
+}
+
+/// Frees one frame.
+pub fn free_frame(pa: u64) {
+    free_frames(pa, 0)
+}
+
+/// Free and total frame counts.
+pub fn stats() -> (u64, u64) {
+    (
+        FREE_FRAMES.load(Ordering::Relaxed),
+        TOTAL_FRAMES.load(Ordering::Relaxed),
+    )
+}

@@ -1,0 +1,605 @@
+//! Address spaces: a TTBR0 root, an ASID, the CPUs the space has been active on, and the
+//! operations that change its tables — map (4 KiB pages and 2 MiB blocks of fresh, stamped
+//! frames), unmap, change protection, destroy. Every change that removes or weakens a
+//! translation goes through an [`MmuGather`] or a range flush: unhook, invalidate, then free
+//! ([rule 1](broadside_base::rules#rule-1)).
+//!
+//! Data frames are stamped so a reader can tell whose page it sees: the first words of every
+//! 4 KiB page hold a magic value mixed with the space id, the page's VA, its PA and the frame's
+//! generation; word 8 is a counter that touchers increment while the page is writable. A frame is
+//! poisoned after its flush completes and before it is freed, so a read of poison, or of another
+//! page's stamp, proves a stale translation was used.
+
+use crate::asid::{AsidAllocator, AsidContext};
+use crate::gather::MmuGather;
+use crate::gather_range::GatherRange;
+use broadside_arch::aarch64::layout::phys_to_virt;
+use broadside_arch::aarch64::{mmu, tlb};
+use broadside_arch::pte::{
+    Attributes, Descriptor, DescriptorKind, PAGE_SIZE, level_block_size, table_index,
+};
+use broadside_base::config::MAX_CPUS;
+use broadside_base::stats::{self, Counter};
+use broadside_memory::frame::{self, FrameKind};
+use broadside_sync::ActiveGate;
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use spin::Once;
+
+/// Stamp word 0 of a live data page: this magic XOR the owning space's id.
+pub const STAMP_MAGIC: u64 = 0x5354_414d_5000_0000;
+/// What a freed data page's stamp words hold.
+pub const DATA_POISON: u64 = 0xdead_dead_dead_dead;
+/// What a freed table page holds in every entry (bits 1:0 = 0b00: invalid to any walker).
+pub const TABLE_POISON: u64 = 0x5a5a_5a5a_5a5a_5a58;
+/// Word index of the touchers' write counter in each 4 KiB page.
+pub const WRITE_COUNTER_WORD: usize = 8;
+/// Stamp words poisoned when a frame is freed.
+const STAMP_WORDS: usize = 4;
+
+/// Life-cycle of a space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SpaceState {
+    /// In use: CPUs may activate it and mutators may map into it.
+    Live = 0,
+    /// Being destroyed: no new CPU may activate it and nothing new may be mapped into it.
+    /// Unmapping and unsharing still work (destroy itself unshares its objects).
+    Dying = 1,
+    /// Torn down: its tables are gone or on their way back to the allocator.
+    Dead = 2,
+}
+
+/// Why a mapping was not made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// The space's destroy has begun (or finished): nothing may be added to it any more.
+    SpaceNotLive,
+    /// A page, block or table could not be allocated. What the call had mapped is undone
+    /// where the operation says so (`shared::map_object` undoes all of it).
+    OutOfMemory,
+    /// A block is in the way of the table the mapping needs.
+    BlockInTheWay,
+}
+
+/// Why `AddressSpace::protect` refused a range. It checks the whole range before changing any
+/// entry, so a refused call changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtectError {
+    /// The space's destroy has begun.
+    SpaceNotLive,
+    /// A 2 MiB or 1 GiB block at `va` is only partly inside the range (blocks are not split).
+    PartialBlock { va: u64 },
+    /// The leaf at `va` is in a table shared with other spaces (a shared object's); changing it
+    /// would change every sharer's mapping. Use `shared::protect_object_gib`, which unshares.
+    SharedTable { va: u64 },
+}
+
+/// What a successful `protect` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Protected {
+    /// 4 KiB units whose leaf entries were rewritten.
+    pub pages: u64,
+    /// The flush that made the change visible to every CPU (nothing if no leaf changed).
+    pub flush: crate::tlb::FlushRecord,
+}
+
+static ASIDS: Once<AsidAllocator> = Once::new();
+static NEXT_SPACE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Sets up the ASID allocator with `bits` (the CPU's width, or less from `asid_bits=`).
+pub fn init_asids(bits: u32, cpus: usize) {
+    ASIDS.call_once(|| AsidAllocator::new(bits, cpus));
+}
+
+pub fn asid_allocator_opt() -> Option<&'static AsidAllocator> {
+    ASIDS.get()
+}
+
+pub fn asid_allocator() -> &'static AsidAllocator {
+    ASIDS.get().expect("ASID allocator not initialised")
+}
+
+/// An address space.
+pub struct AddressSpace {
+    /// Unique for the kernel's lifetime (never reused), recorded in its frames' metadata.
+    pub id: u64,
+    /// Physical address of the level-0 table.
+    pub root: u64,
+    pub asid: AsidContext,
+    /// CPUs on which this space has ever been loaded into TTBR0.
+    cpus_ever: [AtomicU64; MAX_CPUS / 64],
+    /// CPUs that have it in TTBR0 right now; closed by destroy, which then waits for it to
+    /// drain (a store-buffer handshake, correct in the language's memory model: see
+    /// [`ActiveGate`]).
+    active: ActiveGate,
+    state: AtomicU8,
+    /// Serialises changes to the tables (mutators); readers (touchers, walkers) take no lock.
+    pub lock: spin::Mutex<()>,
+    /// Gathers in flight on this space (Linux's `mm->tlb_flush_pending`).
+    pub flush_pending: AtomicU32,
+    /// Shared objects mapped, and where.
+    pub objects: spin::Mutex<alloc::vec::Vec<(alloc::sync::Arc<crate::shared::SharedObject>, u64)>>,
+}
+
+/// The descriptor slot `index` of table `table_pa`, as an atomic (walkers read it locklessly).
+pub fn entry(table_pa: u64, index: usize) -> &'static AtomicU64 {
+    debug_assert!(index < 512);
+    // SAFETY: table pages are frames in the linear map, 8-byte aligned, and live while reachable;
+    // every access to a descriptor is atomic.
+    unsafe { &*(phys_to_virt(table_pa) as *const AtomicU64).add(index) }
+}
+
+fn alloc_table(space_id: u64, level: u8) -> Option<u64> {
+    if crate::fault_inject::should_fail_table_alloc() {
+        return None;
+    }
+    let pa = frame::alloc_frame(FrameKind::Table)?;
+    let m = frame::meta(pa);
+    m.owner.store(space_id, Ordering::Relaxed);
+    m.level_and_share.store(level as u32, Ordering::Relaxed);
+    Some(pa)
+}
+
+/// Fills a data page's stamp for `va`.
+pub fn stamp_page(pa: u64, space_id: u64, va: u64) {
+    let w = phys_to_virt(pa) as *mut u64;
+    let generation = frame::meta(pa & !(PAGE_SIZE - 1))
+        .generation
+        .load(Ordering::Relaxed);
+    // SAFETY: `pa` is a data frame just allocated to this space and not yet mapped.
+    unsafe {
+        w.write_volatile(STAMP_MAGIC ^ space_id);
+        w.add(1).write_volatile(va);
+        w.add(2).write_volatile(pa);
+        w.add(3).write_volatile(generation);
+    }
+}
+
+/// What a stamp check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StampCheck {
+    Ok,
+    Poison,
+    Wrong,
+}
+
+/// Checks the stamp words `w[0..2]` read through `va` in space `space_id`. `object` is the owner
+/// tag of the shared object mapped there, if any: its frames carry that tag and no VA (they are
+/// aliased at many).
+pub fn check_stamp(w0: u64, w1: u64, space_id: u64, va: u64, object: Option<u64>) -> StampCheck {
+    if w0 == DATA_POISON || w1 == DATA_POISON {
+        StampCheck::Poison
+    } else if object.is_some_and(|tag| w0 == STAMP_MAGIC ^ tag)
+        || (w0 == STAMP_MAGIC ^ space_id && w1 == va & !(PAGE_SIZE - 1))
+    {
+        StampCheck::Ok
+    } else {
+        StampCheck::Wrong
+    }
+}
+
+/// Poisons each 4 KiB page of a data frame of `order` and returns it to the allocator, once the
+/// last reference is gone. Called only after the flush that removed its mappings completed.
+pub fn release_data_frame(pa: u64, order: u32) {
+    if !frame::meta(pa).put() {
+        return; // a walker still holds it; its put frees it
+    }
+    for i in 0..(1u64 << order) {
+        let w = phys_to_virt(pa + i * PAGE_SIZE) as *mut u64;
+        for k in 0..STAMP_WORDS {
+            // SAFETY: the frame is unreachable through any translation and unpinned.
+            unsafe { w.add(k).write_volatile(DATA_POISON) };
+        }
+    }
+    frame::free_frames(pa, order);
+}
+
+/// Poisons a table page and frees it. Called only when no walker (hardware or lockless) can
+/// still be inside it.
+pub fn free_table_page(pa: u64) {
+    for i in 0..512 {
+        entry(pa, i).store(TABLE_POISON, Ordering::Relaxed);
+    }
+    let m = frame::meta(pa);
+    m.owner.store(0, Ordering::Relaxed);
+    frame::free_frame(pa);
+    stats::count(Counter::TablesFreed);
+}
+
+impl AddressSpace {
+    /// A new, empty space.
+    pub fn new() -> Option<Self> {
+        let id = NEXT_SPACE_ID.fetch_add(1, Ordering::Relaxed);
+        let root = alloc_table(id, 0)?;
+        Some(Self {
+            id,
+            root,
+            asid: AsidContext::new(),
+            cpus_ever: [const { AtomicU64::new(0) }; MAX_CPUS / 64],
+            active: ActiveGate::new(),
+            state: AtomicU8::new(SpaceState::Live as u8),
+            lock: spin::Mutex::new(()),
+            flush_pending: AtomicU32::new(0),
+            objects: spin::Mutex::new(alloc::vec::Vec::new()),
+        })
+    }
+
+    pub fn state(&self) -> SpaceState {
+        match self.state.load(Ordering::Acquire) {
+            0 => SpaceState::Live,
+            1 => SpaceState::Dying,
+            _ => SpaceState::Dead,
+        }
+    }
+
+    /// Whether mappings may still be added (destroy has not begun).
+    pub fn is_live(&self) -> bool {
+        self.state() == SpaceState::Live
+    }
+
+    /// Whether the space has been torn down. Every method that changes or reads the tables
+    /// checks it first (with the lock held, or inside an RCU read-side section): another CPU may
+    /// still hold a reference to a space that `destroy` has finished with, and its root table is
+    /// on its way back to the allocator.
+    pub fn is_dead(&self) -> bool {
+        self.state() == SpaceState::Dead
+    }
+
+    /// The space's current ASID number, if it ever had one.
+    pub fn asid_number(&self) -> Option<u16> {
+        AsidAllocator::asid_of(&self.asid)
+    }
+
+    pub fn was_active_on(&self, cpu: usize) -> bool {
+        self.cpus_ever[cpu / 64].load(Ordering::Acquire) & (1 << (cpu % 64)) != 0
+    }
+
+    /// Whether this space has only ever been active on `cpu` (or nowhere).
+    pub fn only_active_on(&self, cpu: usize) -> bool {
+        self.cpus_ever.iter().enumerate().all(|(w, bits)| {
+            let b = bits.load(Ordering::Acquire);
+            if w == cpu / 64 {
+                b & !(1 << (cpu % 64)) == 0
+            } else {
+                b == 0
+            }
+        })
+    }
+
+    /// Loads this space into TTBR0 on the current CPU. Returns false if it is no longer live.
+    /// IRQs are masked for the switch (the ASID allocator's fast path needs it).
+    pub fn activate(&self) -> bool {
+        let cpu = broadside_base::cpu_id();
+        if !self.active.try_enter() {
+            return false; // destroy has begun
+        }
+        self.cpus_ever[cpu / 64].fetch_or(1 << (cpu % 64), Ordering::AcqRel);
+        let irq = broadside_base::irq::save_and_mask();
+        let sw = asid_allocator().switch_to(cpu, &self.asid);
+        if sw.flush_local_tlb {
+            tlb::local_flush_all();
+        }
+        // Publish this CPU (its bit in `cpus_ever`) and the space's ASID before this CPU can
+        // walk the tables: a flusher that changes an entry and then finds no ASID, or not this
+        // CPU, is then guaranteed that this CPU's walks see the change (`mm::tlb` pairs this
+        // with a DMB ISH between its table stores and those loads).
+        tlb::order_before_walks();
+        mmu::set_ttbr0(self.root, sw.asid);
+        broadside_base::irq::restore(irq);
+        true
+    }
+
+    /// Unloads this space from the current CPU (TTBR0 back to the empty table).
+    pub fn deactivate(&self) {
+        mmu::set_ttbr0(mmu::empty_table_pa(), 0);
+        self.active.exit();
+    }
+
+    /// Walks to the table at `level` covering `va`, allocating missing tables.
+    pub fn table_for(&self, va: u64, level: u8) -> Option<u64> {
+        let mut table = self.root;
+        for l in 0..level {
+            let e = entry(table, table_index(va, l));
+            let d = Descriptor::from_raw(e.load(Ordering::Acquire));
+            table = match d.kind(l) {
+                DescriptorKind::Table { next } => next,
+                DescriptorKind::Invalid => {
+                    let new = alloc_table(self.id, l + 1)?;
+                    // The release orders the new table's zeroing before the entry that publishes
+                    // it, for other CPUs' table walks and lockless walkers alike (Linux's
+                    // smp_wmb() in pmd_install). The DSB ISHST that makes the entries visible to
+                    // this CPU's own walks comes once the mapping is complete (`map_pages`).
+                    e.store(Descriptor::table(new).raw(), Ordering::Release);
+                    new
+                }
+                _ => return None, // a block is in the way
+            };
+        }
+        Some(table)
+    }
+
+    /// Maps `count` fresh 4 KiB pages at `va` with `attrs`. Slots already mapped are left alone.
+    /// Returns the number mapped, or None when memory ran out. Caller holds `lock`.
+    /// A space whose destroy has begun maps nothing (returns `Some(0)`).
+    pub fn map_pages(&self, va: u64, count: u64, attrs: Attributes) -> Option<u64> {
+        if !self.is_live() {
+            return Some(0);
+        }
+        let mut mapped = 0;
+        for i in 0..count {
+            let v = va + i * PAGE_SIZE;
+            let table = self.table_for(v, 3)?;
+            let e = entry(table, table_index(v, 3));
+            if Descriptor::from_raw(e.load(Ordering::Relaxed)).is_valid() {
+                continue;
+            }
+            let pa = frame::alloc_frame(FrameKind::Data)?;
+            frame::meta(pa).owner.store(self.id, Ordering::Relaxed);
+            stamp_page(pa, self.id, v);
+            // The stamp must be visible before the entry that makes it reachable.
+            e.store(Descriptor::page(pa, attrs).raw(), Ordering::Release);
+            mapped += 1;
+        }
+        tlb::begin(tlb::Scope::Broadcast);
+        stats::add(Counter::PagesMapped, mapped);
+        Some(mapped)
+    }
+
+    /// Maps a fresh 2 MiB block at `va` (2 MiB aligned) unless the slot is in use. Returns
+    /// whether it mapped. Caller holds `lock`.
+    /// A space whose destroy has begun maps nothing (returns `Some(false)`).
+    pub fn map_block(&self, va: u64, attrs: Attributes) -> Option<bool> {
+        if !self.is_live() {
+            return Some(false);
+        }
+        let table = self.table_for(va, 2)?;
+        let e = entry(table, table_index(va, 2));
+        if Descriptor::from_raw(e.load(Ordering::Relaxed)).is_valid() {
+            return Some(false);
+        }
+        let pa = frame::alloc_frames(9, FrameKind::Data)?;
+        frame::meta(pa).owner.store(self.id, Ordering::Relaxed);
+        // Data frames keep their allocation order here, for whoever drops the last reference.
+        frame::meta(pa).level_and_share.store(9, Ordering::Relaxed);
+        for i in 0..512 {
+            stamp_page(pa + i * PAGE_SIZE, self.id, va + i * PAGE_SIZE);
+        }
+        e.store(Descriptor::block(pa, 2, attrs).raw(), Ordering::Release);
+        tlb::begin(tlb::Scope::Broadcast);
+        stats::add(Counter::PagesMapped, 512);
+        Some(true)
+    }
+
+    /// Whether `table` (a table page reachable from this space) belongs to this space alone.
+    /// A shared object's level-2 tables carry the object's owner tag instead: they are torn
+    /// down only through unsharing (`shared::unmap_object`), never by a walk over the space.
+    pub fn owns_table(&self, table: u64) -> bool {
+        frame::meta(table).owner.load(Ordering::Acquire) == self.id
+    }
+
+    /// Unmaps `[start, end)` into `gather`: clears leaf entries, and tables that become empty
+    /// (never the root), recording each for freeing after the flush. Blocks are unmapped only
+    /// when the range covers them entirely. Caller holds `lock`.
+    ///
+    /// # Panics
+    /// If the range reaches into a table this space does not own (a shared object's table still
+    /// hooked here): tearing it down would clear and free it under every other sharer. Shared
+    /// tables leave a space only through `shared::unmap_object`.
+    pub fn unmap(&self, gather: &mut MmuGather<'_>, start: u64, end: u64) {
+        if self.is_dead() {
+            return;
+        }
+        self.unmap_level(gather, self.root, 0, start, end);
+    }
+
+    /// Returns whether `table` is empty afterwards.
+    fn unmap_level(
+        &self,
+        g: &mut MmuGather<'_>,
+        table: u64,
+        level: u8,
+        start: u64,
+        end: u64,
+    ) -> bool {
+        assert!(
+            self.owns_table(table),
+            "unmap: space {} reached table {table:#x} (level {level}) at va {start:#x}, owned by \
+             {:#x}, not by this space: a shared table must be unshared, never torn down",
+            self.id,
+            frame::meta(table).owner.load(Ordering::Relaxed)
+        );
+        let size = level_block_size(level);
+        let mut va = start;
+        while va < end {
+            let entry_start = va & !(size - 1);
+            let entry_end = entry_start + size;
+            let e = entry(table, table_index(va, level));
+            let d = Descriptor::from_raw(e.load(Ordering::Acquire));
+            match d.kind(level) {
+                DescriptorKind::Invalid => {}
+                DescriptorKind::Page { pa, .. } | DescriptorKind::Block { pa, .. } => {
+                    if start <= entry_start && end >= entry_end {
+                        e.store(Descriptor::invalid().raw(), Ordering::Release);
+                        g.remove_page(pa, entry_start, level);
+                    }
+                }
+                DescriptorKind::Table { next } => {
+                    let sub_end = end.min(entry_end);
+                    if self.unmap_level(g, next, level + 1, va, sub_end) {
+                        e.store(Descriptor::invalid().raw(), Ordering::Release);
+                        g.remove_table(next, entry_start, level + 1);
+                    }
+                }
+            }
+            va = entry_end;
+        }
+        (0..512).all(|i| !Descriptor::from_raw(entry(table, i).load(Ordering::Relaxed)).is_valid())
+    }
+
+    /// Calls `f(entry, descriptor, level, entry_va, table)` for each valid leaf that maps part of
+    /// `[start, end)`, in address order; stops at the first error.
+    fn for_each_leaf<E>(
+        &self,
+        start: u64,
+        end: u64,
+        mut f: impl FnMut(&'static AtomicU64, Descriptor, u8, u64, u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut va = start;
+        while va < end {
+            let mut table = self.root;
+            let mut step = PAGE_SIZE;
+            for level in 0..=3u8 {
+                let e = entry(table, table_index(va, level));
+                let d = Descriptor::from_raw(e.load(Ordering::Acquire));
+                step = level_block_size(level);
+                match d.kind(level) {
+                    DescriptorKind::Table { next } => table = next,
+                    DescriptorKind::Page { .. } | DescriptorKind::Block { .. } => {
+                        f(e, d, level, va & !(step - 1), table)?;
+                        break;
+                    }
+                    DescriptorKind::Invalid => break,
+                }
+            }
+            va = (va & !(step - 1)) + step;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the permissions of every leaf in `[start, end)` (page aligned) and flushes them,
+    /// leaf-only: no break-before-make is needed for a permission change. Caller holds `lock`.
+    ///
+    /// The range is checked whole before any entry changes: a block only partly inside it, or a
+    /// leaf in a table shared with other spaces, refuses the call. The flush steps by the
+    /// smallest leaf changed (a 4 KiB stride also hits every 2 MiB block it passes through; a
+    /// 2 MiB stride would step over 4 KiB pages) and carries a level hint only when every leaf
+    /// changed was at one level (Linux's `flush_tlb_range` with the VMA's page size, and
+    /// `tlb_get_level`'s rule that a mixed gather gets no TTL).
+    pub fn protect(
+        &self,
+        start: u64,
+        end: u64,
+        attrs: Attributes,
+    ) -> Result<Protected, ProtectError> {
+        assert!(
+            start.is_multiple_of(PAGE_SIZE) && end.is_multiple_of(PAGE_SIZE),
+            "protect: [{start:#x}, {end:#x}) is not page aligned"
+        );
+        if !self.is_live() {
+            return Err(ProtectError::SpaceNotLive);
+        }
+        self.for_each_leaf(start, end, |_, _, level, va, table| {
+            if !self.owns_table(table) {
+                return Err(ProtectError::SharedTable { va });
+            }
+            if va < start || va + level_block_size(level) > end {
+                return Err(ProtectError::PartialBlock { va });
+            }
+            Ok(())
+        })?;
+        let mut pages = 0;
+        let mut range = GatherRange::EMPTY;
+        let _ = self.for_each_leaf(start, end, |e, d, level, va, _| {
+            let new = match d.kind(level) {
+                DescriptorKind::Page { pa, .. } => Descriptor::page(pa, attrs),
+                DescriptorKind::Block { pa, .. } => Descriptor::block(pa, level, attrs),
+                _ => unreachable!("for_each_leaf yields leaves"),
+            };
+            e.store(new.raw(), Ordering::Release);
+            pages += level_block_size(level) / PAGE_SIZE;
+            range.leaf(va, level);
+            Ok::<(), ()>(())
+        });
+        if pages == 0 {
+            return Ok(Protected {
+                pages,
+                flush: crate::tlb::FlushRecord::default(),
+            });
+        }
+        let (stride, level_hint) =
+            if crate::fault_inject::planted(broadside_platform::bootargs::Bug::ProtectWideStride) {
+                // The planted bug: the largest leaf sets both, as protect used to.
+                let largest = range.cleared_levels.trailing_zeros() as u8;
+                (level_block_size(largest), Some(largest))
+            } else {
+                // The gather's rule: the smallest leaf's stride, a hint only for a single level.
+                (range.stride, range.level_hint())
+            };
+        let flush =
+            crate::tlb::flush_tlb_range(self, range.start, range.end, stride, true, level_hint);
+        Ok(Protected { pages, flush })
+    }
+
+    /// The leaf descriptor and level mapping `va`, if any. Safe without the lock: it reads the
+    /// tables with IRQs masked, an RCU read-side section like the lockless walker's.
+    pub fn lookup(&self, va: u64) -> Option<(Descriptor, u8)> {
+        let irq = broadside_base::irq::save_and_mask();
+        let found = if self.is_dead() {
+            None
+        } else {
+            self.lookup_in_tables(va)
+        };
+        broadside_base::irq::restore(irq);
+        found
+    }
+
+    fn lookup_in_tables(&self, va: u64) -> Option<(Descriptor, u8)> {
+        let mut table = self.root;
+        for level in 0..=3u8 {
+            let d =
+                Descriptor::from_raw(entry(table, table_index(va, level)).load(Ordering::Acquire));
+            match d.kind(level) {
+                DescriptorKind::Table { next } => table = next,
+                DescriptorKind::Invalid => return None,
+                _ => return Some((d, level)),
+            }
+        }
+        None
+    }
+
+    /// Destroys the space: [`Self::begin_destroy`], then [`Self::end_destroy`].
+    pub fn destroy(&self) {
+        self.begin_destroy();
+        self.end_destroy();
+    }
+
+    /// Marks the space dying and waits until no CPU has it loaded. From here on nothing can be
+    /// mapped into it: the state changes under the space lock, which every mapping path holds
+    /// while it checks the state and installs entries, so a mapper either finished before this
+    /// or sees Dying and refuses.
+    ///
+    /// Activation is refused from the same point: the gate closes, and its fenced handshake
+    /// guarantees that a CPU either is counted in `drained()` or sees the gate closed.
+    pub fn begin_destroy(&self) {
+        {
+            let _guard = self.lock.lock();
+            self.state.store(SpaceState::Dying as u8, Ordering::Release);
+            self.active.close();
+        }
+        while !self.active.drained() {
+            broadside_sync::wait::wait_relax();
+        }
+    }
+
+    /// Tears a dying space down: unshares every object it maps (its list is final, since
+    /// nothing can be mapped any more), then unmaps everything left — tables this space owns —
+    /// with a full-mm gather: every page and table freed after one ASID flush.
+    ///
+    /// The root goes last, and only after the space is marked Dead: a lockless walker that saw
+    /// the space not Dead (with IRQs masked) started before the root was queued for freeing, so
+    /// the grace period covers it.
+    pub fn end_destroy(&self) {
+        debug_assert_eq!(
+            self.state(),
+            SpaceState::Dying,
+            "end_destroy before begin_destroy"
+        );
+        crate::shared::unmap_all_objects(self);
+        let _guard = self.lock.lock();
+        let mut g = MmuGather::new_fullmm(self);
+        self.unmap_level(&mut g, self.root, 0, 0, 1 << 48);
+        self.state.store(SpaceState::Dead as u8, Ordering::Release);
+        g.remove_table(self.root, 0, 0);
+        g.finish();
+    }
+}

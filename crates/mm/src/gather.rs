@@ -1,0 +1,318 @@
+//! The mmu_gather: broadside's take on Linux's `mm/mmu_gather.c` and `include/asm-generic/tlb.h`.
+//!
+//! A gather collects what an unmap or teardown removes — the VA range, which levels had entries
+//! cleared, whether tables were freed — plus the pages and table pages to free. Its flush
+//! invalidates the range (walk caches too when tables were freed: [rule 5](broadside_base::rules#rule-5)), and only then are the
+//! pages freed ([rule 1](broadside_base::rules#rule-1)) and the tables handed to the table-free path, which waits for lockless
+//! walkers ([rule 2](broadside_base::rules#rule-2)).
+//!
+//! - Pages go first to a small batch embedded in the gather, then to allocated batches of up to
+//!   `BATCH_ENTRIES` pages each, chained up to `MAX_BATCHES`. A full chain, or a batch that
+//!   cannot be allocated once the embedded one is full, makes the gather flush early and go on
+//!   (`tlb_next_batch` / `tlb_flush_mmu`). The embedded batch is what guarantees progress when
+//!   no memory can be had: each early flush empties it (Linux's `tlb->local` / `__pages`).
+//! - Table pages go to a table batch; when that cannot be allocated, the fallback frees that one
+//!   table synchronously: invalidate, synchronise, free (`tlb_remove_table_one`).
+//! - A full-mm gather (destroying a space) flushes with one ASID flush.
+//! - `finish` detects another gather in flight on the same space and then flushes everything
+//!   (`tlb_finish_mmu` with `mm_tlb_flush_nested`).
+//! - The kernel checks [rule 5](broadside_base::rules#rule-5) itself: a flush covering freed tables that was issued leaf-only is
+//!   counted in `leaf_only_flush_detected`, since QEMU's TLB cannot show the difference.
+
+use crate::aspace::{AddressSpace, release_data_frame};
+use crate::fault_inject;
+use crate::gather_range::GatherRange;
+use crate::table_free;
+use crate::tlb::{FlushRecord, flush_tlb_mm, flush_tlb_range};
+use alloc::vec::Vec;
+use broadside_arch::pte::{PAGE_SIZE, level_block_size};
+use broadside_base::stats::{self, Counter};
+use broadside_platform::bootargs::Bug;
+use core::sync::atomic::Ordering;
+
+/// Pages per batch (a batch is about one page of entries, as in Linux).
+pub const BATCH_ENTRIES: usize = 256;
+/// Batches chained before the gather flushes early (about 10,000 pages, as Linux's
+/// `MAX_GATHER_BATCH_COUNT`).
+pub const MAX_BATCHES: usize = 40;
+/// Table pages per table batch.
+pub const TABLE_BATCH_ENTRIES: usize = 256;
+/// Pages in the batch embedded in the gather (Linux's `MMU_GATHER_BUNDLE`).
+pub const LOCAL_BATCH_ENTRIES: usize = 8;
+
+/// A page (or block) to free after the flush.
+#[derive(Clone, Copy, Debug)]
+struct PageEntry {
+    pa: u64,
+    order: u32,
+}
+
+/// An operation's gather on one address space.
+pub struct MmuGather<'a> {
+    space: &'a AddressSpace,
+    fullmm: bool,
+    /// What to invalidate: the VA range, the flush stride, the levels cleared.
+    range: GatherRange,
+    /// Flush even if nothing was gathered (set by `finish` when gathers were nested).
+    force_flush: bool,
+    freed_tables: bool,
+    /// A shared level-2 table was unshared (the caller's entry dropped; others still use it).
+    unshared_tables: bool,
+    /// A table became fully unshared: its last other user now owns it alone, so lockless
+    /// walkers that entered it through our entry must be synchronised with before the object
+    /// lock is dropped ([rule 6](broadside_base::rules#rule-6)).
+    fully_unshared_tables: bool,
+    /// The embedded batch: filled first, needs no allocation.
+    local: [PageEntry; LOCAL_BATCH_ENTRIES],
+    local_len: usize,
+    pages: Vec<Vec<PageEntry>>,
+    tables: Option<Vec<u64>>,
+    /// Flushes this gather issued (for tests).
+    pub flushes: u32,
+    /// What the last flush did.
+    pub last_flush: FlushRecord,
+}
+
+impl<'a> MmuGather<'a> {
+    fn new(space: &'a AddressSpace, fullmm: bool) -> Self {
+        space.flush_pending.fetch_add(1, Ordering::AcqRel);
+        stats::count(Counter::Gathers);
+        Self {
+            space,
+            fullmm,
+            range: GatherRange::EMPTY,
+            force_flush: false,
+            freed_tables: false,
+            unshared_tables: false,
+            fully_unshared_tables: false,
+            local: [PageEntry { pa: 0, order: 0 }; LOCAL_BATCH_ENTRIES],
+            local_len: 0,
+            pages: Vec::new(),
+            tables: None,
+            flushes: 0,
+            last_flush: FlushRecord::default(),
+        }
+    }
+
+    /// A gather for unmapping a range (`tlb_gather_mmu`).
+    pub fn new_range(space: &'a AddressSpace) -> Self {
+        Self::new(space, false)
+    }
+
+    /// A gather for tearing down a whole space (`tlb_gather_mmu_fullmm`).
+    pub fn new_fullmm(space: &'a AddressSpace) -> Self {
+        Self::new(space, true)
+    }
+
+    /// Records that a leaf at `level` mapping `pa` at `va` was cleared; the frame is freed after
+    /// the flush (`tlb_remove_page_size`).
+    pub fn remove_page(&mut self, pa: u64, va: u64, level: u8) {
+        let size = level_block_size(level);
+        self.range.leaf(va, level);
+        stats::add(Counter::PagesUnmapped, size / PAGE_SIZE);
+        if broadside_memory::frame::meta(pa).kind()
+            == broadside_memory::frame::FrameKind::Shared as u32
+        {
+            return; // a shared object's frame: mappings hold no reference, the object frees it
+        }
+        let order = (size / PAGE_SIZE).trailing_zeros();
+        let entry = PageEntry { pa, order };
+        let embedded = !fault_inject::planted(Bug::GatherNoLocalBatch);
+        loop {
+            if embedded && self.local_len < LOCAL_BATCH_ENTRIES {
+                self.local[self.local_len] = entry;
+                self.local_len += 1;
+                return;
+            }
+            if let Some(b) = self.pages.last_mut().filter(|b| b.len() < BATCH_ENTRIES) {
+                b.push(entry);
+                return;
+            }
+            if self.pages.len() < MAX_BATCHES
+                && let Some(b) = new_batch::<PageEntry>(BATCH_ENTRIES)
+            {
+                self.pages.push(b);
+                continue;
+            }
+            // No room: flush now, free what is batched (the embedded batch empties, so the next
+            // pass makes progress whatever the allocator says), and go on.
+            self.flush_mmu();
+        }
+    }
+
+    /// Records that the table page `pa` at `level`, covering `va`, was unhooked while it still
+    /// held valid leaves of `leaf_size` over its whole span — the last sharer of a shared
+    /// level-2 table frees it full of blocks. Every one of those leaves may be cached in this
+    /// space's TLB entries, so the flush must cover the whole span at the leaf stride, not just
+    /// one page of it (Linux's last user falls through to a zap that tracks each huge entry).
+    pub fn remove_table_with_leaves(&mut self, pa: u64, va: u64, level: u8, leaf_size: u64) {
+        self.range.table_with_leaves(va, level, leaf_size);
+        self.remove_table(pa, va, level);
+    }
+
+    /// Records that the table page `pa` at `level`, covering `va`, was unhooked; it is freed
+    /// after the flush and a grace period (`pte_free_tlb` / `tlb_remove_table`). The table must
+    /// hold no valid entry that was not itself cleared into this gather (see
+    /// [`Self::remove_table_with_leaves`] for one that does).
+    pub fn remove_table(&mut self, pa: u64, va: u64, level: u8) {
+        // Entries cached from inside the table were for leaves and tables this or an earlier
+        // gather already cleared and flushed; what is left is the walk-cache entry for the
+        // parent's entry (see `GatherRange::table`).
+        self.range.table(va, level);
+        self.freed_tables = true;
+        if self
+            .tables
+            .as_ref()
+            .is_some_and(|t| t.len() == TABLE_BATCH_ENTRIES)
+        {
+            // The batch is full: flush (which also covers this table) and start another.
+            self.flush_mmu();
+            self.freed_tables = true;
+        }
+        if self.tables.is_none() {
+            self.tables = new_batch::<u64>(TABLE_BATCH_ENTRIES);
+        }
+        match self.tables.as_mut() {
+            Some(t) => t.push(pa),
+            None => {
+                // No batch: invalidate, synchronise with walkers, free this one table.
+                stats::count(Counter::TableFreeFallbacks);
+                self.flush_tlb_only();
+                table_free::free_table_now(pa);
+            }
+        }
+    }
+
+    /// Invalidates what was gathered so far (`tlb_flush_mmu_tlbonly`). Never inlined: it is
+    /// where a debugger stops to look at a gather (`break ...::flush_tlb_only if ...`, then
+    /// `bs-gather`), and it must find `self` there.
+    #[inline(never)]
+    fn flush_tlb_only(&mut self) {
+        if self.range.is_empty() && !self.fullmm {
+            return;
+        }
+        let record = if self.fullmm {
+            flush_tlb_mm(self.space)
+        } else {
+            let last_level_only = !self.freed_tables && !self.unshared_tables;
+            flush_tlb_range(
+                self.space,
+                self.range.start,
+                self.range.end,
+                self.range.stride,
+                last_level_only,
+                self.range.level_hint(),
+            )
+        };
+        stats::count(Counter::GatherFlushes);
+        if (self.freed_tables || self.unshared_tables) && record.leaf_only {
+            // Rule 5 (see `broadside_base::rules`) broken: walk caches may still point into the freed tables.
+            stats::count(Counter::LeafOnlyFlushDetected);
+        }
+        self.flushes += 1;
+        self.last_flush = record;
+        self.range = GatherRange::EMPTY;
+        self.force_flush = false;
+    }
+
+    /// Invalidates, then frees the batched pages and hands the batched tables to the table-free
+    /// path (`tlb_flush_mmu`).
+    pub fn flush_mmu(&mut self) {
+        let nothing = self.range.is_empty()
+            && !self.force_flush
+            && self.local_len == 0
+            && self.pages.is_empty()
+            && self.tables.as_ref().is_none_or(|t| t.is_empty());
+        if nothing {
+            return;
+        }
+        self.flush_tlb_only();
+        for p in &self.local[..self.local_len] {
+            release_data_frame(p.pa, p.order);
+        }
+        self.local_len = 0;
+        for batch in self.pages.drain(..) {
+            for p in batch {
+                release_data_frame(p.pa, p.order);
+            }
+        }
+        if let Some(t) = self.tables.take()
+            && !t.is_empty()
+        {
+            table_free::free_table_batch(t);
+        }
+        self.freed_tables = false;
+    }
+
+    /// Records that this space's entry for the shared level-2 table covering the 1 GiB at `va`
+    /// was dropped (`tlb_unshare_pmd_ptdesc`): the flush widens to that 1 GiB and must hit walk
+    /// caches; `fully` says the table is now exclusive to its last other user.
+    /// With `unshare=sync-each` (the behaviour before Linux's fix) each unshare is flushed and
+    /// synchronised on the spot.
+    pub fn unshare_table(&mut self, va: u64, fully: bool) {
+        self.range.unshared_table(va);
+        self.unshared_tables = true;
+        self.fully_unshared_tables |= fully;
+        stats::count(Counter::TablesUnshared);
+        if crate::shared::unshare_mode() == broadside_platform::bootargs::UnshareMode::SyncEach {
+            self.flush_tlb_only();
+            crate::tlb::sync_all_cpus();
+            self.unshared_tables = false;
+            self.fully_unshared_tables = false;
+        }
+    }
+
+    /// Flushes unshared tables while the caller still holds the object lock
+    /// (`tlb_flush_unshared_tables`): invalidate the caller's range, walk caches included, and
+    /// — only if a table became fully unshared — wait until no lockless walker can still be in
+    /// it (`sync-last`). In `recheck` mode there is no wait: walkers re-check the level-1 entry
+    /// they came through after pinning, and tables are freed through RCU.
+    pub fn flush_unshared_tables(&mut self) {
+        if !self.unshared_tables || fault_inject::planted(Bug::UnshareFlushLate) {
+            return;
+        }
+        self.flush_tlb_only();
+        if self.fully_unshared_tables && crate::shared::sync_after_full_unshare() {
+            crate::tlb::sync_all_cpus();
+        }
+        self.unshared_tables = false;
+        self.fully_unshared_tables = false;
+    }
+
+    /// Ends the gather (`tlb_finish_mmu`). If another gather ran on the same space meanwhile,
+    /// its flush may have raced with ours, so everything of the space is flushed. Returns what
+    /// the gather's last flush did (for self-tests; callers may ignore it).
+    pub fn finish(mut self) -> FlushRecord {
+        if self.fully_unshared_tables {
+            // The object lock may already be gone: too late to make this safe (Linux warns the
+            // same way). Count it as a detected bug and do the flush anyway.
+            stats::count(Counter::UnshareFlushMissed);
+            self.flush_unshared_tables();
+        }
+        if self.space.flush_pending.load(Ordering::Acquire) > 1 && !self.fullmm {
+            self.fullmm = true;
+            self.force_flush = true;
+        }
+        self.flush_mmu();
+        self.last_flush
+    }
+}
+
+impl Drop for MmuGather<'_> {
+    /// The last step of `finish`, and a safety net for a gather dropped without it: flush, free
+    /// what was gathered, and leave the space's count of gathers in flight.
+    fn drop(&mut self) {
+        self.flush_mmu();
+        self.space.flush_pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Allocates a batch, or fails — for real, or by `fail_alloc=` injection.
+fn new_batch<T>(capacity: usize) -> Option<Vec<T>> {
+    if crate::fault_inject::should_fail_alloc() {
+        return None;
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(capacity).ok()?;
+    Some(v)
+}

@@ -1,0 +1,92 @@
+//! Freeing page-table pages that lockless walkers may still be reading ([rule 2](broadside_base::rules#rule-2)), in the mode
+//! `tablefree=` selects:
+//!
+//! - `rcu` (default): the gather's table batch goes to `call_rcu`; the tables are poisoned and
+//!   freed after a grace period. No IPIs: a walker runs with IRQs masked, so every CPU reporting
+//!   a quiescent state after the unhook proves no walk that saw the table is still running.
+//! - `sync-each`: one IPI broadcast that waits for every CPU, per freed table (x86 before
+//!   batching).
+//! - `sync-batch`: one such IPI sync per batch (Linux's `tlb_remove_table_sync_one` per flush).
+//!
+//! `bug=free-tables-now` frees right after the TLB flush with no wait at all: the negative
+//! control the use-after-free detectors must catch.
+
+use crate::aspace::free_table_page;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use broadside_platform::bootargs::TableFreeMode;
+use broadside_sync::rcu::RcuCallback;
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+static MODE: AtomicU8 = AtomicU8::new(0);
+static FREE_NOW: AtomicBool = AtomicBool::new(false);
+
+/// Fixes the mode at boot.
+pub fn init(mode: TableFreeMode, free_tables_now_bug: bool) {
+    MODE.store(
+        match mode {
+            TableFreeMode::Rcu => 0,
+            TableFreeMode::SyncEach => 1,
+            TableFreeMode::SyncBatch => 2,
+        },
+        Ordering::Relaxed,
+    );
+    FREE_NOW.store(free_tables_now_bug, Ordering::Relaxed);
+}
+
+fn mode() -> TableFreeMode {
+    match MODE.load(Ordering::Relaxed) {
+        1 => TableFreeMode::SyncEach,
+        2 => TableFreeMode::SyncBatch,
+        _ => TableFreeMode::Rcu,
+    }
+}
+
+/// The RCU callback: frees a batch of tables after their grace period.
+fn free_batch_after_gp(arg: usize) {
+    // SAFETY: `arg` is the `Box<Vec<u64>>` leaked by `free_table_batch` for this callback, which
+    // runs exactly once.
+    let batch = unsafe { Box::from_raw(arg as *mut Vec<u64>) };
+    for pa in batch.iter() {
+        free_table_page(*pa);
+    }
+}
+
+/// Frees a batch of unhooked, already-invalidated tables (`tlb_remove_table_free`).
+pub fn free_table_batch(batch: Vec<u64>) {
+    if FREE_NOW.load(Ordering::Relaxed) {
+        batch.into_iter().for_each(free_table_page);
+        return;
+    }
+    match mode() {
+        TableFreeMode::Rcu => {
+            let arg = Box::into_raw(Box::new(batch)) as usize;
+            broadside_sync::call_rcu(RcuCallback {
+                func: free_batch_after_gp,
+                arg,
+            });
+        }
+        TableFreeMode::SyncEach => {
+            for pa in batch {
+                crate::tlb::sync_all_cpus();
+                free_table_page(pa);
+            }
+        }
+        TableFreeMode::SyncBatch => {
+            crate::tlb::sync_all_cpus();
+            batch.into_iter().for_each(free_table_page);
+        }
+    }
+}
+
+/// Frees one table with no batch to put it in (the allocation failed): the caller has already
+/// invalidated it; wait for walkers synchronously, then free (`tlb_remove_table_one`).
+pub fn free_table_now(pa: u64) {
+    if !FREE_NOW.load(Ordering::Relaxed) {
+        match mode() {
+            TableFreeMode::Rcu => broadside_sync::synchronize_rcu(),
+            _ => crate::tlb::sync_all_cpus(),
+        }
+    }
+    free_table_page(pa);
+}

@@ -1,0 +1,358 @@
+//! TLB shootdown policy for address spaces: which invalidations a change needs and how they
+//! reach the other CPUs — broadcast TLBI (`flush=tlbi`, the default) or IPIs (`flush=ipi`, the
+//! x86-style baseline). The instructions themselves are in `arch::aarch64::tlb`.
+//!
+//! Mirrors Linux's `flush_tlb_range` / `flush_tlb_mm` (arch/arm64/include/asm/tlbflush.h):
+//! - a space only ever active on this CPU is flushed locally (Linux's TLBF_NOBROADCAST);
+//! - without FEAT_TLBIRANGE, ranges of 512 or more strides become one ASID flush;
+//! - a flush after freeing tables must hit the walk caches (`VAE1`, never `VALE1`; [rule 5](broadside_base::rules#rule-5)).
+//!
+//! The IPI baseline sends one SGI to each CPU the space has been active on (every CPU when
+//! tables were freed, since any CPU's walk cache may hold them), carrying the whole request; each
+//! target performs the same plan locally and acknowledges; the initiator waits. While it waits
+//! it serves requests aimed at itself, so two CPUs flushing each other never deadlock.
+
+use crate::aspace::AddressSpace;
+pub use crate::gather_range::FlushCoverage;
+use broadside_arch::aarch64::tlb::Scope;
+use broadside_arch::aarch64::{gic, tlb};
+use broadside_arch::tlbi::{
+    FlushPlan, FlushRequest, TlbFeatures, TlbiOp, plan_range_flush, tlbi_asid_operand,
+};
+use broadside_base::config::MAX_CPUS;
+use broadside_base::stats::{self, Counter};
+use broadside_platform::bootargs::{Bug, FlushMode};
+use broadside_smp::{self as smp, ipi};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use spin::Once;
+
+/// Run-wide TLB policy, fixed at boot from the arguments and the CPU's features.
+pub struct TlbPolicy {
+    pub features: TlbFeatures,
+    pub mode: FlushMode,
+    /// `bug=skip-tlbi`: issue no invalidation at all (negative control).
+    pub skip_tlbi: bool,
+    /// `bug=local-tlbi`: invalidate only the initiator's TLB (negative control).
+    pub local_tlbi: bool,
+    /// `bug=leaf-only-flush`: flush freed tables leaf-only (negative control for [rule 5](broadside_base::rules#rule-5)).
+    pub leaf_only: bool,
+}
+
+static POLICY: Once<TlbPolicy> = Once::new();
+
+/// Fixes the policy; called once at boot.
+pub fn init(features: TlbFeatures, mode: FlushMode, bugs: broadside_platform::bootargs::Bugs) {
+    POLICY.call_once(|| TlbPolicy {
+        features,
+        mode,
+        skip_tlbi: bugs.has(Bug::SkipTlbi),
+        local_tlbi: bugs.has(Bug::LocalTlbi),
+        leaf_only: bugs.has(Bug::LeafOnlyFlush),
+    });
+}
+
+pub fn policy() -> &'static TlbPolicy {
+    POLICY.get().expect("TLB policy not initialised")
+}
+
+/// What one flush did, so callers (the gather's walk-cache check, self-tests) can verify it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushRecord {
+    /// Any TLBI was leaf-only (VALE1/RVALE1).
+    pub leaf_only: bool,
+    /// TLBIs issued on this CPU.
+    pub ops: u32,
+    /// Whether it was broadcast, local or by IPI.
+    pub how: FlushHow,
+    /// What the invalidation covered.
+    pub coverage: FlushCoverage,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlushHow {
+    #[default]
+    Nothing,
+    Broadcast,
+    Local,
+    Ipi,
+}
+
+fn scope_for(space: &AddressSpace) -> Scope {
+    let p = policy();
+    if p.local_tlbi || space.only_active_on(broadside_base::cpu_id()) {
+        Scope::Local
+    } else {
+        Scope::Broadcast
+    }
+}
+
+/// Invalidates `[start, end)` of `space` in steps of `stride`. `last_level_only` says only leaf
+/// entries changed (no table was freed or unshared); `level_hint` is the level of those leaves.
+pub fn flush_tlb_range(
+    space: &AddressSpace,
+    start: u64,
+    end: u64,
+    stride: u64,
+    last_level_only: bool,
+    level_hint: Option<u8>,
+) -> FlushRecord {
+    stats::count(Counter::Flushes);
+    let p = policy();
+    let Some(asid) = asid_after_table_stores(space) else {
+        // Never active anywhere: no TLB can hold its translations.
+        return FlushRecord::default();
+    };
+    let last_level_only = last_level_only || p.leaf_only;
+    let req = FlushRequest {
+        start,
+        end,
+        stride,
+        asid,
+        last_level_only,
+        level_hint,
+    };
+    let plan = plan_range_flush(&req, p.features);
+    let mut record = execute(space, &plan, !last_level_only);
+    if record.how != FlushHow::Nothing {
+        record.coverage = match plan {
+            FlushPlan::Ops(_) => FlushCoverage::Range {
+                start,
+                end,
+                stride,
+                level_hint,
+            },
+            FlushPlan::WholeAsid(_) | FlushPlan::WholeTlb(_) => FlushCoverage::WholeAsid,
+        };
+    }
+    record
+}
+
+/// Invalidates every translation of `space` (one ASID flush): Linux's `flush_tlb_mm`.
+pub fn flush_tlb_mm(space: &AddressSpace) -> FlushRecord {
+    stats::count(Counter::Flushes);
+    let Some(asid) = asid_after_table_stores(space) else {
+        return FlushRecord::default();
+    };
+    let plan = FlushPlan::WholeAsid(TlbiOp::Aside1 {
+        operand: tlbi_asid_operand(asid),
+    });
+    let mut record = execute(space, &plan, true);
+    if record.how != FlushHow::Nothing {
+        record.coverage = FlushCoverage::WholeAsid;
+    }
+    record
+}
+
+/// The space's ASID, read only after the caller's table stores are ordered before it
+/// (store -> load: `DMB ISH`), and so is the CPU set `execute` reads next.
+/// `AddressSpace::activate` publishes its CPU and the ASID with a `DSB ISH` before its first
+/// walk: either this load sees them and the flush reaches that CPU, or that CPU's walks see the
+/// new entries. Without the barrier the load could be satisfied before the table stores are
+/// visible, skip the flush, and leave a CPU holding the old translation.
+fn asid_after_table_stores(space: &AddressSpace) -> Option<u16> {
+    tlb::order_stores_before_loads();
+    space.asid_number()
+}
+
+fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushRecord {
+    let p = policy();
+    let leaf_only = plan.ops().any(|op| op.is_leaf_only());
+    let ops = plan.op_count() as u32;
+    if p.skip_tlbi {
+        tlb::begin(Scope::Broadcast);
+        return FlushRecord {
+            leaf_only,
+            ops: 0,
+            how: FlushHow::Nothing,
+            coverage: FlushCoverage::Nothing,
+        };
+    }
+    if p.mode == FlushMode::Ipi && !p.local_tlbi {
+        return ipi_shootdown(space, plan, tables_freed);
+    }
+    let scope = scope_for(space);
+    tlb::flush_plan(plan, scope);
+    FlushRecord {
+        leaf_only,
+        ops,
+        how: if scope == Scope::Broadcast {
+            FlushHow::Broadcast
+        } else {
+            FlushHow::Local
+        },
+        coverage: FlushCoverage::Nothing,
+    }
+}
+
+// ---- IPI baseline ------------------------------------------------------------------------
+
+/// A shootdown request, one per initiating CPU.
+#[repr(align(64))]
+struct ShootdownRequest {
+    /// The plan, stored op by op (at most `MAX_OPS`; a larger plan is sent as a whole-ASID flush).
+    ops: [AtomicU64; MAX_OPS],
+    kinds: [AtomicU8; MAX_OPS],
+    count: AtomicU32,
+    /// Targets that have not acknowledged yet.
+    pending: AtomicU32,
+}
+
+const MAX_OPS: usize = 8;
+
+static REQUESTS: [ShootdownRequest; MAX_CPUS] = [const {
+    ShootdownRequest {
+        ops: [const { AtomicU64::new(0) }; MAX_OPS],
+        kinds: [const { AtomicU8::new(0) }; MAX_OPS],
+        count: AtomicU32::new(0),
+        pending: AtomicU32::new(0),
+    }
+}; MAX_CPUS];
+
+/// For each target CPU: which initiators have a request for it (bit per CPU).
+static INBOX: [[AtomicU64; MAX_CPUS / 64]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; MAX_CPUS / 64] }; MAX_CPUS];
+
+/// Sync requests (table-free / unshare synchronisation): the same inbox scheme, ack only.
+static SYNC_INBOX: [[AtomicU64; MAX_CPUS / 64]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; MAX_CPUS / 64] }; MAX_CPUS];
+static SYNC_PENDING: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+
+fn op_kind(op: TlbiOp) -> u8 {
+    match op {
+        TlbiOp::Vae1 { .. } => 1,
+        TlbiOp::Vale1 { .. } => 2,
+        TlbiOp::Rvae1 { .. } => 3,
+        TlbiOp::Rvale1 { .. } => 4,
+        TlbiOp::Aside1 { .. } => 5,
+        TlbiOp::Vmalle1 => 6,
+        TlbiOp::Vaae1 { .. } => 7,
+        TlbiOp::Vaale1 { .. } => 8,
+    }
+}
+
+fn op_from(kind: u8, operand: u64) -> TlbiOp {
+    match kind {
+        1 => TlbiOp::Vae1 { operand },
+        2 => TlbiOp::Vale1 { operand },
+        3 => TlbiOp::Rvae1 { operand },
+        4 => TlbiOp::Rvale1 { operand },
+        5 => TlbiOp::Aside1 { operand },
+        7 => TlbiOp::Vaae1 { operand },
+        8 => TlbiOp::Vaale1 { operand },
+        _ => TlbiOp::Vmalle1,
+    }
+}
+
+fn ipi_shootdown(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushRecord {
+    let me = broadside_base::cpu_id();
+    let req = &REQUESTS[me];
+    // The local part first, with the same plan.
+    tlb::flush_plan(plan, Scope::Local);
+    let leaf_only = plan.ops().any(|op| op.is_leaf_only());
+    let mut n = 0;
+    if plan.op_count() <= MAX_OPS {
+        for op in plan.ops() {
+            req.ops[n].store(op.operand().unwrap_or(0), Ordering::Relaxed);
+            req.kinds[n].store(op_kind(op), Ordering::Relaxed);
+            n += 1;
+        }
+    } else if let Some(asid) = space.asid_number() {
+        req.ops[0].store(tlbi_asid_operand(asid), Ordering::Relaxed);
+        req.kinds[0].store(op_kind(TlbiOp::Aside1 { operand: 0 }), Ordering::Relaxed);
+        n = 1;
+    }
+    req.count.store(n as u32, Ordering::Relaxed);
+    // Targets: every CPU the space was active on, or every online CPU when tables were freed
+    // (their walk caches may hold the freed tables even if the space never ran there).
+    let is_target = |c: &&broadside_base::percpu::PerCpu| {
+        c.index != me && (tables_freed || space.was_active_on(c.index))
+    };
+    let targets = smp::online_cpus().filter(is_target).count() as u32;
+    // Set before the first SGI goes out, so no acknowledgement can arrive before it.
+    req.pending.store(targets, Ordering::Relaxed);
+    for c in smp::online_cpus().filter(is_target) {
+        INBOX[c.index][me / 64].fetch_or(1 << (me % 64), Ordering::Release);
+        gic::send_sgi(ipi::SGI_TLB_SHOOTDOWN, c.mpidr.load(Ordering::Relaxed));
+        stats::count(Counter::IpisSent);
+    }
+    if targets > 0 {
+        stats::count(Counter::SyncWaits);
+    }
+    while req.pending.load(Ordering::Acquire) != 0 {
+        serve_ipi_requests();
+        core::hint::spin_loop();
+    }
+    FlushRecord {
+        leaf_only,
+        ops: plan.op_count() as u32,
+        how: FlushHow::Ipi,
+        coverage: FlushCoverage::Nothing,
+    }
+}
+
+/// The SGI_TLB_SHOOTDOWN and SGI_SYNC handler body, also run by waiting initiators: performs
+/// every pending request aimed at this CPU and acknowledges it.
+pub fn serve_ipi_requests() {
+    let me = broadside_base::cpu_id();
+    for word in 0..MAX_CPUS / 64 {
+        let mut bits = INBOX[me][word].swap(0, Ordering::Acquire);
+        while bits != 0 {
+            let from = word * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let req = &REQUESTS[from];
+            let n = req.count.load(Ordering::Relaxed) as usize;
+            tlb::begin(Scope::Local);
+            for i in 0..n {
+                let op = op_from(
+                    req.kinds[i].load(Ordering::Relaxed),
+                    req.ops[i].load(Ordering::Relaxed),
+                );
+                tlb::issue_one_local(op);
+            }
+            tlb::complete(Scope::Local);
+            req.pending.fetch_sub(1, Ordering::Release);
+        }
+        let mut bits = SYNC_INBOX[me][word].swap(0, Ordering::Acquire);
+        while bits != 0 {
+            let from = word * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            SYNC_PENDING[from].fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// The SGI handler for shootdowns and syncs.
+pub fn ipi_handler() {
+    stats::count(Counter::SgisReceived);
+    serve_ipi_requests();
+}
+
+/// Sends a sync IPI to every other online CPU and waits until each has taken it. A CPU takes an
+/// IRQ only with IRQs unmasked, i.e. outside any lockless walk, so when this returns no walk that
+/// began before the call is still running (Linux's `tlb_remove_table_sync_one`).
+pub fn sync_all_cpus() {
+    let me = broadside_base::cpu_id();
+    let others = smp::online_count() as u32 - 1;
+    SYNC_PENDING[me].store(others, Ordering::Relaxed);
+    for c in smp::online_cpus() {
+        if c.index == me {
+            continue;
+        }
+        SYNC_INBOX[c.index][me / 64].fetch_or(1 << (me % 64), Ordering::Release);
+        gic::send_sgi(ipi::SGI_SYNC, c.mpidr.load(Ordering::Relaxed));
+        stats::count(Counter::IpisSent);
+    }
+    stats::count(Counter::TableSyncs);
+    stats::count(Counter::SyncWaits);
+    while SYNC_PENDING[me].load(Ordering::Acquire) != 0 {
+        serve_ipi_requests();
+        core::hint::spin_loop();
+    }
+}
+
+/// Registers the shootdown and sync handlers on `cpu`.
+pub fn register_ipis(cpu: usize) {
+    use arm_gic::IntId;
+    gic::enable_private(IntId::sgi(ipi::SGI_TLB_SHOOTDOWN), cpu, ipi_handler);
+    gic::enable_private(IntId::sgi(ipi::SGI_SYNC), cpu, ipi_handler);
+}

@@ -1,0 +1,257 @@
+//! The lockless software page-table walker: broadside's analogue of Linux's GUP-fast
+//! (`gup_fast` in mm/gup.c).
+//!
+//! With IRQs masked (the RCU read side, [rule 3](broadside_base::rules#rule-3)) it reads the root and each level with single
+//! atomic loads; at the leaf it takes a reference on the frame if the count is not zero
+//! (`try_grab_folio_fast`), then re-reads every entry it came through and backs out if any
+//! changed ([rule 4](broadside_base::rules#rule-4)). Masking IRQs is what keeps the tables it walks alive: a grace period cannot
+//! end while this CPU cannot take the tick that reports its quiescent state, so the table-free
+//! path cannot free them.
+//!
+//! It also checks what the kernel promises: every table it enters must still be a table of this
+//! space at the expected level and generation, must not hold poison, and a pinned frame must
+//! carry this space's stamp for this VA. Anything else is a use-after-free (`uaf_detected`).
+
+use crate::aspace::{self, AddressSpace, SpaceState, StampCheck, TABLE_POISON, entry};
+use crate::shared::OBJECT_OWNER_BIT;
+use broadside_arch::pte::{Descriptor, DescriptorKind, PAGE_SIZE, level_block_size, table_index};
+use broadside_base::irq;
+use broadside_base::stats::{self, Counter};
+use broadside_memory::frame::{self, FrameKind};
+use core::sync::atomic::Ordering;
+
+/// What one walk found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkOutcome {
+    /// A frame was pinned, verified and released.
+    Pinned { pa: u64, level: u8 },
+    /// No mapping (or the space is gone).
+    NotPresent,
+    /// An entry changed under the walk, or the frame was being freed: backed out.
+    Retry,
+    /// A use-after-free: what was seen.
+    UseAfterFree(&'static str),
+}
+
+/// A table the walk passed through: where, which entry, what it held, and the table's identity.
+#[derive(Clone, Copy)]
+struct Step {
+    table: u64,
+    index: usize,
+    value: u64,
+    generation: u64,
+}
+
+/// What a table the walk is in turned out to be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Identity {
+    /// A live table of this space (or a shared object's level-2 table) at the expected level.
+    Ours,
+    /// Freed, or freed and reused: never acceptable inside a walk ([rule 2](broadside_base::rules#rule-2)).
+    Freed,
+    /// A live table that belongs to another space now (a fully unshared table its last sharer
+    /// took over).
+    Foreign,
+}
+
+/// Classifies `table` for a walk of `space` at `level` that first saw it with `generation`.
+fn identity(space: &AddressSpace, table: u64, level: u8, generation: u64) -> Identity {
+    let m = frame::meta(table);
+    let owner = m.owner.load(Ordering::Acquire);
+    if m.kind() != FrameKind::Table as u32
+        || owner == 0
+        || (m.level_and_share.load(Ordering::Relaxed) & 0xff) as u8 != level
+        || m.generation.load(Ordering::Relaxed) != generation
+    {
+        Identity::Freed
+    } else if owner == space.id || (level == 2 && owner & OBJECT_OWNER_BIT != 0) {
+        Identity::Ours
+    } else {
+        Identity::Foreign
+    }
+}
+
+/// How the walk checks the entries it came through.
+#[derive(Clone, Copy, Debug)]
+pub struct WalkConfig {
+    /// Mask IRQs for the walk (false only for `bug=walker-irqs-on`).
+    pub mask_irqs: bool,
+    /// Re-check the level-0 and level-1 entries too, not just the level-2 and level-3 ones
+    /// GUP-fast re-checks (`unshare=recheck`).
+    pub recheck_upper: bool,
+}
+
+/// Walks `space` at `va`, pins the frame, verifies it, and releases it. The walk holds its pin
+/// and keeps re-reading the tables it came through for `hold` counter ticks before the final
+/// re-check, as a walk over a long range would; that is the window in which a table freed too
+/// early is seen. `mask_irqs = false` is the `bug=walker-irqs-on` negative control.
+pub fn walk_and_pin(space: &AddressSpace, va: u64, cfg: WalkConfig, hold: u64) -> WalkOutcome {
+    let saved = if cfg.mask_irqs {
+        Some(irq::save_and_mask())
+    } else {
+        None
+    };
+    let this = broadside_base::percpu::this_cpu();
+    this.in_walker.store(true, Ordering::Relaxed);
+    stats::count(Counter::WalkerWalks);
+    let outcome = walk_masked(space, va, cfg, hold);
+    this.in_walker.store(false, Ordering::Relaxed);
+    if let Some(s) = saved {
+        irq::restore(s);
+    }
+    match outcome {
+        WalkOutcome::Pinned { .. } => stats::count(Counter::WalkerPins),
+        WalkOutcome::NotPresent => stats::count(Counter::WalkerNotPresent),
+        WalkOutcome::Retry => stats::count(Counter::WalkerRetries),
+        WalkOutcome::UseAfterFree(_) => stats::count(Counter::UafDetected),
+    }
+    outcome
+}
+
+fn walk_masked(space: &AddressSpace, va: u64, cfg: WalkConfig, hold: u64) -> WalkOutcome {
+    // A dead space's root is on its way to being freed; a space still Live or Dying keeps its
+    // root until after it is marked Dead (see `AddressSpace::destroy`).
+    if space.state() == SpaceState::Dead {
+        return WalkOutcome::NotPresent;
+    }
+    let mut steps = [Step {
+        table: 0,
+        index: 0,
+        value: 0,
+        generation: 0,
+    }; 4];
+    let mut table = space.root;
+    for level in 0..=3u8 {
+        let generation = frame::meta(table).generation.load(Ordering::Relaxed);
+        match identity(space, table, level, generation) {
+            Identity::Ours => {}
+            Identity::Freed => return WalkOutcome::UseAfterFree("walked into a freed table"),
+            Identity::Foreign => return foreign_table(&steps[..level as usize], cfg),
+        }
+        let index = table_index(va, level);
+        let value = entry(table, index).load(Ordering::Acquire);
+        if value == TABLE_POISON {
+            return WalkOutcome::UseAfterFree("read poison from a freed table");
+        }
+        steps[level as usize] = Step {
+            table,
+            index,
+            value,
+            generation,
+        };
+        match Descriptor::from_raw(value).kind(level) {
+            DescriptorKind::Invalid => return WalkOutcome::NotPresent,
+            DescriptorKind::Table { next } => table = next,
+            DescriptorKind::Page { pa, .. } | DescriptorKind::Block { pa, .. } => {
+                return pin_and_recheck(space, va, pa, level, &steps[..=level as usize], cfg, hold);
+            }
+        }
+    }
+    WalkOutcome::NotPresent
+}
+
+/// The walk is in a live table that belongs to another space. With `recheck_upper`, an entry
+/// above it that changed explains that (this space unshared it; back out); otherwise it is the
+/// bug [rule 6](broadside_base::rules#rule-6) exists for: a walker inside a table that no longer belongs to its space.
+fn foreign_table(above: &[Step], cfg: WalkConfig) -> WalkOutcome {
+    let changed = above
+        .iter()
+        .any(|s| entry(s.table, s.index).load(Ordering::Acquire) != s.value);
+    if cfg.recheck_upper && changed {
+        WalkOutcome::Retry
+    } else {
+        WalkOutcome::UseAfterFree("walked a table that no longer belongs to its space")
+    }
+}
+
+/// Re-reads the entries the walk came through: `Err` for a use-after-free, `Ok(false)` if an
+/// entry changed (the walk must back out), `Ok(true)` if all still hold. Every table is checked
+/// for identity; entry values are compared at levels 2 and 3 (as GUP-fast re-checks the PMD and
+/// PTE), and at levels 0 and 1 too with `recheck_upper`.
+fn recheck(space: &AddressSpace, steps: &[Step], cfg: WalkConfig) -> Result<bool, WalkOutcome> {
+    for (l, s) in steps.iter().enumerate() {
+        let now = entry(s.table, s.index).load(Ordering::Acquire);
+        if now == TABLE_POISON {
+            return Err(WalkOutcome::UseAfterFree(
+                "a table the walk held was freed under it",
+            ));
+        }
+        match identity(space, s.table, l as u8, s.generation) {
+            Identity::Ours => {}
+            Identity::Freed => {
+                return Err(WalkOutcome::UseAfterFree(
+                    "a table the walk held was freed under it",
+                ));
+            }
+            Identity::Foreign => {
+                return match foreign_table(&steps[..l], cfg) {
+                    WalkOutcome::Retry => Ok(false),
+                    uaf => Err(uaf),
+                };
+            }
+        }
+        if now != s.value && (l >= 2 || cfg.recheck_upper) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn pin_and_recheck(
+    space: &AddressSpace,
+    va: u64,
+    head: u64,
+    level: u8,
+    steps: &[Step],
+    cfg: WalkConfig,
+    hold: u64,
+) -> WalkOutcome {
+    let meta = frame::meta(head);
+    if !meta.try_get() {
+        return WalkOutcome::Retry; // being freed
+    }
+    // The long part of the walk: the tables must stay valid memory throughout, even once they
+    // are unhooked (then the walk will back out at the end).
+    let until = broadside_arch::aarch64::cpu::counter() + hold;
+    while broadside_arch::aarch64::cpu::counter() < until {
+        if let Err(uaf) = recheck(space, steps, cfg) {
+            unpin(head);
+            return uaf;
+        }
+        core::hint::spin_loop();
+    }
+    // The final re-check (rule 4; see `broadside_base::rules`).
+    match recheck(space, steps, cfg) {
+        Err(uaf) => {
+            unpin(head);
+            return uaf;
+        }
+        Ok(false) => {
+            unpin(head);
+            return WalkOutcome::Retry;
+        }
+        Ok(true) => {}
+    }
+    // The pinned frame must be this space's page for this VA.
+    let page = head + (va & (level_block_size(level) - 1) & !(PAGE_SIZE - 1));
+    let w = broadside_arch::aarch64::layout::phys_to_virt(page) as *const u64;
+    // SAFETY: the frame is pinned (refcount held), so it cannot be freed or reused while read.
+    let (w0, w1) = unsafe { (w.read_volatile(), w.add(1).read_volatile()) };
+    // A shared object's frame carries the object's tag, not a space's (it is aliased at many
+    // VAs, and may be reached through a shared table or a space's private copy of one).
+    let m = frame::meta(head);
+    let object = (m.kind() == FrameKind::Shared as u32).then(|| m.owner.load(Ordering::Acquire));
+    let check = aspace::check_stamp(w0, w1, space.id, va, object);
+    unpin(head);
+    match check {
+        StampCheck::Ok => WalkOutcome::Pinned { pa: page, level },
+        StampCheck::Poison => WalkOutcome::UseAfterFree("pinned a freed (poisoned) frame"),
+        StampCheck::Wrong => WalkOutcome::UseAfterFree("pinned a frame that is not this page"),
+    }
+}
+
+/// Drops the walker's pin; frees the frame if the unmap already dropped its own reference.
+fn unpin(head: u64) {
+    let order = frame::meta(head).level_and_share.load(Ordering::Relaxed) & 0xff;
+    aspace::release_data_frame(head, order);
+}

@@ -1,0 +1,214 @@
+//! Platform discovery from the flattened device tree (dtoolkit): memory, CPUs, PSCI conduit,
+//! GICv3, PL011, timer interrupt, boot arguments. Nothing here is hard-coded; a DTB that lacks
+//! something broadside needs is a configuration error (exit code 2) with a message naming it.
+
+use broadside_base::config::MAX_CPUS;
+use dtoolkit::fdt::Fdt;
+use dtoolkit::standard::NodeStandard;
+use dtoolkit::{Node, Property};
+
+/// The most `/memory` ranges recorded.
+pub const MAX_MEMORY_RANGES: usize = 8;
+
+/// A physical address range `[base, base + size)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PhysRange {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl PhysRange {
+    pub const fn end(&self) -> u64 {
+        self.base + self.size
+    }
+}
+
+/// What broadside learns from the DTB.
+#[derive(Debug)]
+pub struct PlatformInfo {
+    pub memory: [PhysRange; MAX_MEMORY_RANGES],
+    pub memory_ranges: usize,
+    /// MPIDR affinity of each CPU, in DTB order; index = logical CPU number.
+    pub cpu_mpidrs: [u64; MAX_CPUS],
+    pub cpus: usize,
+    /// `/psci` `method`: "hvc" or "smc".
+    pub psci_method: &'static str,
+    pub gicd: PhysRange,
+    /// The first (and only supported) redistributor region.
+    pub gicr: PhysRange,
+    /// Redistributor regions in the DTB (`#redistributor-regions`).
+    pub gicr_regions: u32,
+    pub uart: PhysRange,
+    /// The EL1 virtual timer's PPI number (INTID = 16 + PPI).
+    pub timer_virtual_ppi: u32,
+    pub bootargs: &'static str,
+    pub dtb: PhysRange,
+}
+
+/// Why the DTB could not be used.
+#[derive(Debug)]
+pub struct DtbError(pub &'static str);
+
+impl core::fmt::Display for DtbError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "dtb: {}", self.0)
+    }
+}
+
+/// Parses the DTB at virtual address `va` (physical `pa`).
+///
+/// # Safety
+///
+/// `va` must point to a readable DTB that stays mapped and unmodified for the kernel's lifetime
+/// (the frame allocator never hands out its pages).
+pub unsafe fn parse(va: u64, pa: u64) -> Result<PlatformInfo, DtbError> {
+    // SAFETY: forwarded from the caller; `from_raw` validates the header and size.
+    let fdt: Fdt<'static> =
+        unsafe { Fdt::from_raw(va as *const u8) }.map_err(|_| DtbError("no valid DTB found"))?;
+    let dtb = PhysRange {
+        base: pa,
+        size: fdt.data().len() as u64,
+    };
+
+    let mut info = PlatformInfo {
+        memory: [PhysRange::default(); MAX_MEMORY_RANGES],
+        memory_ranges: 0,
+        cpu_mpidrs: [0; MAX_CPUS],
+        cpus: 0,
+        psci_method: "",
+        gicd: PhysRange::default(),
+        gicr: PhysRange::default(),
+        gicr_regions: 1,
+        uart: PhysRange::default(),
+        timer_virtual_ppi: 0,
+        bootargs: "",
+        dtb,
+    };
+
+    // Memory: every /memory* node's reg entries.
+    for node in fdt.root().children() {
+        let name: &str = node.name_without_address();
+        if name != "memory" {
+            continue;
+        }
+        let regs = node.reg().map_err(|_| DtbError("bad /memory reg"))?;
+        for reg in regs.into_iter().flatten() {
+            let base = reg
+                .address::<u64>()
+                .map_err(|_| DtbError("bad /memory reg"))?;
+            let size = reg.size::<u64>().map_err(|_| DtbError("bad /memory reg"))?;
+            if info.memory_ranges == MAX_MEMORY_RANGES {
+                return Err(DtbError("more /memory ranges than supported"));
+            }
+            info.memory[info.memory_ranges] = PhysRange { base, size };
+            info.memory_ranges += 1;
+        }
+    }
+    if info.memory_ranges == 0 {
+        return Err(DtbError("no /memory node"));
+    }
+
+    // CPUs, in DTB order.
+    let cpus = fdt.cpus().map_err(|_| DtbError("no /cpus node"))?;
+    for cpu in cpus.cpus() {
+        let ids = cpu.ids().map_err(|_| DtbError("bad /cpus/cpu reg"))?;
+        for id in ids {
+            let mpidr = dtoolkit::ToCellInt::to_int::<u64>(id)
+                .map_err(|_| DtbError("bad /cpus/cpu reg"))?;
+            if info.cpus == MAX_CPUS {
+                return Err(DtbError("more CPUs than MAX_CPUS"));
+            }
+            info.cpu_mpidrs[info.cpus] = mpidr;
+            info.cpus += 1;
+        }
+    }
+    if info.cpus == 0 {
+        return Err(DtbError("no CPUs in /cpus"));
+    }
+
+    // PSCI conduit.
+    let psci = fdt.find_node("/psci").ok_or(DtbError("no /psci node"))?;
+    info.psci_method = psci
+        .property("method")
+        .and_then(|p| p.value_as::<&str>().ok())
+        .ok_or(DtbError("/psci has no method"))?;
+
+    // GICv3: reg = <GICD> <GICR region>...
+    let gic = fdt
+        .root()
+        .children()
+        .find(|n| n.is_compatible("arm,gic-v3"))
+        .ok_or(DtbError(
+            "no arm,gic-v3 interrupt controller (boot QEMU with gic-version=3)",
+        ))?;
+    let mut regs = gic
+        .reg()
+        .map_err(|_| DtbError("bad GIC reg"))?
+        .ok_or(DtbError("GIC has no reg"))?;
+    info.gicd = reg_range(regs.next(), "GIC distributor")?;
+    info.gicr = reg_range(regs.next(), "GIC redistributor")?;
+    if let Some(p) = gic.property("#redistributor-regions") {
+        info.gicr_regions = p
+            .value_as::<u32>()
+            .map_err(|_| DtbError("bad #redistributor-regions"))?;
+    }
+
+    // PL011: prefer /chosen stdout-path, else the first arm,pl011.
+    let uart = fdt
+        .root()
+        .children()
+        .find(|n| n.is_compatible("arm,pl011"))
+        .ok_or(DtbError("no arm,pl011 UART"))?;
+    let mut uregs = uart
+        .reg()
+        .map_err(|_| DtbError("bad UART reg"))?
+        .ok_or(DtbError("UART has no reg"))?;
+    info.uart = reg_range(uregs.next(), "UART")?;
+
+    // Timer: interrupts = <type num flags> x4: secure phys, non-secure phys, virtual, hyp.
+    let timer = fdt
+        .root()
+        .children()
+        .find(|n| n.is_compatible("arm,armv8-timer"))
+        .ok_or(DtbError("no arm,armv8-timer node"))?;
+    let ints = timer
+        .property("interrupts")
+        .ok_or(DtbError("timer has no interrupts"))?;
+    let cells = ints.value();
+    if cells.len() < 36 {
+        return Err(DtbError("timer interrupts too short"));
+    }
+    let cell = |i: usize| {
+        u32::from_be_bytes([
+            cells[4 * i],
+            cells[4 * i + 1],
+            cells[4 * i + 2],
+            cells[4 * i + 3],
+        ])
+    };
+    if cell(6) != 1 {
+        return Err(DtbError("virtual timer interrupt is not a PPI"));
+    }
+    info.timer_virtual_ppi = cell(7);
+
+    // Boot arguments (absent = empty).
+    if let Some(p) = fdt
+        .find_node("/chosen")
+        .and_then(|c| c.property("bootargs"))
+    {
+        info.bootargs = p
+            .value_as::<&str>()
+            .map_err(|_| DtbError("bad /chosen/bootargs"))?;
+    }
+    Ok(info)
+}
+
+fn reg_range(
+    reg: Option<dtoolkit::standard::Reg<'_>>,
+    what: &'static str,
+) -> Result<PhysRange, DtbError> {
+    let reg = reg.ok_or(DtbError(what))?;
+    let base = reg.address::<u64>().map_err(|_| DtbError(what))?;
+    let size = reg.size::<u64>().map_err(|_| DtbError(what))?;
+    Ok(PhysRange { base, size })
+}

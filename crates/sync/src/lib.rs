@@ -1,0 +1,18 @@
+//! broadside's synchronisation layer: RCU (the portable engine, and the kernel's instance with
+//! its IRQ discipline), the enter/close gate of address-space activation, and waiting on other
+//! CPUs. (The IRQ-safe spinlock is in the base layer, which everything uses.)
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+pub mod gate;
+pub mod rcu;
+#[cfg(target_arch = "aarch64")]
+pub mod rcu_kernel;
+#[cfg(target_arch = "aarch64")]
+pub mod wait;
+
+pub use gate::ActiveGate;
+#[cfg(target_arch = "aarch64")]
+pub use rcu_kernel::{call_rcu, synchronize_rcu};

@@ -1,0 +1,125 @@
+//! The kernel's one RCU instance and the calls the rest of the kernel makes, each with IRQs
+//! masked as `sync::rcu` requires. Quiescent states come from the timer tick, busy-waits and
+//! workload loops ([`quiescent`]); idle CPUs are in an extended quiescent state between
+//! [`idle_enter`] and [`idle_exit`].
+
+use super::rcu::{Rcu, RcuCallback};
+use broadside_arch::aarch64::{cpu, timer};
+use broadside_base::irq;
+use broadside_base::stats::{self, Counter};
+use spin::Once;
+
+static RCU: Once<Rcu> = Once::new();
+
+fn now_ticks() -> u64 {
+    cpu::counter() / timer::period().max(1)
+}
+
+/// Creates the RCU instance for `cpus` CPUs (all online before any RCU use).
+pub fn init(cpus: usize) {
+    RCU.call_once(|| {
+        let r = Rcu::new(cpus);
+        r.set_time_source(now_ticks);
+        r
+    });
+}
+
+/// The instance, if initialised.
+pub fn rcu() -> Option<&'static Rcu> {
+    RCU.get()
+}
+
+fn with_rcu(f: impl FnOnce(&Rcu, usize)) {
+    if let Some(r) = RCU.get() {
+        let s = irq::save_and_mask();
+        f(r, broadside_base::cpu_id());
+        irq::restore(s);
+    }
+}
+
+/// Reports a quiescent state for this CPU and runs its ready callbacks. Must not be called
+/// inside a read-side (IRQs-masked lockless walk) section.
+pub fn quiescent() {
+    with_rcu(|r, cpu| {
+        r.note_quiescent_state(cpu);
+        run_callbacks(r, cpu);
+    });
+}
+
+fn run_callbacks(r: &Rcu, cpu: usize) {
+    let n = r.poll(cpu);
+    if n > 0 {
+        stats::add(Counter::RcuCallbacks, n as u64);
+    }
+}
+
+/// Queues `cb` to run after a grace period.
+pub fn call_rcu(cb: RcuCallback) {
+    let r = RCU.get().expect("RCU used before init");
+    let s = irq::save_and_mask();
+    r.call_rcu(broadside_base::cpu_id(), cb);
+    irq::restore(s);
+}
+
+/// Waits for a full grace period. The caller must not be in a read-side section.
+pub fn synchronize_rcu() {
+    let r = RCU.get().expect("RCU used before init");
+    let cpu = broadside_base::cpu_id();
+    let was_masked = irq::are_masked();
+    let s = irq::save_and_mask();
+    r.synchronize_rcu(cpu, || while_waiting(r, cpu, was_masked));
+    irq::restore(s);
+}
+
+/// One step of a wait for RCU (the engine calls it with IRQs masked): serve IPI requests aimed
+/// at this CPU, then let the tick and IPIs in if the caller had IRQs unmasked — this CPU is
+/// waiting, not walking — or else report its quiescent state and run its callbacks directly.
+fn while_waiting(r: &Rcu, cpu: usize, was_masked: bool) {
+    crate::wait::serve_requests();
+    if was_masked {
+        r.note_quiescent_state(cpu);
+        run_callbacks(r, cpu);
+    } else {
+        cpu::irq_enable();
+        cpu::relax();
+        cpu::irq_save();
+    }
+}
+
+/// Before this CPU sleeps in WFI (IRQs masked by the caller).
+pub fn idle_enter() {
+    if let Some(r) = RCU.get() {
+        let cpu = broadside_base::cpu_id();
+        run_callbacks(r, cpu);
+        r.idle_enter(cpu);
+    }
+}
+
+/// After WFI, before IRQs are unmasked (so no handler runs in the extended quiescent state).
+pub fn idle_exit() {
+    if let Some(r) = RCU.get() {
+        r.idle_exit(broadside_base::cpu_id());
+    }
+}
+
+/// Publishes the engine's counters into the summary counters (grace periods, longest GP).
+pub fn publish_stats() {
+    if let Some(r) = RCU.get() {
+        let gp = r.grace_periods();
+        let have = stats::read(Counter::GracePeriods);
+        if gp > have {
+            stats::add(Counter::GracePeriods, gp - have);
+        }
+        stats::record_max(Counter::RcuMaxGpTicks, r.max_gp_ticks());
+    }
+}
+
+/// Waits until every callback queued so far has run (`rcu_barrier`).
+pub fn barrier() {
+    let Some(r) = RCU.get() else { return };
+    let cpu = broadside_base::cpu_id();
+    let was_masked = irq::are_masked();
+    let s = irq::save_and_mask();
+    r.rcu_barrier(cpu, || while_waiting(r, cpu, was_masked));
+    irq::restore(s);
+}

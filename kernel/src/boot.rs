@@ -1,0 +1,416 @@
+//! Kernel bring-up and the paths out: the boot CPU's sequence, a secondary's, the timer tick,
+//! idling, the watchdog, and every exit (pass, fail, bad arguments, panic, exception, timeout),
+//! each of which ends with the `summary:` line.
+
+use crate::workload::{self, Outcome};
+use ::semihosting as semihosting_crate;
+use broadside_arch::aarch64::exception;
+use broadside_arch::aarch64::exception::TrapFrame;
+use broadside_arch::aarch64::layout::{self, ImageLayout, mmio_virt, phys_to_virt};
+use broadside_arch::aarch64::{cpu, gic, mmu, psci, semihosting, timer};
+use broadside_arch::pte::{Attributes, PAGE_SIZE};
+use broadside_base::ExitCode;
+use broadside_base::stats::{self, Counter};
+use broadside_memory::frame::{self, FrameKind};
+use broadside_memory::kmap::KernelTables;
+use broadside_platform::boot_info::{self, BootInfo, boot_info, boot_info_opt};
+use broadside_platform::bootargs::BootArgs;
+use broadside_platform::console;
+use broadside_platform::dtb::{self, PlatformInfo};
+use broadside_platform::exit::{self, config_error};
+use broadside_platform::kprintln;
+use broadside_smp as smp;
+use broadside_smp::watchdog;
+use core::sync::atomic::Ordering;
+
+/// Where QEMU puts the DTB for an ELF kernel that does not cover the start of RAM: the start of
+/// RAM, which `linker.ld` leaves free by loading the image 2 MiB above it.
+const ELF_BOOT_DTB_OFFSET_BELOW_IMAGE: u64 = 2 << 20;
+
+/// The boot CPU's path from `kernel_main` to the workload and out.
+pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
+    // The hooks through which lower layers reach what only the top knows: how an unexpected
+    // exception is reported, how a run's summary is printed, what a waiting CPU serves.
+    semihosting::set_exit_with_code(|code| semihosting_crate::process::exit(code));
+    exception::set_fatal_handler(fatal_exception);
+    exit::set_reporter(report);
+    broadside_sync::wait::set_request_server(broadside_mm::tlb::serve_ipi_requests);
+    smp::cpu(0).mpidr.store(cpu::mpidr(), Ordering::Relaxed);
+    broadside_memory::heap::init_bootstrap();
+    let image = ImageLayout::get();
+    let (image_pa, image_end_pa) = image.phys_range();
+    let dtb_pa = if dtb_pa != 0 {
+        dtb_pa
+    } else {
+        image_pa - ELF_BOOT_DTB_OFFSET_BELOW_IMAGE
+    };
+
+    // SAFETY: the early linear map covers the 1 GiB holding the image and the DTB below it; the
+    // DTB's pages are reserved below and never handed out.
+    let platform = match unsafe { dtb::parse(phys_to_virt(dtb_pa), dtb_pa) } {
+        Ok(p) => p,
+        Err(e) => early_config_error(format_args!("error: {e}")),
+    };
+
+    // PSCI first: it is how the kernel powers off when the host has no semihosting.
+    let Some(conduit) = psci::Conduit::from_method(platform.psci_method) else {
+        early_config_error(format_args!(
+            "error: dtb: /psci method {:?} is neither hvc nor smc",
+            platform.psci_method
+        ));
+    };
+    psci::init(conduit);
+
+    // Frames: first only what the early tables map (the image's 1 GiB), enough to build the real
+    // tables; the rest once they are live.
+    let window_start = image_pa & !((1 << 30) - 1);
+    let early_window = (window_start, window_start + (1 << 30));
+    let usable = usable_ranges(&platform, image_pa, image_end_pa);
+    for &(s, e) in &usable {
+        let (s, e) = (s.max(early_window.0), e.min(early_window.1));
+        if e > s {
+            frame::add_range(s, e);
+        }
+    }
+    let (ram_lo, ram_hi) = ram_extent(&platform);
+    frame::init_metadata(ram_lo, ram_hi);
+
+    let tables = build_kernel_tables(&platform, &image)
+        .unwrap_or_else(|e| early_config_error(format_args!("error: kernel tables: {e:?}")));
+    // SAFETY: boot CPU, no other CPU online, IRQs masked since reset; the new tables map the
+    // image, its stacks and the linear map at the addresses the early tables used.
+    unsafe { mmu::replace_kernel_tables(tables.root()) };
+    broadside_memory::kmap::install(tables);
+    mmu::drop_boot_idmap();
+
+    // The rest of RAM, now that the linear map covers it.
+    for &(s, e) in &usable {
+        if e > early_window.1 {
+            frame::add_range(s.max(early_window.1), e);
+        }
+        if s < early_window.0 {
+            frame::add_range(s, e.min(early_window.0));
+        }
+    }
+
+    // SAFETY: the UART's page is mapped as device memory at this address and used only here.
+    unsafe { console::init(mmio_virt(platform.uart.base)) };
+    let args = match BootArgs::parse(platform.bootargs) {
+        Ok(a) => a,
+        Err(e) => {
+            kprintln!("error: {e}");
+            emit_summary_early(boot_el, &platform);
+            semihosting::exit(ExitCode::BadConfig.code());
+        }
+    };
+    console::init_log(args.log.level_filter());
+    grow_heap();
+
+    let features = cpu::CpuFeatures::read();
+    let info = boot_info::set(BootInfo {
+        args,
+        boot_el,
+        features,
+        psci_version: psci::version(),
+        platform,
+    });
+    let cpus = info.platform.cpus;
+
+    // GICv3: arm-gic drives one contiguous redistributor region; QEMU puts 123 there.
+    let redists = info.platform.gicr.size / (128 * 1024);
+    if cpus as u64 > redists {
+        config_error(format_args!(
+            "error: gic: {cpus} CPUs but the first redistributor region holds {redists}; broadside supports that many"
+        ));
+    }
+    // SAFETY: both regions were mapped as device memory by `build_kernel_tables` and nothing
+    // else uses them; `cpus` fits the region (checked above).
+    if let Err(e) = unsafe {
+        gic::init(
+            mmio_virt(info.platform.gicd.base),
+            mmio_virt(info.platform.gicr.base),
+            cpus,
+        )
+    } {
+        config_error(format_args!("error: gic: {e:?}"));
+    }
+    timer::set_rate(info.args.hz);
+    init_memory_policy(info);
+    // RCU counts every CPU in the DTB from the start: secondaries enter their idle loop (an
+    // extended quiescent state) as soon as they are up.
+    broadside_sync::rcu_kernel::init(cpus);
+    cpu_local_init(0);
+
+    let timeout_s = info
+        .args
+        .timeout
+        .unwrap_or_else(|| workload::default_timeout(&info.args));
+    watchdog::arm(timeout_s);
+    log::info!(
+        "broadside: {} CPUs, entered at EL{}, PSCI over {}, bootargs \"{}\"",
+        cpus,
+        boot_el,
+        conduit.name(),
+        info.platform.bootargs
+    );
+
+    match smp::boot::start_secondaries(&info.platform.cpu_mpidrs[..cpus], info.args.cpus_wait_ms) {
+        Ok(missing) if missing.is_empty() => {}
+        Ok(missing) => {
+            let mut line = alloc::string::String::new();
+            for c in missing.iter() {
+                line.push_str(&alloc::format!(" cpu{c}"));
+            }
+            log::error!(
+                "{} CPU(s) did not come online within {} ms:{}",
+                missing.count,
+                info.args.cpus_wait_ms,
+                line
+            );
+            watchdog::fire(format_args!("CPUs did not come online"));
+        }
+        Err(e) => config_error(format_args!("error: smp: could not start CPUs: {e:?}")),
+    }
+    log::info!("{} CPUs online", smp::online_count());
+
+    let outcome = workload::run(info);
+    finish(outcome)
+}
+
+/// RAM the frame allocator may hand out: every memory range minus the part of the image's range
+/// below the image's end (QEMU's DTB and boot blobs, then the image) and minus the DTB wherever
+/// it is.
+fn usable_ranges(
+    p: &PlatformInfo,
+    image_pa: u64,
+    image_end_pa: u64,
+) -> alloc::vec::Vec<(u64, u64)> {
+    let mut out = alloc::vec::Vec::new();
+    let dtb = (
+        p.dtb.base & !(PAGE_SIZE - 1),
+        p.dtb.end().div_ceil(PAGE_SIZE) * PAGE_SIZE,
+    );
+    for r in &p.memory[..p.memory_ranges] {
+        let mut start = r.base;
+        if r.base <= image_pa && image_pa < r.end() {
+            start = image_end_pa;
+        }
+        for (s, e) in [(start, dtb.0.min(r.end())), (dtb.1.max(start), r.end())] {
+            if e > s {
+                out.push((s, e));
+            }
+        }
+    }
+    out
+}
+
+/// Fixes the TLB, table-free, ASID and fault-injection policies from the arguments.
+fn init_memory_policy(info: &BootInfo) {
+    use broadside_platform::bootargs::Bug;
+    let f = &info.features;
+    broadside_mm::tlb::init(
+        broadside_arch::tlbi::TlbFeatures::from_id_regs(f.isar0, f.mmfr2),
+        info.args.flush,
+        info.args.bugs,
+    );
+    broadside_mm::table_free::init(info.args.tablefree, info.args.bugs.has(Bug::FreeTablesNow));
+    let bits = info
+        .args
+        .asid_bits
+        .map_or(f.asid_bits, |b| (b as u32).min(f.asid_bits));
+    if (1u64 << bits) - 1 <= info.platform.cpus as u64 {
+        config_error(format_args!(
+            "error: bootargs: asid_bits={bits}: needs more than {} ASIDs ({} CPUs each keep one at rollover)",
+            info.platform.cpus, info.platform.cpus
+        ));
+    }
+    broadside_mm::aspace::init_asids(bits, info.platform.cpus);
+    broadside_mm::fault_inject::init(
+        info.args.fail_alloc_per_mille,
+        info.args.seed,
+        info.args.bugs,
+    );
+    broadside_mm::shared::init(info.args.unshare, info.args.bugs.has(Bug::UnshareNoSync));
+}
+
+fn ram_extent(p: &PlatformInfo) -> (u64, u64) {
+    let ranges = &p.memory[..p.memory_ranges];
+    let lo = ranges.iter().map(|r| r.base).min().unwrap_or(0);
+    let hi = ranges.iter().map(|r| r.end()).max().unwrap_or(0);
+    (lo, hi)
+}
+
+/// Builds the W^X kernel tables: linear map, image sections, boot stacks (guards unmapped), MMIO.
+fn build_kernel_tables(
+    p: &PlatformInfo,
+    image: &ImageLayout,
+) -> Result<KernelTables, broadside_memory::kmap::MapError> {
+    let mut t = KernelTables::new()?;
+    for r in &p.memory[..p.memory_ranges] {
+        t.map(
+            phys_to_virt(r.base),
+            r.base,
+            r.size,
+            Attributes::kernel_data(),
+            true,
+        )?;
+    }
+    let pa = |va: u64| va - layout::KIMAGE_VBASE;
+    let mut map_image = |start: u64, end: u64, attrs: Attributes| {
+        t.map(start, pa(start), end - start, attrs, false)
+    };
+    map_image(image.start, image.text_end, Attributes::kernel_text())?;
+    map_image(
+        image.text_end,
+        image.rodata_end,
+        Attributes::kernel_rodata(),
+    )?;
+    map_image(
+        image.rodata_end,
+        image.boot_stack_guard,
+        Attributes::kernel_data(),
+    )?;
+    map_image(
+        image.boot_stack_guard + PAGE_SIZE,
+        image.boot_exc_stack_guard,
+        Attributes::kernel_data(),
+    )?;
+    map_image(
+        image.boot_exc_stack_guard + PAGE_SIZE,
+        image.end,
+        Attributes::kernel_data(),
+    )?;
+    for dev in [p.uart, p.gicd, p.gicr] {
+        let base = dev.base & !(PAGE_SIZE - 1);
+        let size = (dev.end() - base).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        t.map(mmio_virt(base), base, size, Attributes::device(), false)?;
+    }
+    Ok(t)
+}
+
+/// Grows the heap by 1/16 of free memory (4..64 MiB).
+fn grow_heap() {
+    let (free, _) = frame::stats();
+    let want = (free * PAGE_SIZE / 16).clamp(4 << 20, 64 << 20);
+    let order = (want / PAGE_SIZE).ilog2();
+    if let Some(pa) = frame::alloc_frames(order, FrameKind::Kernel) {
+        // SAFETY: the frames were just allocated for the heap and stay with it.
+        unsafe {
+            broadside_memory::heap::add_region(
+                phys_to_virt(pa) as usize,
+                (PAGE_SIZE << order) as usize,
+            )
+        };
+    }
+}
+
+/// Per-CPU initialisation common to every CPU, run on that CPU: GIC interface, timer, IPI
+/// handlers, online.
+fn cpu_local_init(cpu_index: usize) {
+    use arm_gic::IntId;
+    let info = boot_info();
+    if cpu_index != 0 {
+        gic::init_secondary(cpu_index);
+    }
+    gic::enable_private(IntId::ppi(info.platform.timer_virtual_ppi), cpu_index, tick);
+    gic::enable_private(IntId::sgi(smp::ipi::SGI_KICK), cpu_index, sgi_received);
+    gic::enable_private(
+        IntId::sgi(smp::ipi::SGI_PING),
+        cpu_index,
+        workload::selftest::ping_handler,
+    );
+    broadside_mm::tlb::register_ipis(cpu_index);
+    smp::this_cpu()
+        .last_tick_at
+        .store(cpu::counter(), Ordering::Relaxed);
+    timer::start();
+    smp::percpu::mark_online();
+    cpu::irq_enable();
+}
+
+/// A secondary CPU's path from `secondary_main`.
+pub fn secondary_cpu_main(cpu_index: usize) -> ! {
+    mmu::drop_boot_idmap();
+    cpu_local_init(cpu_index);
+    smp::work::idle_loop()
+}
+
+fn sgi_received() {
+    stats::count(Counter::SgisReceived);
+}
+
+/// The timer interrupt: re-arm, count, report a quiescent state, check the watchdog.
+fn tick() {
+    timer::rearm();
+    let this = smp::this_cpu();
+    let now = cpu::counter();
+    let ticks = this.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+    this.last_tick_at.store(now, Ordering::Relaxed);
+    stats::count(Counter::TimerTicks);
+    broadside_sync::rcu_kernel::quiescent();
+    watchdog::check(now, ticks);
+}
+
+// ---- exits -------------------------------------------------------------------------------
+
+/// The summary reporter every exit path runs (installed in `boot_cpu_main`).
+fn report(code: ExitCode, extra_json: Option<&str>) {
+    publish_derived_counters();
+    workload::summary::emit(boot_info_opt(), code, extra_json);
+}
+
+/// Ends the run with `outcome`: its summary, then its exit code.
+pub fn finish(outcome: Outcome) -> ! {
+    exit::finish(outcome.code, outcome.extra_json.as_deref())
+}
+
+/// Copies counters kept by subsystems (RCU, the ASID allocator) into the summary counters.
+fn publish_derived_counters() {
+    broadside_sync::rcu_kernel::publish_stats();
+    if let Some(a) = broadside_mm::aspace::asid_allocator_opt() {
+        let have = stats::read(Counter::AsidRollovers);
+        stats::add(Counter::AsidRollovers, a.rollovers().saturating_sub(have));
+    }
+}
+
+/// A configuration error before the console is up: report through semihosting, exit 2.
+fn early_config_error(msg: core::fmt::Arguments<'_>) -> ! {
+    kprintln!("{msg}");
+    semihosting::exit(ExitCode::BadConfig.code())
+}
+
+fn emit_summary_early(boot_el: u64, p: &PlatformInfo) {
+    workload::summary::emit_minimal(boot_el, p.cpus);
+}
+
+/// An unexpected exception: full report, summary, exit 3.
+pub fn fatal_exception(what: &str, origin: &str, frame: &TrapFrame) -> ! {
+    console::with_console_forced(|out| {
+        let _ = writeln!(
+            out,
+            "FATAL: unexpected {what} on cpu{} ({origin})",
+            broadside_base::cpu_id()
+        );
+        let _ = frame.dump(out);
+    });
+    exit::finish(ExitCode::Panic, None)
+}
+
+/// A Rust panic: message, location, CPU, backtrace, summary, exit 3.
+pub fn fatal_panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let fp = broadside_arch::aarch64::exception::current_frame_pointer();
+    console::with_console_forced(|out| {
+        let _ = writeln!(
+            out,
+            "PANIC on cpu{}: {}",
+            broadside_base::cpu_id(),
+            info.message()
+        );
+        if let Some(loc) = info.location() {
+            let _ = writeln!(out, "  at {}:{}:{}", loc.file(), loc.line(), loc.column());
+        }
+        let _ = writeln!(out, "  backtrace:");
+        let _ = broadside_arch::aarch64::exception::backtrace_from(fp, 0, out);
+    });
+    exit::finish(ExitCode::Panic, None)
+}

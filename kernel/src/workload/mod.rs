@@ -1,0 +1,131 @@
+//! Workloads (`workload=`), the hooks they give the kernel's tick and idle paths, and the
+//! outcome every run ends with.
+
+use broadside_base::ExitCode;
+
+#[cfg(target_arch = "aarch64")]
+pub mod demo;
+#[cfg(target_arch = "aarch64")]
+pub mod selftest;
+#[cfg(target_arch = "aarch64")]
+pub mod stress;
+#[cfg(target_arch = "aarch64")]
+pub mod summary;
+#[cfg(target_arch = "aarch64")]
+pub mod unshare_bench;
+
+#[cfg(target_arch = "aarch64")]
+pub use hw::*;
+
+/// How a run ended: the exit code and anything the workload adds to the summary.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The exit code.
+    pub code: ExitCode,
+    /// Extra members for the summary object, already JSON (`"modes":{...}`), without braces.
+    pub extra_json: Option<alloc::string::String>,
+}
+
+impl Outcome {
+    /// A pass (exit code 0).
+    pub fn pass() -> Self {
+        Self::fail_with_code(ExitCode::Pass)
+    }
+
+    /// A failed check (exit code 1).
+    pub fn check_failed() -> Self {
+        Self::fail_with_code(ExitCode::CheckFailed)
+    }
+
+    /// An end with `code` and nothing added to the summary.
+    pub fn fail_with_code(code: ExitCode) -> Self {
+        Self {
+            code,
+            extra_json: None,
+        }
+    }
+
+    /// Pass if `ok`, else a failed check.
+    pub fn from_checks(ok: bool) -> Self {
+        if ok {
+            Self::pass()
+        } else {
+            Self::check_failed()
+        }
+    }
+
+    /// Whether the run passed.
+    pub fn passed(&self) -> bool {
+        self.code.passed()
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod hw {
+    use super::Outcome;
+    use broadside_platform::boot_info::BootInfo;
+    use broadside_platform::bootargs::{BootArgs, Workload};
+
+    /// Runs the workload the arguments name on the boot CPU (which farms work out to the others).
+    pub fn run(info: &'static BootInfo) -> Outcome {
+        plant_fatal_bugs(info);
+        match info.args.workload {
+            Workload::Demo => super::demo::run(info),
+            Workload::Selftest => super::selftest::run(info),
+            Workload::Stress => super::stress::run(info),
+            Workload::UnshareBench => super::unshare_bench::run(info),
+        }
+    }
+
+    /// `bug=panic`, `bug=fault`, `bug=fp` and `bug=hang`: the negative controls of the kernel's
+    /// own failure paths (exit 3 with a report, exit 4 with every CPU's state).
+    fn plant_fatal_bugs(info: &BootInfo) {
+        use broadside_platform::bootargs::Bug;
+        let bugs = info.args.bugs;
+        if bugs.has(Bug::Panic) {
+            panic!("bug=panic: a deliberate panic");
+        }
+        if bugs.has(Bug::Fault) {
+            // Unmapped: between the stack and MMIO regions of the kernel half.
+            let addr = 0xffff_e000_0000_0000usize as *const u64;
+            // SAFETY: deliberately not sound: the read must fault, with no fix-up.
+            let v = unsafe { addr.read_volatile() };
+            panic!("bug=fault: read {v:#x} from an unmapped address");
+        }
+        if bugs.has(Bug::Fp) {
+            // `fmov d0, xzr`, as its encoding: the soft-float target's assembler refuses FP
+            // registers ("instruction requires: fp-armv8"), which is the point of the target.
+            // CPACR_EL1.FPEN = 0b00 makes it trap (ESR_EL1.EC 0x07) before it writes d0.
+            // SAFETY: deliberately a trapping instruction; it never completes, and the trap is
+            // fatal (no fix-up covers it), so no register or memory is changed behind Rust.
+            unsafe { core::arch::asm!(".inst 0x9e6703e0", options(nomem, nostack)) };
+            panic!("bug=fp: an FP/SIMD instruction ran although CPACR_EL1.FPEN = 0b00");
+        }
+        if bugs.has(Bug::Hang) {
+            // The last CPU spins with IRQs masked while the others wait for it with IRQs on.
+            // Its ticks stop, and the watchdog's stall check (not the run's deadline) must name
+            // it within the stall limit: `scripts/test.sh` runs this with a far deadline.
+            fn hang_last_cpu(cpu: usize, last: usize) {
+                if cpu == last {
+                    broadside_arch::aarch64::cpu::irq_save();
+                    loop {
+                        core::hint::spin_loop();
+                    }
+                }
+            }
+            let last = broadside_base::percpu::online_cpus()
+                .map(|c| c.index)
+                .max()
+                .unwrap_or(0);
+            broadside_smp::work::run_on_all(hang_last_cpu, last);
+        }
+    }
+
+    /// The watchdog limit when `timeout=` is not given: generous for the workload's length.
+    pub fn default_timeout(args: &BootArgs) -> u32 {
+        match args.workload {
+            Workload::Demo | Workload::Selftest => 120,
+            _ => args.seconds.saturating_mul(3).saturating_add(120),
+        }
+    }
+}
