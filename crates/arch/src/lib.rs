@@ -7,8 +7,10 @@
 //!   and their barriers.
 //! - [`aarch64`] (kernel build only): boot, exceptions (an unexpected one is handed to a handler
 //!   the kernel installs), sysregs, MMU, PSCI, GICv3, timer, semihosting.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, loom)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;

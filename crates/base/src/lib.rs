@@ -10,8 +10,10 @@
 //!
 //! The DAIF and TPIDR accesses are compiled only for the kernel (`target_arch = "aarch64"`);
 //! on the host they have stand-ins, so the layers above test their logic there.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, loom)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
 
 pub mod config;
 pub mod exit_code;

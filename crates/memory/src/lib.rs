@@ -1,6 +1,6 @@
 //! broadside's memory layer: physical frames and their metadata, the kernel heap, and the
 //! kernel's own translation tables (TTBR1).
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, loom)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;

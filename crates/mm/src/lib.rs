@@ -2,7 +2,7 @@
 //! address spaces (map, unmap, protect), TLB shootdown policy (broadcast TLBI or the IPI
 //! baseline), the mmu_gather, table freeing through RCU, shared level-2 tables, the lockless
 //! walker, and fault injection for the negative controls.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, loom)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;

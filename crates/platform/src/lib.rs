@@ -1,6 +1,6 @@
 //! broadside's platform layer: what the machine is (DTB), how to talk (PL011 console and
 //! logging), what the user asked for (boot arguments), the facts of this boot, and the ways out.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, loom)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;

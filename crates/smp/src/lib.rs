@@ -1,7 +1,7 @@
 //! broadside's multiprocessing layer: bringing secondaries up through PSCI, running work on
 //! every CPU, IPI numbers (GIC SGIs), and the watchdog with its stall rule. The per-CPU records
 //! themselves are in the base layer; they are re-exported here.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, loom)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;

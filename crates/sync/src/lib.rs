@@ -1,7 +1,7 @@
 //! broadside's synchronisation layer: RCU (the portable engine, and the kernel's instance with
 //! its IRQ discipline), the enter/close gate of address-space activation, and waiting on other
 //! CPUs. (The IRQ-safe spinlock is in the base layer, which everything uses.)
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, loom)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
