@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks the GDB helpers (scripts/gdb/broadside.py) against live 4-CPU kernels.
+# Checks the GDB helpers (the scripts/gdb/broadside/ package) against live 4-CPU kernels.
 #
 # usage: scripts/gdb-check.sh [--keep]
 #   --keep   keep the gdb/QEMU logs and print their paths

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Boots broadside halted under QEMU's gdbstub and attaches gdb-multiarch with symbols and the
-# broadside helpers (scripts/gdb/broadside.py: bs-cpus, bs-pt, bs-rcu, bs-gather, bs-counters).
+# helpers of scripts/gdb/broadside/ (bs-cpus, bs-pt, bs-rcu, bs-gather, bs-counters).
 #
 # usage: scripts/gdb.sh [--batch FILE] [--debug|--opt0] [run.sh options] [-- KERNEL_ARGS...]
 #   --batch FILE  run the gdb commands in FILE non-interactively; QEMU ends when gdb exits

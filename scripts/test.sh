@@ -238,6 +238,17 @@ else
     fail "stress matrix"
 fi
 
+step "gdb helpers: host unit tests"
+# The GDB helpers' pure decoders (scripts/gdb/broadside/{pte,sysregs,text,kernel}.py), with no
+# gdb or QEMU: descriptor decoding, index math, output formats, and their agreement with the
+# kernel's Rust sources.
+if python3 -m unittest discover -s scripts/gdb/tests -t scripts/gdb >"$out_dir/gdb-unit.log" 2>&1; then
+    tail -3 "$out_dir/gdb-unit.log" | grep -E '^Ran '
+    pass "gdb helpers: python3 -m unittest (host)"
+else
+    tail -30 "$out_dir/gdb-unit.log"; fail "gdb helpers: python3 -m unittest (host)"
+fi
+
 step "gdb"
 printf 'break kernel_main\ncontinue\nbt\n' >"$out_dir/bt.gdb"
 if timeout 180 scripts/gdb.sh --batch "$out_dir/bt.gdb" >"$out_dir/gdb.log" 2>&1 \
