@@ -41,7 +41,7 @@ src=$?
 set -e
 [ "$keep" = 1 ] && echo "logs: $log (selftest) $slog (stress)"
 
-python3 - "$log" "$BS_ROOT/src/stats.rs" "$rc" "$slog" "$src" <<'EOF'
+python3 - "$log" "$BS_ROOT/crates/base/src/stats.rs" "$rc" "$slog" "$src" <<'EOF'
 import json, re, sys
 
 log_path, stats_path, rc = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -121,7 +121,7 @@ for l in sections.get("bs-counters", []):
     if m:
         got.append(m.group(1))
         values[m.group(1)] = int(m.group(2))
-check(want and got == want, "bs-counters names = src/stats.rs names (CamelCase -> snake_case)",
+check(want and got == want, "bs-counters names = crates/base/src/stats.rs names (CamelCase -> snake_case)",
       "missing %s, extra %s" % (sorted(set(want) - set(got)), sorted(set(got) - set(want))))
 check(len(got) == len(sections.get("bs-counters", [])), "bs-counters: every line is name + integer")
 check(values.get("timer_ticks", 0) > 0, "bs-counters timer_ticks > 0")

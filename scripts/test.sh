@@ -26,13 +26,13 @@ bs_need_gdb
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 step "host unit tests"
-if cargo test --lib --target "$HOST" 2>&1 | tee "$out_dir/unit.log" | grep -E '^test result|panicked|FAILED'; then :; fi
+if cargo test --workspace --exclude broadside-tests 2>&1 | tee "$out_dir/unit.log" | grep -E '^test result|panicked|FAILED'; then :; fi
 grep -q '^test result: ok' "$out_dir/unit.log" && ! grep -q 'test result: FAILED' "$out_dir/unit.log" \
     && pass "cargo test (host)" || { tail -50 "$out_dir/unit.log"; fail "cargo test (host)"; }
 
 if [ $quick = 0 ]; then
     step "loom model checks"
-    if RUSTFLAGS="--cfg loom" cargo test --lib --release --target "$HOST" loom >"$out_dir/loom.log" 2>&1; then
+    if RUSTFLAGS="--cfg loom" cargo test --release -p broadside-sync -p broadside-mm loom >"$out_dir/loom.log" 2>&1; then
         grep -E '^test result' "$out_dir/loom.log"
         pass "loom"
     else
@@ -43,7 +43,7 @@ fi
 step "clippy and rustfmt"
 cargo clippy --release -- -D warnings >"$out_dir/clippy.log" 2>&1 && pass "clippy (kernel)" \
     || { grep -E '^(error|warning)' -A5 "$out_dir/clippy.log" | head -40; fail "clippy (kernel)"; }
-cargo clippy --lib --tests --target "$HOST" -- -D warnings >"$out_dir/clippy-host.log" 2>&1 \
+cargo clippy --tests --workspace --exclude broadside -- -D warnings >"$out_dir/clippy-host.log" 2>&1 \
     && pass "clippy (host tests)" \
     || { grep -E '^(error|warning)' -A5 "$out_dir/clippy-host.log" | head -40; fail "clippy (host tests)"; }
 cargo fmt --check >/dev/null 2>&1 && pass "rustfmt" || fail "rustfmt (run cargo fmt)"

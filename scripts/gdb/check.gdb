@@ -28,7 +28,7 @@ echo === errors\n
 python
 # Bad input must give one-line gdb errors, never Python tracebacks.
 for cmd in ("bs-pt", "bs-pt kernel no_such_symbol", "bs-cpus extra", "bs-counters -z",
-            "bs-gather", "bs-gather broadside::smp::percpu::PERCPU"):
+            "bs-gather", "bs-gather broadside_base::percpu::PERCPU"):
     try:
         gdb.execute(cmd)
         print("NO-ERROR[%s]" % cmd)

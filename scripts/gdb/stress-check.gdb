@@ -12,8 +12,8 @@
 # The kernel then runs to its summary line, which the checker compares with bs-counters.
 python
 PAGE_OFFSET = 0xFFFF000000000000   # src/arch/aarch64/layout.rs (the linear map)
-WALK_AND_PIN = "broadside::mm::walker::walk_and_pin"
-WALK_MASKED = "broadside::mm::walker::walk_masked"
+WALK_AND_PIN = "broadside_mm::walker::walk_and_pin"
+WALK_MASKED = "broadside_mm::walker::walk_masked"
 BLOCKS = (0x80000000, 0x80800000)  # src/workload/stress.rs BLOCKS_BASE .. + 4 * 2 MiB
 
 
@@ -80,7 +80,7 @@ def bs_pt(space, va, quiet=False):
 end
 
 # Skip the first pins, so every role is at work when the walker is stopped.
-break broadside::mm::walker::pin_and_recheck
+break broadside_mm::walker::pin_and_recheck
 ignore 1 20
 continue
 python
@@ -122,7 +122,7 @@ end
 
 # ---- 3. walks that find nothing -----------------------------------------------------------------
 delete
-break broadside::mm::walker::walk_and_pin
+break broadside_mm::walker::walk_and_pin
 python
 found = 0
 for i in range(200):
@@ -147,17 +147,16 @@ end
 # Stop inside flush_tlb_only where it starts building the flush (found by its source line, so the
 # stop is past the inlined range check at the function's entry, where gdb cannot see `self`).
 python
-def gather_flush_line():
-    # The source file as the debug info names it (the kernel's own build path).
-    sal = gdb.decode_line("broadside::mm::gather::MmuGather::flush_tlb_only")[1][0]
-    src = sal.symtab.fullname()
-    with open(src) as f:
+def gather_flush_location():
+    # The source file as the debug info names it (the kernel's own build path), and the line.
+    sal = gdb.decode_line("broadside_mm::gather::MmuGather::flush_tlb_only")[1][0]
+    with open(sal.symtab.fullname()) as f:
         for n, line in enumerate(f, 1):
             if "let record = if self.fullmm {" in line:
-                return n
-    raise gdb.GdbError("flush_tlb_only's flush line not found in " + src)
+                return "%s:%d" % (sal.symtab.filename, n)
+    raise gdb.GdbError("flush_tlb_only's flush line not found in " + sal.symtab.filename)
 def break_in_gather_flush(cond):
-    gdb.execute("break src/mm/gather.rs:%d if %s" % (gather_flush_line(), cond))
+    gdb.execute("break %s if %s" % (gather_flush_location(), cond))
 end
 delete
 python break_in_gather_flush("self.range.start < self.range.end && !self.fullmm")

@@ -2,7 +2,7 @@
 
 import gdb
 
-from .kernel import ROLE_FALLBACK, ROLE_MODULE, SYM_PERCPU, TYPE_CPU_STATE
+from .kernel import SYM_PERCPU, TYPE_CPU_STATE, TYPE_ROLE
 from .rcu import rcu_cpus
 from .sysregs import current_asid, irqs_text
 from .text import rcu_qs_text
@@ -13,14 +13,9 @@ from .values import (BsError, array_elements, command, cpu_threads, enum_names, 
 # bs-cpus
 # --------------------------------------------------------------------------------------------
 def role_names():
-    """{value: name}: from `broadside::workload::role::*` symbols when emitted, else the copy of
-    role_name() in ROLE_FALLBACK (Rust consts are normally not in the debug info)."""
-    names = {}
-    for v, n in ROLE_FALLBACK.items():
-        sym = lookup("%s::%s" % (ROLE_MODULE, n.upper()))
-        if sym is not None:
-            names[scalar(sym)] = n
-    return names or dict(ROLE_FALLBACK)
+    """{value: name}: the enumerators of the kernel's `Role` enum, from the debug info, lower
+    case (`Role::TouchWalk` is "touchwalk")."""
+    return {v: n.lower() for v, n in enum_names(TYPE_ROLE).items()}
 
 
 class CpuView(object):

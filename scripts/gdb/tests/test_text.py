@@ -111,12 +111,12 @@ class TypeNames(unittest.TestCase):
         self.assertIsNone(text.vec_element_type_name("alloc::vec::Vec<u64>"))
 
     def test_gather_type(self):
-        self.assertTrue(text.is_type_name("broadside::mm::gather::MmuGather", kernel.TYPE_GATHER))
-        self.assertTrue(text.is_type_name("broadside::mm::gather::MmuGather<8>",
+        self.assertTrue(text.is_type_name("broadside_mm::gather::MmuGather", kernel.TYPE_GATHER))
+        self.assertTrue(text.is_type_name("broadside_mm::gather::MmuGather<8>",
                                           kernel.TYPE_GATHER))
-        self.assertFalse(text.is_type_name("broadside::mm::gather::MmuGatherBatch",
+        self.assertFalse(text.is_type_name("broadside_mm::gather::MmuGatherBatch",
                                            kernel.TYPE_GATHER))
-        self.assertFalse(text.is_type_name("xbroadside::mm::gather::MmuGather",
+        self.assertFalse(text.is_type_name("xbroadside_mm::gather::MmuGather",
                                            kernel.TYPE_GATHER))
         self.assertFalse(text.is_type_name(None, kernel.TYPE_GATHER))
 
