@@ -1,7 +1,8 @@
 //! Address spaces: a TTBR0 root, an ASID, the CPUs the space has been active on, and the
 //! operations that change its tables — map (4 KiB pages and 2 MiB blocks of fresh, stamped
 //! frames), unmap, change protection, destroy. Every change that removes or weakens a
-//! translation goes through an [`MmuGather`] or a range flush: unhook, invalidate, then free
+//! translation goes through an mmu_gather (`crate::gather`, which also holds unmap and the
+//! teardown) or a range flush: unhook, invalidate, then free
 //! ([rule 1](broadside_base::rules#rule-1)).
 //!
 //! Data frames are stamped so a reader can tell whose page it sees: the first words of every
@@ -11,7 +12,6 @@
 //! page's stamp, proves a stale translation was used.
 
 use crate::asid::{AsidAllocator, AsidContext};
-use crate::gather::MmuGather;
 use crate::gather_range::GatherRange;
 use broadside_arch::aarch64::layout::phys_to_virt;
 use broadside_arch::aarch64::{mmu, tlb};
@@ -377,65 +377,6 @@ impl AddressSpace {
         frame::meta(table).owner.load(Ordering::Acquire) == self.id
     }
 
-    /// Unmaps `[start, end)` into `gather`: clears leaf entries, and tables that become empty
-    /// (never the root), recording each for freeing after the flush. Blocks are unmapped only
-    /// when the range covers them entirely. Caller holds `lock`.
-    ///
-    /// # Panics
-    /// If the range reaches into a table this space does not own (a shared object's table still
-    /// hooked here): tearing it down would clear and free it under every other sharer. Shared
-    /// tables leave a space only through `shared::unmap_object`.
-    pub fn unmap(&self, gather: &mut MmuGather<'_>, start: u64, end: u64) {
-        if self.is_dead() {
-            return;
-        }
-        self.unmap_level(gather, self.root, 0, start, end);
-    }
-
-    /// Returns whether `table` is empty afterwards.
-    fn unmap_level(
-        &self,
-        g: &mut MmuGather<'_>,
-        table: u64,
-        level: u8,
-        start: u64,
-        end: u64,
-    ) -> bool {
-        assert!(
-            self.owns_table(table),
-            "unmap: space {} reached table {table:#x} (level {level}) at va {start:#x}, owned by \
-             {:#x}, not by this space: a shared table must be unshared, never torn down",
-            self.id,
-            frame::meta(table).owner.load(Ordering::Relaxed)
-        );
-        let size = level_block_size(level);
-        let mut va = start;
-        while va < end {
-            let entry_start = va & !(size - 1);
-            let entry_end = entry_start + size;
-            let e = entry(table, table_index(va, level));
-            let d = Descriptor::from_raw(e.load(Ordering::Acquire));
-            match d.kind(level) {
-                DescriptorKind::Invalid => {}
-                DescriptorKind::Page { pa, .. } | DescriptorKind::Block { pa, .. } => {
-                    if start <= entry_start && end >= entry_end {
-                        e.store(Descriptor::invalid().raw(), Ordering::Release);
-                        g.remove_page(pa, entry_start, level);
-                    }
-                }
-                DescriptorKind::Table { next } => {
-                    let sub_end = end.min(entry_end);
-                    if self.unmap_level(g, next, level + 1, va, sub_end) {
-                        e.store(Descriptor::invalid().raw(), Ordering::Release);
-                        g.remove_table(next, entry_start, level + 1);
-                    }
-                }
-            }
-            va = entry_end;
-        }
-        (0..512).all(|i| !Descriptor::from_raw(entry(table, i).load(Ordering::Relaxed)).is_valid())
-    }
-
     /// Calls `f(entry, descriptor, level, entry_va, table)` for each valid leaf that maps part of
     /// `[start, end)`, in address order; stops at the first error.
     fn for_each_leaf<E>(
@@ -557,12 +498,6 @@ impl AddressSpace {
         None
     }
 
-    /// Destroys the space: [`Self::begin_destroy`], then [`Self::end_destroy`].
-    pub fn destroy(&self) {
-        self.begin_destroy();
-        self.end_destroy();
-    }
-
     /// Marks the space dying and waits until no CPU has it loaded. From here on nothing can be
     /// mapped into it: the state changes under the space lock, which every mapping path holds
     /// while it checks the state and installs entries, so a mapper either finished before this
@@ -581,25 +516,9 @@ impl AddressSpace {
         }
     }
 
-    /// Tears a dying space down: unshares every object it maps (its list is final, since
-    /// nothing can be mapped any more), then unmaps everything left — tables this space owns —
-    /// with a full-mm gather: every page and table freed after one ASID flush.
-    ///
-    /// The root goes last, and only after the space is marked Dead: a lockless walker that saw
-    /// the space not Dead (with IRQs masked) started before the root was queued for freeing, so
-    /// the grace period covers it.
-    pub fn end_destroy(&self) {
-        debug_assert_eq!(
-            self.state(),
-            SpaceState::Dying,
-            "end_destroy before begin_destroy"
-        );
-        crate::shared::unmap_all_objects(self);
-        let _guard = self.lock.lock();
-        let mut g = MmuGather::new_fullmm(self);
-        self.unmap_level(&mut g, self.root, 0, 0, 1 << 48);
+    /// Marks the space Dead (the gather's teardown, with the space lock held, once every
+    /// table but the root is unhooked).
+    pub(crate) fn mark_dead(&self) {
         self.state.store(SpaceState::Dead as u8, Ordering::Release);
-        g.remove_table(self.root, 0, 0);
-        g.finish();
     }
 }

@@ -19,14 +19,16 @@
 //! - The kernel checks [rule 5](broadside_base::rules#rule-5) itself: a flush covering freed tables that was issued leaf-only is
 //!   counted in `leaf_only_flush_detected`, since QEMU's TLB cannot show the difference.
 
-use crate::aspace::{AddressSpace, release_data_frame};
+use crate::aspace::{AddressSpace, SpaceState, entry, release_data_frame};
 use crate::fault_inject;
 use crate::gather_range::GatherRange;
 use crate::table_free;
 use crate::tlb::{FlushRecord, flush_tlb_mm, flush_tlb_range};
 use alloc::vec::Vec;
+use broadside_arch::pte::{Descriptor, DescriptorKind, table_index};
 use broadside_arch::pte::{PAGE_SIZE, level_block_size};
 use broadside_base::stats::{self, Counter};
+use broadside_memory::frame;
 use broadside_platform::bootargs::Bug;
 use core::sync::atomic::Ordering;
 
@@ -102,6 +104,60 @@ impl<'a> MmuGather<'a> {
     /// A gather for tearing down a whole space (`tlb_gather_mmu_fullmm`).
     pub fn new_fullmm(space: &'a AddressSpace) -> Self {
         Self::new(space, true)
+    }
+
+    /// Unmaps `[start, end)` of the gather's space (Linux's `unmap_page_range`, which takes the
+    /// `mmu_gather`): clears leaf entries, and tables that become empty
+    /// (never the root), recording each for freeing after the flush. Blocks are unmapped only
+    /// when the range covers them entirely. Caller holds `lock`.
+    ///
+    /// # Panics
+    /// If the range reaches into a table this space does not own (a shared object's table still
+    /// hooked here): tearing it down would clear and free it under every other sharer. Shared
+    /// tables leave a space only through `shared::unmap_object`.
+    pub fn unmap(&mut self, start: u64, end: u64) {
+        let space = self.space;
+        if space.is_dead() {
+            return;
+        }
+        self.unmap_level(space.root, 0, start, end);
+    }
+
+    /// Returns whether `table` is empty afterwards.
+    fn unmap_level(&mut self, table: u64, level: u8, start: u64, end: u64) -> bool {
+        assert!(
+            self.space.owns_table(table),
+            "unmap: space {} reached table {table:#x} (level {level}) at va {start:#x}, owned by \
+             {:#x}, not by this space: a shared table must be unshared, never torn down",
+            self.space.id,
+            frame::meta(table).owner.load(Ordering::Relaxed)
+        );
+        let size = level_block_size(level);
+        let mut va = start;
+        while va < end {
+            let entry_start = va & !(size - 1);
+            let entry_end = entry_start + size;
+            let e = entry(table, table_index(va, level));
+            let d = Descriptor::from_raw(e.load(Ordering::Acquire));
+            match d.kind(level) {
+                DescriptorKind::Invalid => {}
+                DescriptorKind::Page { pa, .. } | DescriptorKind::Block { pa, .. } => {
+                    if start <= entry_start && end >= entry_end {
+                        e.store(Descriptor::invalid().raw(), Ordering::Release);
+                        self.remove_page(pa, entry_start, level);
+                    }
+                }
+                DescriptorKind::Table { next } => {
+                    let sub_end = end.min(entry_end);
+                    if self.unmap_level(next, level + 1, va, sub_end) {
+                        e.store(Descriptor::invalid().raw(), Ordering::Release);
+                        self.remove_table(next, entry_start, level + 1);
+                    }
+                }
+            }
+            va = entry_end;
+        }
+        (0..512).all(|i| !Descriptor::from_raw(entry(table, i).load(Ordering::Relaxed)).is_valid())
     }
 
     /// Records that a leaf at `level` mapping `pa` at `va` was cleared; the frame is freed after
@@ -315,4 +371,37 @@ fn new_batch<T>(capacity: usize) -> Option<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(capacity).ok()?;
     Some(v)
+}
+
+/// The teardown of an address space belongs here, with the gather that frees its tables (Linux's
+/// `exit_mmap` runs `unmap_vmas` and `free_pgtables` under one `mmu_gather`): the address-space
+/// layer only marks a space dying and drains its users.
+impl AddressSpace {
+    /// Destroys the space: [`Self::begin_destroy`], then [`Self::end_destroy`].
+    pub fn destroy(&self) {
+        self.begin_destroy();
+        self.end_destroy();
+    }
+
+    /// Tears a dying space down: unshares every object it maps (its list is final, since
+    /// nothing can be mapped any more), then unmaps everything left — tables this space owns —
+    /// with a full-mm gather: every page and table freed after one ASID flush.
+    ///
+    /// The root goes last, and only after the space is marked Dead: a lockless walker that saw
+    /// the space not Dead (with IRQs masked) started before the root was queued for freeing, so
+    /// the grace period covers it.
+    pub fn end_destroy(&self) {
+        debug_assert_eq!(
+            self.state(),
+            SpaceState::Dying,
+            "end_destroy before begin_destroy"
+        );
+        crate::shared::unmap_all_objects(self);
+        let _guard = self.lock.lock();
+        let mut g = MmuGather::new_fullmm(self);
+        g.unmap_level(self.root, 0, 0, 1 << 48);
+        self.mark_dead();
+        g.remove_table(self.root, 0, 0);
+        g.finish();
+    }
 }

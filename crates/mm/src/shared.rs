@@ -295,7 +295,7 @@ fn unshare_locked(
             }
         } else {
             // A private table over the object (adopted, or a protection copy): unmap it.
-            space.unmap(g, v, v + L1_BLOCK_SIZE);
+            g.unmap(v, v + L1_BLOCK_SIZE);
         }
     }
 }

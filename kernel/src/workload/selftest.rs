@@ -379,7 +379,7 @@ fn check_range_flush_counts(info: &BootInfo) -> Check {
     {
         let _g = space.lock.lock();
         let mut g = MmuGather::new_range(&space);
-        space.unmap(&mut g, base + 256 * PAGE_SIZE, base + 768 * PAGE_SIZE);
+        g.unmap(base + 256 * PAGE_SIZE, base + 768 * PAGE_SIZE);
         g.finish();
     }
     let d = Snapshot::take().since(&before);
@@ -439,7 +439,7 @@ fn check_walk_cache_flush(info: &BootInfo) -> Check {
     let record = {
         let _g = space.lock.lock();
         let mut g = MmuGather::new_range(&space);
-        space.unmap(&mut g, base, base + 512 * PAGE_SIZE);
+        g.unmap(base, base + 512 * PAGE_SIZE);
         g.flush_mmu();
         let r = g.last_flush;
         g.finish();
@@ -714,7 +714,7 @@ fn check_gather_progress_without_batches(_: &BootInfo) -> Check {
     {
         let _g = space.lock.lock();
         let mut g = MmuGather::new_range(&space);
-        space.unmap(&mut g, base, base + L2_BLOCK_SIZE);
+        g.unmap(base, base + L2_BLOCK_SIZE);
         g.finish();
     }
     fault_inject::set_fail_alloc(rate);

@@ -625,7 +625,7 @@ fn mutate(shared: &Shared, rng: &mut Rng) {
 fn unmap_range(space: &AddressSpace, start: u64, end: u64) {
     let _g = space.lock.lock();
     let mut gather = MmuGather::new_range(space);
-    space.unmap(&mut gather, start, end);
+    gather.unmap(start, end);
     gather.finish();
 }
 
