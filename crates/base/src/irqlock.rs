@@ -19,6 +19,7 @@ pub struct IrqSpinlockGuard<'a, T> {
 }
 
 impl<T> IrqSpinlock<T> {
+    /// An unlocked lock holding `value`.
     pub const fn new(value: T) -> Self {
         Self {
             inner: spin::Mutex::new(value),

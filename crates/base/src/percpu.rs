@@ -9,14 +9,20 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum CpuState {
+    /// Not started (or not in the DTB).
     Offline = 0,
+    /// Started through PSCI, not yet taking work.
     Booting = 1,
+    /// Waiting for work (in WFI: an extended quiescent state for RCU).
     Idle = 2,
+    /// Running posted work.
     Working = 3,
+    /// Stopped for good: another CPU is ending the run.
     Parked = 4,
 }
 
 impl CpuState {
+    /// The state stored as `v` (`Offline` for a number no state has).
     pub fn from_u8(v: u8) -> Self {
         match v {
             1 => Self::Booting,
@@ -27,6 +33,7 @@ impl CpuState {
         }
     }
 
+    /// The name the watchdog and `bs-cpus` print.
     pub fn name(self) -> &'static str {
         match self {
             Self::Offline => "offline",
@@ -102,6 +109,7 @@ pub struct PerCpu {
     pub index: usize,
     /// MPIDR affinity.
     pub mpidr: AtomicU64,
+    /// Set once the CPU has come online (its GIC interface and timer are up).
     pub online: AtomicBool,
     /// A `CpuState`.
     pub state: AtomicU8,
@@ -114,13 +122,15 @@ pub struct PerCpu {
     pub last_tick_at: AtomicU64,
     /// Bumped by workload loops: progress the watchdog can see.
     pub heartbeat: AtomicU64,
-    /// The last fault a probe recovered from (ESR, FAR).
+    /// ESR of the last fault a probe on this CPU recovered from.
     pub last_fault_esr: AtomicU64,
+    /// FAR of that fault.
     pub last_fault_far: AtomicU64,
     /// Inside a lockless walk (an RCU read-side section), for the debugger.
     pub in_walker: AtomicBool,
-    /// Pending cross-CPU work: a `fn(usize, usize)` as usize and its argument.
+    /// Pending cross-CPU work: a `fn(usize, usize)` as usize (0: none).
     pub work_fn: AtomicUsize,
+    /// The argument of the pending work.
     pub work_arg: AtomicUsize,
     /// Bumped when the posted work finished.
     pub work_done: AtomicU64,
@@ -146,10 +156,12 @@ impl PerCpu {
         }
     }
 
+    /// What this CPU is doing.
     pub fn state(&self) -> CpuState {
         CpuState::from_u8(self.state.load(Ordering::Relaxed))
     }
 
+    /// Records what this CPU is doing.
     pub fn set_state(&self, s: CpuState) {
         self.state.store(s as u8, Ordering::Relaxed);
     }
@@ -164,6 +176,7 @@ impl PerCpu {
         self.role.store(role as u8, Ordering::Relaxed);
     }
 
+    /// Whether this CPU has come online.
     pub fn is_online(&self) -> bool {
         self.online.load(Ordering::Acquire)
     }

@@ -34,7 +34,9 @@ macro_rules! counters {
 /// How a counter's per-CPU values combine into the summary value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Aggregate {
+    /// The sum over CPUs (event counts).
     Sum,
+    /// The largest value on any CPU (maxima, such as the longest grace period).
     Max,
 }
 
@@ -156,6 +158,7 @@ pub fn read(c: Counter) -> u64 {
 pub struct Snapshot(pub [u64; COUNTERS]);
 
 impl Snapshot {
+    /// Every counter's current value (summed or maxed over CPUs).
     pub fn take() -> Self {
         let mut s = [0; COUNTERS];
         for c in Counter::ALL {
@@ -164,6 +167,7 @@ impl Snapshot {
         Self(s)
     }
 
+    /// The value of `c` in this snapshot.
     pub fn get(&self, c: Counter) -> u64 {
         self.0[c as usize]
     }

@@ -13,11 +13,14 @@ pub const MAX_MEMORY_RANGES: usize = 8;
 /// A physical address range `[base, base + size)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PhysRange {
+    /// First byte.
     pub base: u64,
+    /// Length in bytes.
     pub size: u64,
 }
 
 impl PhysRange {
+    /// One past the last byte.
     pub const fn end(&self) -> u64 {
         self.base + self.size
     }
@@ -26,28 +29,38 @@ impl PhysRange {
 /// What broadside learns from the DTB.
 #[derive(Debug)]
 pub struct PlatformInfo {
+    /// RAM, from `/memory` (the first `memory_ranges` entries).
     pub memory: [PhysRange; MAX_MEMORY_RANGES],
+    /// How many entries of `memory` are used.
     pub memory_ranges: usize,
     /// MPIDR affinity of each CPU, in DTB order; index = logical CPU number.
     pub cpu_mpidrs: [u64; MAX_CPUS],
+    /// CPUs in the DTB.
     pub cpus: usize,
     /// `/psci` `method`: "hvc" or "smc".
     pub psci_method: &'static str,
+    /// The GICv3 distributor.
     pub gicd: PhysRange,
     /// The first (and only supported) redistributor region.
     pub gicr: PhysRange,
     /// Redistributor regions in the DTB (`#redistributor-regions`).
     pub gicr_regions: u32,
+    /// The PL011 UART.
     pub uart: PhysRange,
     /// The EL1 virtual timer's PPI number (INTID = 16 + PPI).
     pub timer_virtual_ppi: u32,
+    /// `/chosen/bootargs` (QEMU's `-append`).
     pub bootargs: &'static str,
+    /// Where the DTB itself lies (kept away from the frame allocator).
     pub dtb: PhysRange,
 }
 
 /// Why the DTB could not be used.
 #[derive(Debug)]
-pub struct DtbError(pub &'static str);
+pub struct DtbError(
+    /// What was missing or malformed.
+    pub &'static str,
+);
 
 impl core::fmt::Display for DtbError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

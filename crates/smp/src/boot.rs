@@ -30,7 +30,9 @@ static RECORDS: BootRecords = BootRecords(UnsafeCell::new(
 /// Why a CPU could not be started.
 #[derive(Debug)]
 pub enum StartError {
+    /// No memory for CPU `.0`'s stacks.
     OutOfMemory(usize),
+    /// PSCI CPU_ON refused CPU `.0` with this error.
     Psci(usize, smccc::psci::Error),
 }
 
@@ -90,11 +92,14 @@ pub mod heapless_list {
     /// CPUs that did not come online (the first 16 are named).
     #[derive(Default, Debug)]
     pub struct Missing {
+        /// How many CPUs are missing.
         pub count: usize,
+        /// The first 16 of them.
         pub first: [usize; 16],
     }
 
     impl Missing {
+        /// Records that `cpu` is missing.
         pub fn push(&mut self, cpu: usize) {
             if self.count < self.first.len() {
                 self.first[self.count] = cpu;
@@ -102,10 +107,12 @@ pub mod heapless_list {
             self.count += 1;
         }
 
+        /// Whether no CPU is missing.
         pub fn is_empty(&self) -> bool {
             self.count == 0
         }
 
+        /// The named missing CPUs (at most 16).
         pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
             self.first[..self.count.min(self.first.len())]
                 .iter()

@@ -164,7 +164,9 @@ mod shim {
 /// `arg` is typically the address of the object to free; the callback owns it from then on.
 #[derive(Clone, Copy, Debug)]
 pub struct RcuCallback {
+    /// What to run.
     pub func: fn(usize),
+    /// Its argument.
     pub arg: usize,
 }
 

@@ -80,8 +80,9 @@ pub struct CpuFeatures {
     pub ttl: bool,
     /// ASID width in bits (ID_AA64MMFR0_EL1.ASIDBits: 8 or 16).
     pub asid_bits: u32,
-    /// Raw ID_AA64ISAR0_EL1 and ID_AA64MMFR2_EL1, for the TLB planner.
+    /// Raw ID_AA64ISAR0_EL1, for the TLB planner.
     pub isar0: u64,
+    /// Raw ID_AA64MMFR2_EL1, for the TLB planner.
     pub mmfr2: u64,
 }
 

@@ -17,12 +17,17 @@ use core::fmt::{self, Write as _};
 #[derive(Debug)]
 pub struct TrapFrame {
     /// x0..x30.
+    /// x0..x30 of the interrupted context.
     pub x: [u64; 31],
     /// The interrupted stack pointer.
     pub sp: u64,
+    /// ELR_EL1: where the exception was taken (the return address).
     pub elr: u64,
+    /// SPSR_EL1: the interrupted PSTATE.
     pub spsr: u64,
+    /// ESR_EL1: the syndrome (exception class and details).
     pub esr: u64,
+    /// FAR_EL1: the faulting virtual address, for aborts.
     pub far: u64,
 }
 
@@ -41,9 +46,13 @@ core::arch::global_asm!(include_str!("vectors.S"), FRAME_SIZE = const FRAME_SIZE
 /// Which vector an exception came through (the `kind` `vectors.S` passes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VectorKind {
+    /// An instruction's own exception: aborts, traps, SVC/HVC, undefined instructions.
     Synchronous,
+    /// An interrupt (the GIC's IRQ line).
     Irq,
+    /// A fast interrupt (unused: anything here is unexpected).
     Fiq,
+    /// An asynchronous system error.
     SError,
 }
 
@@ -166,7 +175,9 @@ impl fmt::Display for Syndrome {
 /// A fault that a probe recovered from.
 #[derive(Clone, Copy, Debug)]
 pub struct Fault {
+    /// The syndrome of the recovered fault.
     pub esr: Syndrome,
+    /// The address it faulted on.
     pub far: u64,
 }
 

@@ -74,13 +74,19 @@ unsafe extern "C" {
 /// The image's sections as virtual address ranges, from the linker script.
 #[derive(Clone, Copy, Debug)]
 pub struct ImageLayout {
+    /// First byte of the image (the start of `.text`).
     pub start: u64,
+    /// End of `.text` (start of `.rodata`).
     pub text_end: u64,
+    /// End of `.rodata` (start of the writable data).
     pub rodata_end: u64,
+    /// End of the image (`.bss` included).
     pub end: u64,
-    /// Unmapped guard pages below the boot CPU's two stacks.
+    /// The unmapped guard page below the boot CPU's kernel stack.
     pub boot_stack_guard: u64,
+    /// The unmapped guard page below the boot CPU's exception stack.
     pub boot_exc_stack_guard: u64,
+    /// Top of the boot CPU's exception stack.
     pub boot_exc_stack_top: u64,
 }
 

@@ -8,7 +8,9 @@ use spin::Once;
 /// boots us at EL2 (`-M virt,virtualization=on`, firmware emulated at EL3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Conduit {
+    /// `HVC #0`: firmware at EL2 (QEMU virt entered at EL1).
     Hvc,
+    /// `SMC #0`: firmware at EL3 (QEMU virt with `virtualization=on`).
     Smc,
 }
 
@@ -22,6 +24,7 @@ impl Conduit {
         }
     }
 
+    /// The DTB's spelling of the conduit.
     pub fn name(self) -> &'static str {
         match self {
             Self::Hvc => "hvc",
