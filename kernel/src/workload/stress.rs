@@ -147,8 +147,42 @@ struct Shared {
     first_reports: AtomicU64,
 }
 
+/// Why the stress roles do not fit the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RolesError {
+    /// `total` CPUs asked for (`given`: by `mutators=`/`touchers=`/`walkers=`) but only `cpus`
+    /// are online.
+    TooMany {
+        /// The roles' total.
+        total: usize,
+        /// Whether the arguments gave any role count.
+        given: bool,
+        /// CPUs online.
+        cpus: usize,
+    },
+    /// `mutators=0`: nothing would change the spaces.
+    NoMutator,
+}
+
+impl core::fmt::Display for RolesError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::TooMany { total, given, cpus } => write!(
+                f,
+                "{} = {total} exceeds the {cpus} online CPUs",
+                if given {
+                    "mutators+touchers+walkers"
+                } else {
+                    "roles"
+                }
+            ),
+            Self::NoMutator => f.write_str("mutators=0: a stress run needs at least one mutator"),
+        }
+    }
+}
+
 /// Role counts from the arguments or the CPU count.
-fn roles(info: &BootInfo, cpus: usize) -> Result<(usize, usize, usize), alloc::string::String> {
+fn roles(info: &BootInfo, cpus: usize) -> Result<(usize, usize, usize), RolesError> {
     let a = &info.args;
     let given = [a.mutators, a.touchers, a.walkers];
     let walkers = a.walkers.map_or(
@@ -170,18 +204,14 @@ fn roles(info: &BootInfo, cpus: usize) -> Result<(usize, usize, usize), alloc::s
             t as usize
         });
     if mutators + touchers + walkers > cpus {
-        let which = if given.iter().any(|g| g.is_some()) {
-            "mutators+touchers+walkers"
-        } else {
-            "roles"
-        };
-        return Err(alloc::format!(
-            "{which} = {} exceeds the {cpus} online CPUs",
-            mutators + touchers + walkers
-        ));
+        return Err(RolesError::TooMany {
+            total: mutators + touchers + walkers,
+            given: given.iter().any(|g| g.is_some()),
+            cpus,
+        });
     }
     if mutators == 0 {
-        return Err("mutators=0: a stress run needs at least one mutator".into());
+        return Err(RolesError::NoMutator);
     }
     Ok((mutators, touchers, walkers))
 }
