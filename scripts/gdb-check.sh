@@ -228,7 +228,10 @@ def ref_translate(raws, va):
 
 def walker_result(lines):
     for l in lines:
-        m = re.match(r"^walker-result: .*WalkOutcome::(\w+)(?:\{pa: (\d+), level: (\d+)\})?", l)
+        # `pa` is a PhysAddr newtype, which gdb prints as `broadside_arch::addr::PhysAddr (N)`
+        # (a bare `N` is accepted too).
+        m = re.match(r"^walker-result: .*WalkOutcome::(\w+)"
+                     r"(?:\{pa: (?:[\w:]+ ?\()?(\d+)\)?, level: (\d+)\})?", l)
         if m:
             if m.group(2):
                 return m.group(1), int(m.group(2)), int(m.group(3))
@@ -396,7 +399,7 @@ for name in ("gather range", "gather tables"):
     tm = re.match(r"(\d+) queued", g.get("tables", ""))
     ntables = int(tm.group(1)) if tm else 0
     fallback = g.get("tables", "").startswith("no batch")
-    check(tm is not None or fallback, "%s: tables decoded (Option<Vec<u64>>)" % name,
+    check(tm is not None or fallback, "%s: tables decoded (Option<Vec<PhysAddr>>)" % name,
           g.get("tables"))
     stride = SIZES.get(g.get("stride", ""))
     if freed == "true":

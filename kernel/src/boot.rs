@@ -9,6 +9,7 @@ use broadside_arch::aarch64::exception::TrapFrame;
 use broadside_arch::aarch64::layout::{self, ImageLayout, mmio_virt, phys_to_virt};
 use broadside_arch::aarch64::{cpu, gic, mmu, psci, semihosting, timer};
 use broadside_arch::pte::{Attributes, PAGE_SIZE};
+use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::ExitCode;
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame::{self, FrameKind};
@@ -47,7 +48,8 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
 
     // SAFETY: the early linear map covers the 1 GiB holding the image and the DTB below it; the
     // DTB's pages are reserved below and never handed out.
-    let platform = match unsafe { dtb::parse(phys_to_virt(dtb_pa), dtb_pa) } {
+    let platform = match unsafe { dtb::parse(phys_to_virt(PhysAddr::new(dtb_pa)).as_u64(), dtb_pa) }
+    {
         Ok(p) => p,
         Err(e) => early_config_error(format_args!("error: {e}")),
     };
@@ -69,11 +71,11 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
     for &(s, e) in &usable {
         let (s, e) = (s.max(early_window.0), e.min(early_window.1));
         if e > s {
-            frame::add_range(s, e);
+            frame::add_range(PhysAddr::new(s), PhysAddr::new(e));
         }
     }
     let (ram_lo, ram_hi) = ram_extent(&platform);
-    frame::init_metadata(ram_lo, ram_hi);
+    frame::init_metadata(PhysAddr::new(ram_lo), PhysAddr::new(ram_hi));
 
     let tables = build_kernel_tables(&platform, &image)
         .unwrap_or_else(|e| early_config_error(format_args!("error: kernel tables: {e:?}")));
@@ -86,10 +88,10 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
     // The rest of RAM, now that the linear map covers it.
     for &(s, e) in &usable {
         if e > early_window.1 {
-            frame::add_range(s.max(early_window.1), e);
+            frame::add_range(PhysAddr::new(s.max(early_window.1)), PhysAddr::new(e));
         }
         if s < early_window.0 {
-            frame::add_range(s, e.min(early_window.0));
+            frame::add_range(PhysAddr::new(s), PhysAddr::new(e.min(early_window.0)));
         }
     }
 
@@ -248,16 +250,16 @@ fn build_kernel_tables(
     let mut t = KernelTables::new()?;
     for r in &p.memory[..p.memory_ranges] {
         t.map(
-            phys_to_virt(r.base),
-            r.base,
+            phys_to_virt(PhysAddr::new(r.base)),
+            PhysAddr::new(r.base),
             r.size,
             Attributes::kernel_data(),
             true,
         )?;
     }
-    let pa = |va: u64| va - layout::KIMAGE_VBASE;
+    let pa = |va: u64| PhysAddr::new(va - layout::KIMAGE_VBASE);
     let mut map_image = |start: u64, end: u64, attrs: Attributes| {
-        t.map(start, pa(start), end - start, attrs, false)
+        t.map(VirtAddr::new(start), pa(start), end - start, attrs, false)
     };
     map_image(image.start, image.text_end, Attributes::kernel_text())?;
     map_image(
@@ -283,7 +285,13 @@ fn build_kernel_tables(
     for dev in [p.uart, p.gicd, p.gicr] {
         let base = dev.base & !(PAGE_SIZE - 1);
         let size = (dev.end() - base).div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        t.map(mmio_virt(base), base, size, Attributes::device(), false)?;
+        t.map(
+            VirtAddr::new(mmio_virt(base)),
+            PhysAddr::new(base),
+            size,
+            Attributes::device(),
+            false,
+        )?;
     }
     Ok(t)
 }
@@ -297,7 +305,7 @@ fn grow_heap() {
         // SAFETY: the frames were just allocated for the heap and stay with it.
         unsafe {
             broadside_memory::heap::add_region(
-                phys_to_virt(pa) as usize,
+                phys_to_virt(pa).as_u64() as usize,
                 (PAGE_SIZE << order) as usize,
             )
         };

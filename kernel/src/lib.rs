@@ -36,12 +36,12 @@
 //! | memory (`broadside-memory`) | `frame`, `heap`, `kmap` | frames and their metadata, the heap, the kernel's tables |
 //! | sync (`broadside-sync`) | `rcu`, `rcu_kernel`, `gate`, `wait` | grace periods from ticks and idle, the activation gate, waiting |
 //! | platform (`broadside-platform`) | `dtb`, `pl011`, `console`, `bootargs`, `boot_info`, `exit` | the machine, the console, the arguments, the ways out |
-//! | arch (`broadside-arch`) | `aarch64::*`, `pte`, `tlbi` | exceptions, sysregs, TLBI + barriers, PSCI, GICv3, timer; descriptor and TLBI encodings |
+//! | arch (`broadside-arch`) | `aarch64::*`, `addr`, `pte`, `tlbi` | exceptions, sysregs, TLBI + barriers, PSCI, GICv3, timer; typed addresses (`PhysAddr`, `VirtAddr`); descriptor and TLBI encodings |
 //! | base (`broadside-base`) | `percpu`, `irq`, `irqlock`, `stats`, `exit_code`, `rules`, `config`, `rng` | CPU identity and per-CPU records, IRQ masking, counters, exit codes |
 //!
 //! (`broadside-summary` is the portable JSON writer of the summary line, used by this crate.)
 //!
-//! Portable logic — descriptors, TLBI operand encoding and flush planning, ASID allocation,
+//! Portable logic — typed addresses, descriptors, TLBI operand encoding and flush planning, ASID allocation,
 //! the gather's bookkeeping, the RCU engine, the activation gate, boot arguments, the JSON
 //! writer, counters — compiles on the host and is unit-tested there by `cargo test` (with
 //! proptest, and loom for the lock-free protocols). Everything that touches hardware is compiled

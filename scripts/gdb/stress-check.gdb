@@ -55,7 +55,14 @@ def run(cmd):
 
 
 def here(expr):
-    return int(gdb.parse_and_eval(expr)) & (2 ** 64 - 1)
+    """EXPR as an integer; a one-field newtype (PhysAddr, VirtAddr) is read through its field."""
+    v = gdb.parse_and_eval(expr)
+    for _ in range(4):
+        t = v.type.strip_typedefs()
+        if t.code != gdb.TYPE_CODE_STRUCT or len(t.fields()) != 1:
+            break
+        v = v[t.fields()[0]]
+    return int(v) & (2 ** 64 - 1)
 
 
 def walk_result():

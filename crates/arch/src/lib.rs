@@ -1,6 +1,7 @@
 //! broadside's architecture layer: everything that executes an AArch64 system instruction, and
 //! the architecture's encodings.
 //!
+//! - [`addr`]: the [`PhysAddr`] and [`VirtAddr`] newtypes, portable and host-tested.
 //! - [`pte`]: translation-table descriptors (VMSAv8-64, 4 KiB granule), portable and host-tested.
 //! - [`tlbi`]: TLBI operand encodings and flush planning (which TLBIs invalidate a range),
 //!   portable and host-tested; [`aarch64::tlb`] is the one module that issues TLBI instructions
@@ -14,5 +15,8 @@ extern crate alloc;
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+pub mod addr;
 pub mod pte;
 pub mod tlbi;
+
+pub use addr::{PhysAddr, VirtAddr};

@@ -20,6 +20,8 @@
 //! Bits broadside never sets (NS, DBM, Contiguous, PBHA) are not modelled by [`Attributes`]:
 //! decoding drops them.
 
+use crate::addr::PhysAddr;
+
 /// log2 of the translation granule and of the smallest mapping.
 pub const PAGE_SHIFT: u32 = 12;
 /// The translation granule: 4 KiB.
@@ -304,19 +306,19 @@ pub enum DescriptorKind {
     /// Points at the next-level table (levels 0..=2).
     Table {
         /// Physical address of the next-level table.
-        next: u64,
+        next: PhysAddr,
     },
     /// Maps a 1 GiB (level 1) or 2 MiB (level 2) block.
     Block {
         /// Physical address of the block.
-        pa: u64,
+        pa: PhysAddr,
         /// Its attributes.
         attrs: Attributes,
     },
     /// Maps a 4 KiB page (level 3).
     Page {
         /// Physical address of the page.
-        pa: u64,
+        pa: PhysAddr,
         /// Its attributes.
         attrs: Attributes,
     },
@@ -342,7 +344,8 @@ impl Descriptor {
     ///
     /// # Panics
     /// If `next_table_pa` is not a 4 KiB-aligned address below 2^48.
-    pub const fn table(next_table_pa: u64) -> Self {
+    pub const fn table(next_table_pa: PhysAddr) -> Self {
+        let next_table_pa = next_table_pa.as_u64();
         assert!(
             next_table_pa & !OUTPUT_ADDRESS_MASK == 0,
             "table address must be 4K-aligned and below 2^48"
@@ -354,7 +357,8 @@ impl Descriptor {
     ///
     /// # Panics
     /// If `level` is not 1 or 2, or `pa` is not aligned to the block size or not below 2^48.
-    pub const fn block(pa: u64, level: u8, attrs: Attributes) -> Self {
+    pub const fn block(pa: PhysAddr, level: u8, attrs: Attributes) -> Self {
+        let pa = pa.as_u64();
         assert!(
             level == 1 || level == 2,
             "4K-granule blocks exist at levels 1 and 2 only"
@@ -370,7 +374,8 @@ impl Descriptor {
     ///
     /// # Panics
     /// If `pa` is not a 4 KiB-aligned address below 2^48.
-    pub const fn page(pa: u64, attrs: Attributes) -> Self {
+    pub const fn page(pa: PhysAddr, attrs: Attributes) -> Self {
+        let pa = pa.as_u64();
         assert!(
             pa & !OUTPUT_ADDRESS_MASK == 0,
             "page address must be 4K-aligned and below 2^48"
@@ -391,8 +396,8 @@ impl Descriptor {
 
     /// Bits [47:12]: the next table, page or block address (block addresses have their low
     /// bits zero because the constructors require alignment).
-    pub const fn output_address(self) -> u64 {
-        self.0 & OUTPUT_ADDRESS_MASK
+    pub const fn output_address(self) -> PhysAddr {
+        PhysAddr::new(self.0 & OUTPUT_ADDRESS_MASK)
     }
 
     /// Decodes this entry as read from a table at `level` (0..=3).
@@ -418,7 +423,7 @@ impl Descriptor {
             // A level-0 block needs FEAT_LPA2 with the 4K granule; without it, a fault.
             (ROOT_LEVEL, false) => DescriptorKind::Invalid,
             (_, false) => DescriptorKind::Block {
-                pa: self.output_address() & !(level_block_size(level) - 1),
+                pa: self.output_address().align_down(level_block_size(level)),
                 attrs: Attributes::from_bits(self.0),
             },
         }
@@ -492,7 +497,7 @@ pub fn walk(mem: &impl TableMemory, root_pa: u64, va: u64) -> WalkResult {
                 };
             }
             DescriptorKind::Table { next } => {
-                table_pa = next;
+                table_pa = next.as_u64();
                 continue;
             }
             DescriptorKind::Block { pa, attrs } | DescriptorKind::Page { pa, attrs } => (pa, attrs),
@@ -501,7 +506,7 @@ pub fn walk(mem: &impl TableMemory, root_pa: u64, va: u64) -> WalkResult {
         return WalkResult {
             descriptors,
             outcome: Ok(Translation {
-                pa: pa | offset,
+                pa: pa.as_u64() | offset,
                 level,
                 attrs,
             }),
@@ -595,17 +600,20 @@ mod tests {
     fn each_descriptor_kind_encodes_exactly() {
         let attrs = Attributes::kernel_data();
         assert_eq!(Descriptor::invalid().raw(), 0);
-        assert_eq!(Descriptor::table(0x4008_1000).raw(), 0x4008_1003);
         assert_eq!(
-            Descriptor::page(0x4008_2000, attrs).raw(),
+            Descriptor::table(PhysAddr::new(0x4008_1000)).raw(),
+            0x4008_1003
+        );
+        assert_eq!(
+            Descriptor::page(PhysAddr::new(0x4008_2000), attrs).raw(),
             0x4008_2003 | attrs.to_bits()
         );
         assert_eq!(
-            Descriptor::block(0x4020_0000, 2, attrs).raw(),
+            Descriptor::block(PhysAddr::new(0x4020_0000), 2, attrs).raw(),
             0x4020_0001 | attrs.to_bits()
         );
         assert_eq!(
-            Descriptor::block(0x4000_0000, 1, attrs).raw(),
+            Descriptor::block(PhysAddr::new(0x4000_0000), 1, attrs).raw(),
             0x4000_0001 | attrs.to_bits()
         );
     }
@@ -613,34 +621,36 @@ mod tests {
     #[test]
     fn kind_depends_on_level() {
         let attrs = Attributes::user_data_rw();
-        let table = Descriptor::table(0x8000_0000);
+        let table = Descriptor::table(PhysAddr::new(0x8000_0000));
         for level in 0..=2 {
             assert_eq!(
                 table.kind(level),
-                DescriptorKind::Table { next: 0x8000_0000 }
+                DescriptorKind::Table {
+                    next: PhysAddr::new(0x8000_0000)
+                }
             );
         }
         // The same bit pattern is a page at level 3.
         assert_eq!(
             table.kind(3),
             DescriptorKind::Page {
-                pa: 0x8000_0000,
+                pa: PhysAddr::new(0x8000_0000),
                 attrs: Attributes::from_bits(0)
             }
         );
-        let block = Descriptor::block(0x8000_0000, 1, attrs);
+        let block = Descriptor::block(PhysAddr::new(0x8000_0000), 1, attrs);
         assert_eq!(block.kind(0), DescriptorKind::Invalid, "no level-0 blocks");
         assert_eq!(
             block.kind(1),
             DescriptorKind::Block {
-                pa: 0x8000_0000,
+                pa: PhysAddr::new(0x8000_0000),
                 attrs
             }
         );
         assert_eq!(
             block.kind(2),
             DescriptorKind::Block {
-                pa: 0x8000_0000,
+                pa: PhysAddr::new(0x8000_0000),
                 attrs
             }
         );
@@ -650,18 +660,19 @@ mod tests {
             "bit 1 clear is reserved at L3"
         );
         // Bits [20:12] of a level-2 block are not address bits (bit 16 is nT with FEAT_BBM).
-        let with_nt = Descriptor::block(0x8020_0000, 2, attrs).raw() | 1 << 16;
+        let with_nt = Descriptor::block(PhysAddr::new(0x8020_0000), 2, attrs).raw() | 1 << 16;
         assert_eq!(
             Descriptor::from_raw(with_nt).kind(2),
             DescriptorKind::Block {
-                pa: 0x8020_0000,
+                pa: PhysAddr::new(0x8020_0000),
                 attrs
             }
         );
         for level in 0..=3 {
             assert_eq!(Descriptor::invalid().kind(level), DescriptorKind::Invalid);
             // Attribute bits without the valid bit still fault.
-            let stale = Descriptor::from_raw(Descriptor::page(0x1000, attrs).raw() & !1);
+            let stale =
+                Descriptor::from_raw(Descriptor::page(PhysAddr::new(0x1000), attrs).raw() & !1);
             assert!(!stale.is_valid());
             assert_eq!(stale.kind(level), DescriptorKind::Invalid);
         }
@@ -670,13 +681,13 @@ mod tests {
     #[test]
     #[should_panic(expected = "blocks exist at levels 1 and 2")]
     fn level_zero_block_is_refused() {
-        let _ = Descriptor::block(0, 0, Attributes::kernel_data());
+        let _ = Descriptor::block(PhysAddr::new(0), 0, Attributes::kernel_data());
     }
 
     #[test]
     #[should_panic(expected = "aligned to the block size")]
     fn misaligned_block_is_refused() {
-        let _ = Descriptor::block(0x4000_1000, 2, Attributes::kernel_data());
+        let _ = Descriptor::block(PhysAddr::new(0x4000_1000), 2, Attributes::kernel_data());
     }
 
     fn any_access() -> impl Strategy<Value = AccessPermission> {
@@ -735,12 +746,12 @@ mod tests {
             let size = level_block_size(level);
             let pa = (frame << PAGE_SHIFT) & !(size - 1);
             let (desc, expected) = if level == 3 {
-                (Descriptor::page(pa, attrs), DescriptorKind::Page { pa, attrs })
+                (Descriptor::page(PhysAddr::new(pa), attrs), DescriptorKind::Page { pa: PhysAddr::new(pa), attrs })
             } else {
-                (Descriptor::block(pa, level, attrs), DescriptorKind::Block { pa, attrs })
+                (Descriptor::block(PhysAddr::new(pa), level, attrs), DescriptorKind::Block { pa: PhysAddr::new(pa), attrs })
             };
             prop_assert!(desc.is_valid());
-            prop_assert_eq!(desc.output_address(), pa);
+            prop_assert_eq!(desc.output_address(), PhysAddr::new(pa));
             prop_assert_eq!(desc.kind(level), expected);
             prop_assert_eq!(Descriptor::from_raw(desc.raw()), desc);
         }
@@ -748,9 +759,9 @@ mod tests {
         #[test]
         fn table_descriptors_round_trip(frame in 0u64..(1 << 36), level in 0u8..=2) {
             let pa = frame << PAGE_SHIFT;
-            let desc = Descriptor::table(pa);
-            prop_assert_eq!(desc.kind(level), DescriptorKind::Table { next: pa });
-            prop_assert_eq!(desc.output_address(), pa);
+            let desc = Descriptor::table(PhysAddr::new(pa));
+            prop_assert_eq!(desc.kind(level), DescriptorKind::Table { next: PhysAddr::new(pa) });
+            prop_assert_eq!(desc.output_address(), PhysAddr::new(pa));
             // No hierarchical attributes and no stray bits.
             prop_assert_eq!(desc.raw(), pa | 0b11);
         }
@@ -788,11 +799,11 @@ mod tests {
                 let index = table_index(va, l);
                 let entry = Descriptor::from_raw(self.tables[&table_pa][index]);
                 table_pa = match entry.kind(l) {
-                    DescriptorKind::Table { next } => next,
+                    DescriptorKind::Table { next } => next.as_u64(),
                     DescriptorKind::Invalid => {
                         let next = self.alloc_table();
                         self.tables.get_mut(&table_pa).unwrap()[index] =
-                            Descriptor::table(next).raw();
+                            Descriptor::table(PhysAddr::new(next)).raw();
                         next
                     }
                     other => panic!("mapping over a leaf {other:?}"),
@@ -875,9 +886,9 @@ mod tests {
                     continue;
                 }
                 let leaf = if level == 3 {
-                    Descriptor::page(pa, attrs)
+                    Descriptor::page(PhysAddr::new(pa), attrs)
                 } else {
-                    Descriptor::block(pa, level, attrs)
+                    Descriptor::block(PhysAddr::new(pa), level, attrs)
                 };
                 tables.map(va, leaf, level);
                 model.insert(va, Mapping { size, pa, attrs });
@@ -907,7 +918,7 @@ mod tests {
                 }
                 if let Some(t) = expected {
                     let leaf = result.descriptors[t.level as usize].unwrap();
-                    prop_assert_eq!(leaf.output_address() | (va & (level_block_size(t.level) - 1)), t.pa);
+                    prop_assert_eq!(leaf.output_address().as_u64() | (va & (level_block_size(t.level) - 1)), t.pa);
                 }
             }
         }
@@ -927,7 +938,11 @@ mod tests {
         // Level-3 entry with bit 1 clear: faults at level 3 after three table hops.
         let mut tables = FakeTables::new();
         let va = (1 << 39) | (2 << 30) | (3 << 21) | (4 << 12);
-        tables.map(va, Descriptor::page(0x9000, Attributes::kernel_data()), 3);
+        tables.map(
+            va,
+            Descriptor::page(PhysAddr::new(0x9000), Attributes::kernel_data()),
+            3,
+        );
         assert_eq!(
             walk(&tables, tables.root_pa, va)
                 .translation()
@@ -950,8 +965,16 @@ mod tests {
     fn block_translation_keeps_offset() {
         let mut tables = FakeTables::new();
         let attrs = Attributes::user_data_ro();
-        tables.map(1 << 30, Descriptor::block(0x8000_0000, 1, attrs), 1);
-        tables.map(0x20_0000, Descriptor::block(0x4060_0000, 2, attrs), 2);
+        tables.map(
+            1 << 30,
+            Descriptor::block(PhysAddr::new(0x8000_0000), 1, attrs),
+            1,
+        );
+        tables.map(
+            0x20_0000,
+            Descriptor::block(PhysAddr::new(0x4060_0000), 2, attrs),
+            2,
+        );
         assert_eq!(
             walk(&tables, tables.root_pa, (1 << 30) + 0x1234_5678).translation(),
             Some(Translation {

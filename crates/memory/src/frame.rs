@@ -5,6 +5,7 @@
 //! lockless walker pins with increment-if-not-zero), what the frame is used for, and the
 //! identity later layers check (owning space, table level, generation, share count).
 
+use broadside_arch::PhysAddr;
 use broadside_arch::aarch64::layout::phys_to_virt;
 use broadside_arch::pte::PAGE_SIZE;
 use broadside_base::IrqSpinlock;
@@ -105,9 +106,9 @@ static FREE_FRAMES: AtomicU64 = AtomicU64::new(0);
 static TOTAL_FRAMES: AtomicU64 = AtomicU64::new(0);
 
 /// Gives `[start, end)` (physical, page-aligned inwards) to the allocator.
-pub fn add_range(start: u64, end: u64) {
-    let s = start.div_ceil(PAGE_SIZE);
-    let e = end / PAGE_SIZE;
+pub fn add_range(start: PhysAddr, end: PhysAddr) {
+    let s = start.as_u64().div_ceil(PAGE_SIZE);
+    let e = end.as_u64() / PAGE_SIZE;
     if e > s {
         ALLOCATOR.lock().add_frame(s as usize, e as usize);
         FREE_FRAMES.fetch_add(e - s, Ordering::Relaxed);
@@ -117,8 +118,8 @@ pub fn add_range(start: u64, end: u64) {
 
 /// Creates the metadata array for physical memory `[ram_start, ram_end)`, in frames taken from
 /// the allocator (which must already hold enough in the early-mapped range).
-pub fn init_metadata(ram_start: u64, ram_end: u64) {
-    let first_pfn = ram_start / PAGE_SIZE;
+pub fn init_metadata(ram_start: PhysAddr, ram_end: PhysAddr) {
+    let first_pfn = ram_start.as_u64() / PAGE_SIZE;
     let count = (ram_end - ram_start).div_ceil(PAGE_SIZE) as usize;
     let bytes = (count * core::mem::size_of::<FrameMeta>()) as u64;
     let frames = bytes.div_ceil(PAGE_SIZE) as usize;
@@ -127,7 +128,7 @@ pub fn init_metadata(ram_start: u64, ram_end: u64) {
         .alloc(frames)
         .expect("no memory for frame metadata");
     FREE_FRAMES.fetch_sub(frames.next_power_of_two() as u64, Ordering::Relaxed);
-    let va = phys_to_virt(pfn as u64 * PAGE_SIZE) as *mut FrameMeta;
+    let va = phys_to_virt(PhysAddr::new(pfn as u64 * PAGE_SIZE)).as_mut_ptr::<FrameMeta>();
     for i in 0..count {
         // SAFETY: the frames were just allocated for this array and are mapped in the linear map;
         // each slot is written once before the slice is formed.
@@ -139,30 +140,36 @@ pub fn init_metadata(ram_start: u64, ram_end: u64) {
 }
 
 /// The metadata of the frame at physical address `pa`.
-pub fn meta(pa: u64) -> &'static FrameMeta {
+pub fn meta(pa: PhysAddr) -> &'static FrameMeta {
     let f = FRAMES.get().expect("frame metadata not initialised");
-    &f.meta[(pa / PAGE_SIZE - f.first_pfn) as usize]
+    &f.meta[(pa.as_u64() / PAGE_SIZE - f.first_pfn) as usize]
 }
 
 /// Whether `pa` has a metadata entry (is RAM broadside manages).
-pub fn is_ram(pa: u64) -> bool {
+pub fn is_ram(pa: PhysAddr) -> bool {
     FRAMES.get().is_some_and(|f| {
-        let pfn = pa / PAGE_SIZE;
+        let pfn = pa.as_u64() / PAGE_SIZE;
         pfn >= f.first_pfn && pfn < f.first_pfn + f.meta.len() as u64
     })
 }
 
 /// Allocates `1 << order` contiguous, naturally aligned frames of `kind`, zeroed, with a
 /// reference count of 1 on the first. Returns the physical address.
-pub fn alloc_frames(order: u32, kind: FrameKind) -> Option<u64> {
+pub fn alloc_frames(order: u32, kind: FrameKind) -> Option<PhysAddr> {
     let count = 1usize << order;
     let pfn = ALLOCATOR
         .lock()
         .alloc_aligned(core::alloc::Layout::from_size_align(count, count).ok()?)?;
     FREE_FRAMES.fetch_sub(count as u64, Ordering::Relaxed);
-    let pa = pfn as u64 * PAGE_SIZE;
+    let pa = PhysAddr::new(pfn as u64 * PAGE_SIZE);
     // SAFETY: freshly allocated frames, mapped in the linear map, owned by the caller now.
-    unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, count * PAGE_SIZE as usize) };
+    unsafe {
+        core::ptr::write_bytes(
+            phys_to_virt(pa).as_mut_ptr::<u8>(),
+            0,
+            count * PAGE_SIZE as usize,
+        )
+    };
     if FRAMES.get().is_some() {
         let m = meta(pa);
         m.generation.fetch_add(1, Ordering::Relaxed);
@@ -175,25 +182,27 @@ pub fn alloc_frames(order: u32, kind: FrameKind) -> Option<u64> {
 }
 
 /// Allocates one zeroed frame.
-pub fn alloc_frame(kind: FrameKind) -> Option<u64> {
+pub fn alloc_frame(kind: FrameKind) -> Option<PhysAddr> {
     alloc_frames(0, kind)
 }
 
 /// Returns `1 << order` frames at `pa` to the allocator. The caller has made sure nothing can
 /// reach them any more ([rules 1](broadside_base::rules#rule-1) and [2](broadside_base::rules#rule-2) of the design for address-space frames).
-pub fn free_frames(pa: u64, order: u32) {
+pub fn free_frames(pa: PhysAddr, order: u32) {
     let count = 1usize << order;
     if FRAMES.get().is_some() {
         let m = meta(pa);
         m.refcount.store(0, Ordering::Release);
         m.kind.store(FrameKind::Free as u32, Ordering::Relaxed);
     }
-    ALLOCATOR.lock().dealloc((pa / PAGE_SIZE) as usize, count);
+    ALLOCATOR
+        .lock()
+        .dealloc((pa.as_u64() / PAGE_SIZE) as usize, count);
     FREE_FRAMES.fetch_add(count as u64, Ordering::Relaxed);
 }
 
 /// Frees one frame.
-pub fn free_frame(pa: u64) {
+pub fn free_frame(pa: PhysAddr) {
     free_frames(pa, 0)
 }
 

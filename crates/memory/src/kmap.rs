@@ -9,6 +9,7 @@ use broadside_arch::pte::{
     Attributes, Descriptor, DescriptorKind, ENTRIES_PER_TABLE, L2_BLOCK_SIZE, PAGE_SIZE,
     table_index,
 };
+use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::IrqSpinlock;
 
 /// Why a kernel mapping could not be made.
@@ -17,18 +18,18 @@ pub enum MapError {
     /// No frame for a new table.
     OutOfMemory,
     /// Something is already mapped there.
-    AlreadyMapped(u64),
+    AlreadyMapped(VirtAddr),
 }
 
 /// The kernel's TTBR1 tables.
 pub struct KernelTables {
-    root: u64,
+    root: PhysAddr,
 }
 
 static KERNEL_TABLES: IrqSpinlock<Option<KernelTables>> = IrqSpinlock::new(None);
 
-fn entries(table_pa: u64) -> *mut u64 {
-    phys_to_virt(table_pa) as *mut u64
+fn entries(table_pa: PhysAddr) -> *mut u64 {
+    phys_to_virt(table_pa).as_mut_ptr::<u64>()
 }
 
 impl KernelTables {
@@ -40,7 +41,7 @@ impl KernelTables {
     }
 
     /// Physical address of the root, for TTBR1.
-    pub fn root(&self) -> u64 {
+    pub fn root(&self) -> PhysAddr {
         self.root
     }
 
@@ -48,8 +49,8 @@ impl KernelTables {
     /// addresses are aligned and `blocks` allows. Fails rather than replacing a mapping.
     pub fn map(
         &mut self,
-        va: u64,
-        pa: u64,
+        va: VirtAddr,
+        pa: PhysAddr,
         size: u64,
         attrs: Attributes,
         blocks: bool,
@@ -58,8 +59,8 @@ impl KernelTables {
         while off < size {
             let (v, p) = (va + off, pa + off);
             let use_block = blocks
-                && v % L2_BLOCK_SIZE == 0
-                && p % L2_BLOCK_SIZE == 0
+                && v.is_aligned(L2_BLOCK_SIZE)
+                && p.is_aligned(L2_BLOCK_SIZE)
                 && size - off >= L2_BLOCK_SIZE;
             if use_block {
                 self.set_leaf(v, 2, Descriptor::block(p, 2, attrs))?;
@@ -72,10 +73,10 @@ impl KernelTables {
         Ok(())
     }
 
-    fn set_leaf(&mut self, va: u64, level: u8, desc: Descriptor) -> Result<(), MapError> {
+    fn set_leaf(&mut self, va: VirtAddr, level: u8, desc: Descriptor) -> Result<(), MapError> {
         let mut table = self.root;
         for l in 0..level {
-            let slot = entries(table).wrapping_add(table_index(va, l));
+            let slot = entries(table).wrapping_add(table_index(va.as_u64(), l));
             // SAFETY: `table` is a kernel table page in the linear map; `table_index` < 512.
             let cur = Descriptor::from_raw(unsafe { slot.read_volatile() });
             table = match cur.kind(l) {
@@ -89,7 +90,7 @@ impl KernelTables {
                 _ => return Err(MapError::AlreadyMapped(va)),
             };
         }
-        let slot = entries(table).wrapping_add(table_index(va, level));
+        let slot = entries(table).wrapping_add(table_index(va.as_u64(), level));
         // SAFETY: as above.
         unsafe {
             if Descriptor::from_raw(slot.read_volatile()).is_valid() {
@@ -101,12 +102,14 @@ impl KernelTables {
     }
 
     /// The descriptor that maps `va` and its level, if any (for the self-test and debugging).
-    pub fn lookup(&self, va: u64) -> Option<(Descriptor, u8)> {
+    pub fn lookup(&self, va: VirtAddr) -> Option<(Descriptor, u8)> {
         let mut table = self.root;
         for level in 0..=3u8 {
             // SAFETY: kernel table pages in the linear map; index < 512.
             let d = Descriptor::from_raw(unsafe {
-                entries(table).add(table_index(va, level)).read_volatile()
+                entries(table)
+                    .add(table_index(va.as_u64(), level))
+                    .read_volatile()
             });
             match d.kind(level) {
                 DescriptorKind::Table { next } => table = next,
@@ -127,7 +130,7 @@ pub fn install(tables: KernelTables) {
 
 /// Maps a new range into the live kernel tables and publishes it to the table walker. The range
 /// must be new: kernel mappings are never changed in place.
-pub fn map_live(va: u64, pa: u64, size: u64, attrs: Attributes) -> Result<(), MapError> {
+pub fn map_live(va: VirtAddr, pa: PhysAddr, size: u64, attrs: Attributes) -> Result<(), MapError> {
     let mut guard = KERNEL_TABLES.lock();
     let tables = guard.as_mut().expect("kernel tables not installed");
     tables.map(va, pa, size, attrs, false)?;
@@ -136,6 +139,6 @@ pub fn map_live(va: u64, pa: u64, size: u64, attrs: Attributes) -> Result<(), Ma
 }
 
 /// Looks `va` up in the live kernel tables.
-pub fn lookup_live(va: u64) -> Option<(Descriptor, u8)> {
+pub fn lookup_live(va: VirtAddr) -> Option<(Descriptor, u8)> {
     KERNEL_TABLES.lock().as_ref()?.lookup(va)
 }

@@ -18,6 +18,7 @@ use broadside_arch::aarch64::{mmu, tlb};
 use broadside_arch::pte::{
     Attributes, Descriptor, DescriptorKind, PAGE_SIZE, level_block_size, table_index,
 };
+use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::config::MAX_CPUS;
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame::{self, FrameKind};
@@ -68,10 +69,10 @@ pub enum ProtectError {
     /// The space's destroy has begun.
     SpaceNotLive,
     /// A 2 MiB or 1 GiB block at `va` is only partly inside the range (blocks are not split).
-    PartialBlock { va: u64 },
+    PartialBlock { va: VirtAddr },
     /// The leaf at `va` is in a table shared with other spaces (a shared object's); changing it
     /// would change every sharer's mapping. Use `shared::protect_object_gib`, which unshares.
-    SharedTable { va: u64 },
+    SharedTable { va: VirtAddr },
 }
 
 /// What a successful `protect` did.
@@ -104,7 +105,7 @@ pub struct AddressSpace {
     /// Unique for the kernel's lifetime (never reused), recorded in its frames' metadata.
     pub id: u64,
     /// Physical address of the level-0 table.
-    pub root: u64,
+    pub root: PhysAddr,
     pub asid: AsidContext,
     /// CPUs on which this space has ever been loaded into TTBR0.
     cpus_ever: [AtomicU64; MAX_CPUS / 64],
@@ -118,18 +119,19 @@ pub struct AddressSpace {
     /// Gathers in flight on this space (Linux's `mm->tlb_flush_pending`).
     pub flush_pending: AtomicU32,
     /// Shared objects mapped, and where.
-    pub objects: spin::Mutex<alloc::vec::Vec<(alloc::sync::Arc<crate::shared::SharedObject>, u64)>>,
+    pub objects:
+        spin::Mutex<alloc::vec::Vec<(alloc::sync::Arc<crate::shared::SharedObject>, VirtAddr)>>,
 }
 
 /// The descriptor slot `index` of table `table_pa`, as an atomic (walkers read it locklessly).
-pub fn entry(table_pa: u64, index: usize) -> &'static AtomicU64 {
+pub fn entry(table_pa: PhysAddr, index: usize) -> &'static AtomicU64 {
     debug_assert!(index < 512);
     // SAFETY: table pages are frames in the linear map, 8-byte aligned, and live while reachable;
     // every access to a descriptor is atomic.
-    unsafe { &*(phys_to_virt(table_pa) as *const AtomicU64).add(index) }
+    unsafe { &*phys_to_virt(table_pa).as_ptr::<AtomicU64>().add(index) }
 }
 
-fn alloc_table(space_id: u64, level: u8) -> Option<u64> {
+fn alloc_table(space_id: u64, level: u8) -> Option<PhysAddr> {
     if crate::fault_inject::should_fail_table_alloc() {
         return None;
     }
@@ -141,16 +143,16 @@ fn alloc_table(space_id: u64, level: u8) -> Option<u64> {
 }
 
 /// Fills a data page's stamp for `va`.
-pub fn stamp_page(pa: u64, space_id: u64, va: u64) {
-    let w = phys_to_virt(pa) as *mut u64;
-    let generation = frame::meta(pa & !(PAGE_SIZE - 1))
+pub fn stamp_page(pa: PhysAddr, space_id: u64, va: VirtAddr) {
+    let w = phys_to_virt(pa).as_mut_ptr::<u64>();
+    let generation = frame::meta(pa.align_down(PAGE_SIZE))
         .generation
         .load(Ordering::Relaxed);
     // SAFETY: `pa` is a data frame just allocated to this space and not yet mapped.
     unsafe {
         w.write_volatile(STAMP_MAGIC ^ space_id);
-        w.add(1).write_volatile(va);
-        w.add(2).write_volatile(pa);
+        w.add(1).write_volatile(va.as_u64());
+        w.add(2).write_volatile(pa.as_u64());
         w.add(3).write_volatile(generation);
     }
 }
@@ -166,11 +168,17 @@ pub enum StampCheck {
 /// Checks the stamp words `w[0..2]` read through `va` in space `space_id`. `object` is the owner
 /// tag of the shared object mapped there, if any: its frames carry that tag and no VA (they are
 /// aliased at many).
-pub fn check_stamp(w0: u64, w1: u64, space_id: u64, va: u64, object: Option<u64>) -> StampCheck {
+pub fn check_stamp(
+    w0: u64,
+    w1: u64,
+    space_id: u64,
+    va: VirtAddr,
+    object: Option<u64>,
+) -> StampCheck {
     if w0 == DATA_POISON || w1 == DATA_POISON {
         StampCheck::Poison
     } else if object.is_some_and(|tag| w0 == STAMP_MAGIC ^ tag)
-        || (w0 == STAMP_MAGIC ^ space_id && w1 == va & !(PAGE_SIZE - 1))
+        || (w0 == STAMP_MAGIC ^ space_id && w1 == va.align_down(PAGE_SIZE).as_u64())
     {
         StampCheck::Ok
     } else {
@@ -180,12 +188,12 @@ pub fn check_stamp(w0: u64, w1: u64, space_id: u64, va: u64, object: Option<u64>
 
 /// Poisons each 4 KiB page of a data frame of `order` and returns it to the allocator, once the
 /// last reference is gone. Called only after the flush that removed its mappings completed.
-pub fn release_data_frame(pa: u64, order: u32) {
+pub fn release_data_frame(pa: PhysAddr, order: u32) {
     if !frame::meta(pa).put() {
         return; // a walker still holds it; its put frees it
     }
     for i in 0..(1u64 << order) {
-        let w = phys_to_virt(pa + i * PAGE_SIZE) as *mut u64;
+        let w = phys_to_virt(pa + i * PAGE_SIZE).as_mut_ptr::<u64>();
         for k in 0..STAMP_WORDS {
             // SAFETY: the frame is unreachable through any translation and unpinned.
             unsafe { w.add(k).write_volatile(DATA_POISON) };
@@ -196,7 +204,7 @@ pub fn release_data_frame(pa: u64, order: u32) {
 
 /// Poisons a table page and frees it. Called only when no walker (hardware or lockless) can
 /// still be inside it.
-pub fn free_table_page(pa: u64) {
+pub fn free_table_page(pa: PhysAddr) {
     for i in 0..512 {
         entry(pa, i).store(TABLE_POISON, Ordering::Relaxed);
     }
@@ -296,10 +304,10 @@ impl AddressSpace {
     }
 
     /// Walks to the table at `level` covering `va`, allocating missing tables.
-    pub fn table_for(&self, va: u64, level: u8) -> Option<u64> {
+    pub fn table_for(&self, va: VirtAddr, level: u8) -> Option<PhysAddr> {
         let mut table = self.root;
         for l in 0..level {
-            let e = entry(table, table_index(va, l));
+            let e = entry(table, table_index(va.as_u64(), l));
             let d = Descriptor::from_raw(e.load(Ordering::Acquire));
             table = match d.kind(l) {
                 DescriptorKind::Table { next } => next,
@@ -321,7 +329,7 @@ impl AddressSpace {
     /// Maps `count` fresh 4 KiB pages at `va` with `attrs`. Slots already mapped are left alone.
     /// Returns the number mapped, or None when memory ran out. Caller holds `lock`.
     /// A space whose destroy has begun maps nothing (returns `Some(0)`).
-    pub fn map_pages(&self, va: u64, count: u64, attrs: Attributes) -> Option<u64> {
+    pub fn map_pages(&self, va: VirtAddr, count: u64, attrs: Attributes) -> Option<u64> {
         if !self.is_live() {
             return Some(0);
         }
@@ -329,7 +337,7 @@ impl AddressSpace {
         for i in 0..count {
             let v = va + i * PAGE_SIZE;
             let table = self.table_for(v, 3)?;
-            let e = entry(table, table_index(v, 3));
+            let e = entry(table, table_index(v.as_u64(), 3));
             if Descriptor::from_raw(e.load(Ordering::Relaxed)).is_valid() {
                 continue;
             }
@@ -348,12 +356,12 @@ impl AddressSpace {
     /// Maps a fresh 2 MiB block at `va` (2 MiB aligned) unless the slot is in use. Returns
     /// whether it mapped. Caller holds `lock`.
     /// A space whose destroy has begun maps nothing (returns `Some(false)`).
-    pub fn map_block(&self, va: u64, attrs: Attributes) -> Option<bool> {
+    pub fn map_block(&self, va: VirtAddr, attrs: Attributes) -> Option<bool> {
         if !self.is_live() {
             return Some(false);
         }
         let table = self.table_for(va, 2)?;
-        let e = entry(table, table_index(va, 2));
+        let e = entry(table, table_index(va.as_u64(), 2));
         if Descriptor::from_raw(e.load(Ordering::Relaxed)).is_valid() {
             return Some(false);
         }
@@ -373,7 +381,7 @@ impl AddressSpace {
     /// Whether `table` (a table page reachable from this space) belongs to this space alone.
     /// A shared object's level-2 tables carry the object's owner tag instead: they are torn
     /// down only through unsharing (`shared::unmap_object`), never by a walk over the space.
-    pub fn owns_table(&self, table: u64) -> bool {
+    pub fn owns_table(&self, table: PhysAddr) -> bool {
         frame::meta(table).owner.load(Ordering::Acquire) == self.id
     }
 
@@ -381,28 +389,28 @@ impl AddressSpace {
     /// `[start, end)`, in address order; stops at the first error.
     fn for_each_leaf<E>(
         &self,
-        start: u64,
-        end: u64,
-        mut f: impl FnMut(&'static AtomicU64, Descriptor, u8, u64, u64) -> Result<(), E>,
+        start: VirtAddr,
+        end: VirtAddr,
+        mut f: impl FnMut(&'static AtomicU64, Descriptor, u8, VirtAddr, PhysAddr) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut va = start;
         while va < end {
             let mut table = self.root;
             let mut step = PAGE_SIZE;
             for level in 0..=3u8 {
-                let e = entry(table, table_index(va, level));
+                let e = entry(table, table_index(va.as_u64(), level));
                 let d = Descriptor::from_raw(e.load(Ordering::Acquire));
                 step = level_block_size(level);
                 match d.kind(level) {
                     DescriptorKind::Table { next } => table = next,
                     DescriptorKind::Page { .. } | DescriptorKind::Block { .. } => {
-                        f(e, d, level, va & !(step - 1), table)?;
+                        f(e, d, level, va.align_down(step), table)?;
                         break;
                     }
                     DescriptorKind::Invalid => break,
                 }
             }
-            va = (va & !(step - 1)) + step;
+            va = va.align_down(step) + step;
         }
         Ok(())
     }
@@ -418,12 +426,12 @@ impl AddressSpace {
     /// `tlb_get_level`'s rule that a mixed gather gets no TTL).
     pub fn protect(
         &self,
-        start: u64,
-        end: u64,
+        start: VirtAddr,
+        end: VirtAddr,
         attrs: Attributes,
     ) -> Result<Protected, ProtectError> {
         assert!(
-            start.is_multiple_of(PAGE_SIZE) && end.is_multiple_of(PAGE_SIZE),
+            start.is_aligned(PAGE_SIZE) && end.is_aligned(PAGE_SIZE),
             "protect: [{start:#x}, {end:#x}) is not page aligned"
         );
         if !self.is_live() {
@@ -448,7 +456,7 @@ impl AddressSpace {
             };
             e.store(new.raw(), Ordering::Release);
             pages += level_block_size(level) / PAGE_SIZE;
-            range.leaf(va, level);
+            range.leaf(va.as_u64(), level);
             Ok::<(), ()>(())
         });
         if pages == 0 {
@@ -466,14 +474,20 @@ impl AddressSpace {
                 // The gather's rule: the smallest leaf's stride, a hint only for a single level.
                 (range.stride, range.level_hint())
             };
-        let flush =
-            crate::tlb::flush_tlb_range(self, range.start, range.end, stride, true, level_hint);
+        let flush = crate::tlb::flush_tlb_range(
+            self,
+            VirtAddr::new(range.start),
+            VirtAddr::new(range.end),
+            stride,
+            true,
+            level_hint,
+        );
         Ok(Protected { pages, flush })
     }
 
     /// The leaf descriptor and level mapping `va`, if any. Safe without the lock: it reads the
     /// tables with IRQs masked, an RCU read-side section like the lockless walker's.
-    pub fn lookup(&self, va: u64) -> Option<(Descriptor, u8)> {
+    pub fn lookup(&self, va: VirtAddr) -> Option<(Descriptor, u8)> {
         let irq = broadside_base::irq::save_and_mask();
         let found = if self.is_dead() {
             None
@@ -484,11 +498,12 @@ impl AddressSpace {
         found
     }
 
-    fn lookup_in_tables(&self, va: u64) -> Option<(Descriptor, u8)> {
+    fn lookup_in_tables(&self, va: VirtAddr) -> Option<(Descriptor, u8)> {
         let mut table = self.root;
         for level in 0..=3u8 {
-            let d =
-                Descriptor::from_raw(entry(table, table_index(va, level)).load(Ordering::Acquire));
+            let d = Descriptor::from_raw(
+                entry(table, table_index(va.as_u64(), level)).load(Ordering::Acquire),
+            );
             match d.kind(level) {
                 DescriptorKind::Table { next } => table = next,
                 DescriptorKind::Invalid => return None,

@@ -27,6 +27,7 @@ use crate::tlb::{FlushRecord, flush_tlb_mm, flush_tlb_range};
 use alloc::vec::Vec;
 use broadside_arch::pte::{Descriptor, DescriptorKind, table_index};
 use broadside_arch::pte::{PAGE_SIZE, level_block_size};
+use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame;
 use broadside_platform::bootargs::Bug;
@@ -45,7 +46,7 @@ pub const LOCAL_BATCH_ENTRIES: usize = 8;
 /// A page (or block) to free after the flush.
 #[derive(Clone, Copy, Debug)]
 struct PageEntry {
-    pa: u64,
+    pa: PhysAddr,
     order: u32,
 }
 
@@ -68,7 +69,7 @@ pub struct MmuGather<'a> {
     local: [PageEntry; LOCAL_BATCH_ENTRIES],
     local_len: usize,
     pages: Vec<Vec<PageEntry>>,
-    tables: Option<Vec<u64>>,
+    tables: Option<Vec<PhysAddr>>,
     /// Flushes this gather issued (for tests).
     pub flushes: u32,
     /// What the last flush did.
@@ -87,7 +88,10 @@ impl<'a> MmuGather<'a> {
             freed_tables: false,
             unshared_tables: false,
             fully_unshared_tables: false,
-            local: [PageEntry { pa: 0, order: 0 }; LOCAL_BATCH_ENTRIES],
+            local: [PageEntry {
+                pa: PhysAddr::ZERO,
+                order: 0,
+            }; LOCAL_BATCH_ENTRIES],
             local_len: 0,
             pages: Vec::new(),
             tables: None,
@@ -115,7 +119,7 @@ impl<'a> MmuGather<'a> {
     /// If the range reaches into a table this space does not own (a shared object's table still
     /// hooked here): tearing it down would clear and free it under every other sharer. Shared
     /// tables leave a space only through `shared::unmap_object`.
-    pub fn unmap(&mut self, start: u64, end: u64) {
+    pub fn unmap(&mut self, start: VirtAddr, end: VirtAddr) {
         let space = self.space;
         if space.is_dead() {
             return;
@@ -124,7 +128,7 @@ impl<'a> MmuGather<'a> {
     }
 
     /// Returns whether `table` is empty afterwards.
-    fn unmap_level(&mut self, table: u64, level: u8, start: u64, end: u64) -> bool {
+    fn unmap_level(&mut self, table: PhysAddr, level: u8, start: VirtAddr, end: VirtAddr) -> bool {
         assert!(
             self.space.owns_table(table),
             "unmap: space {} reached table {table:#x} (level {level}) at va {start:#x}, owned by \
@@ -135,9 +139,9 @@ impl<'a> MmuGather<'a> {
         let size = level_block_size(level);
         let mut va = start;
         while va < end {
-            let entry_start = va & !(size - 1);
+            let entry_start = va.align_down(size);
             let entry_end = entry_start + size;
-            let e = entry(table, table_index(va, level));
+            let e = entry(table, table_index(va.as_u64(), level));
             let d = Descriptor::from_raw(e.load(Ordering::Acquire));
             match d.kind(level) {
                 DescriptorKind::Invalid => {}
@@ -162,9 +166,9 @@ impl<'a> MmuGather<'a> {
 
     /// Records that a leaf at `level` mapping `pa` at `va` was cleared; the frame is freed after
     /// the flush (`tlb_remove_page_size`).
-    pub fn remove_page(&mut self, pa: u64, va: u64, level: u8) {
+    pub fn remove_page(&mut self, pa: PhysAddr, va: VirtAddr, level: u8) {
         let size = level_block_size(level);
-        self.range.leaf(va, level);
+        self.range.leaf(va.as_u64(), level);
         stats::add(Counter::PagesUnmapped, size / PAGE_SIZE);
         if broadside_memory::frame::meta(pa).kind()
             == broadside_memory::frame::FrameKind::Shared as u32
@@ -201,8 +205,14 @@ impl<'a> MmuGather<'a> {
     /// level-2 table frees it full of blocks. Every one of those leaves may be cached in this
     /// space's TLB entries, so the flush must cover the whole span at the leaf stride, not just
     /// one page of it (Linux's last user falls through to a zap that tracks each huge entry).
-    pub fn remove_table_with_leaves(&mut self, pa: u64, va: u64, level: u8, leaf_size: u64) {
-        self.range.table_with_leaves(va, level, leaf_size);
+    pub fn remove_table_with_leaves(
+        &mut self,
+        pa: PhysAddr,
+        va: VirtAddr,
+        level: u8,
+        leaf_size: u64,
+    ) {
+        self.range.table_with_leaves(va.as_u64(), level, leaf_size);
         self.remove_table(pa, va, level);
     }
 
@@ -210,11 +220,11 @@ impl<'a> MmuGather<'a> {
     /// after the flush and a grace period (`pte_free_tlb` / `tlb_remove_table`). The table must
     /// hold no valid entry that was not itself cleared into this gather (see
     /// [`Self::remove_table_with_leaves`] for one that does).
-    pub fn remove_table(&mut self, pa: u64, va: u64, level: u8) {
+    pub fn remove_table(&mut self, pa: PhysAddr, va: VirtAddr, level: u8) {
         // Entries cached from inside the table were for leaves and tables this or an earlier
         // gather already cleared and flushed; what is left is the walk-cache entry for the
         // parent's entry (see `GatherRange::table`).
-        self.range.table(va, level);
+        self.range.table(va.as_u64(), level);
         self.freed_tables = true;
         if self
             .tables
@@ -226,7 +236,7 @@ impl<'a> MmuGather<'a> {
             self.freed_tables = true;
         }
         if self.tables.is_none() {
-            self.tables = new_batch::<u64>(TABLE_BATCH_ENTRIES);
+            self.tables = new_batch::<PhysAddr>(TABLE_BATCH_ENTRIES);
         }
         match self.tables.as_mut() {
             Some(t) => t.push(pa),
@@ -253,8 +263,8 @@ impl<'a> MmuGather<'a> {
             let last_level_only = !self.freed_tables && !self.unshared_tables;
             flush_tlb_range(
                 self.space,
-                self.range.start,
-                self.range.end,
+                VirtAddr::new(self.range.start),
+                VirtAddr::new(self.range.end),
                 self.range.stride,
                 last_level_only,
                 self.range.level_hint(),
@@ -305,8 +315,8 @@ impl<'a> MmuGather<'a> {
     /// caches; `fully` says the table is now exclusive to its last other user.
     /// With `unshare=sync-each` (the behaviour before Linux's fix) each unshare is flushed and
     /// synchronised on the spot.
-    pub fn unshare_table(&mut self, va: u64, fully: bool) {
-        self.range.unshared_table(va);
+    pub fn unshare_table(&mut self, va: VirtAddr, fully: bool) {
+        self.range.unshared_table(va.as_u64());
         self.unshared_tables = true;
         self.fully_unshared_tables |= fully;
         stats::count(Counter::TablesUnshared);
@@ -399,9 +409,9 @@ impl AddressSpace {
         crate::shared::unmap_all_objects(self);
         let _guard = self.lock.lock();
         let mut g = MmuGather::new_fullmm(self);
-        g.unmap_level(self.root, 0, 0, 1 << 48);
+        g.unmap_level(self.root, 0, VirtAddr::ZERO, VirtAddr::new(1 << 48));
         self.mark_dead();
-        g.remove_table(self.root, 0, 0);
+        g.remove_table(self.root, VirtAddr::ZERO, 0);
         g.finish();
     }
 }

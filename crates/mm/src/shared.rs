@@ -26,6 +26,7 @@ use broadside_arch::aarch64::layout::phys_to_virt;
 use broadside_arch::pte::{
     Attributes, Descriptor, DescriptorKind, L1_BLOCK_SIZE, L2_BLOCK_SIZE, PAGE_SIZE, table_index,
 };
+use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame::{self, FrameKind};
 use broadside_platform::bootargs::{Bug, UnshareMode};
@@ -83,9 +84,9 @@ pub struct SharedObject {
     /// Size in GiB: one level-2 table per GiB.
     pub gib: u64,
     /// The physical 2 MiB frames the blocks alias (block i maps `frames[i % len]`).
-    frames: Vec<u64>,
+    frames: Vec<PhysAddr>,
     /// The object lock, holding the shared level-2 table of each GiB while any space uses it.
-    pub tables: spin::Mutex<Vec<Option<u64>>>,
+    pub tables: spin::Mutex<Vec<Option<PhysAddr>>>,
 }
 
 impl SharedObject {
@@ -99,7 +100,7 @@ impl SharedObject {
             m.owner.store(OBJECT_OWNER_BIT | id, Ordering::Relaxed);
             m.level_and_share.store(9, Ordering::Relaxed);
             for p in 0..512 {
-                let w = phys_to_virt(pa + p * PAGE_SIZE) as *mut u64;
+                let w = phys_to_virt(pa + p * PAGE_SIZE).as_mut_ptr::<u64>();
                 // SAFETY: a fresh frame owned by this object, not yet mapped anywhere.
                 unsafe {
                     w.write_volatile(STAMP_MAGIC ^ (OBJECT_OWNER_BIT | id));
@@ -131,7 +132,7 @@ impl SharedObject {
     }
 
     /// Builds the level-2 table for GiB `index`: 512 blocks over the aliased frames.
-    fn build_table(&self, index: u64, attrs: Attributes, owner: u64) -> Option<u64> {
+    fn build_table(&self, index: u64, attrs: Attributes, owner: u64) -> Option<PhysAddr> {
         if fault_inject::should_fail_table_alloc() {
             return None;
         }
@@ -160,11 +161,11 @@ impl Drop for SharedObject {
 }
 
 /// Extra sharers of table `t`.
-fn share_count(t: u64) -> u32 {
+fn share_count(t: PhysAddr) -> u32 {
     frame::meta(t).level_and_share.load(Ordering::Relaxed) >> SHARE_SHIFT
 }
 
-fn add_share(t: u64, delta: i32) {
+fn add_share(t: PhysAddr, delta: i32) {
     let m = frame::meta(t);
     if delta > 0 {
         m.level_and_share
@@ -176,10 +177,12 @@ fn add_share(t: u64, delta: i32) {
 }
 
 /// The level-1 entry slot for `va` in `space`, if the level-1 table exists.
-fn l1_slot(space: &AddressSpace, va: u64) -> Option<&'static AtomicU64> {
-    let d = Descriptor::from_raw(entry(space.root, table_index(va, 0)).load(Ordering::Acquire));
+fn l1_slot(space: &AddressSpace, va: VirtAddr) -> Option<&'static AtomicU64> {
+    let d = Descriptor::from_raw(
+        entry(space.root, table_index(va.as_u64(), 0)).load(Ordering::Acquire),
+    );
     match d.kind(0) {
-        DescriptorKind::Table { next } => Some(entry(next, table_index(va, 1))),
+        DescriptorKind::Table { next } => Some(entry(next, table_index(va.as_u64(), 1))),
         _ => None,
     }
 }
@@ -192,9 +195,13 @@ fn l1_slot(space: &AddressSpace, va: u64) -> Option<&'static AtomicU64> {
 /// through a gather (share counts restored, tables it built freed after the flush and a grace
 /// period), so no table is left hooked without an `objects` entry for destroy to unshare.
 /// A space whose destroy has begun refuses ([`MapError::SpaceNotLive`]).
-pub fn map_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: u64) -> Result<(), MapError> {
+pub fn map_object(
+    space: &AddressSpace,
+    obj: &Arc<SharedObject>,
+    va: VirtAddr,
+) -> Result<(), MapError> {
     assert!(
-        va.is_multiple_of(L1_BLOCK_SIZE),
+        va.is_aligned(L1_BLOCK_SIZE),
         "objects map at 1 GiB-aligned VAs"
     );
     let mut tables = obj.tables.lock();
@@ -215,7 +222,7 @@ pub fn map_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: u64) -> Res
             failure = Some(MapError::OutOfMemory);
             break;
         };
-        let slot = entry(l1, table_index(v, 1));
+        let slot = entry(l1, table_index(v.as_u64(), 1));
         if Descriptor::from_raw(slot.load(Ordering::Relaxed)).is_valid() {
             continue;
         }
@@ -260,8 +267,8 @@ pub fn map_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: u64) -> Res
 fn unshare_locked(
     space: &AddressSpace,
     g: &mut MmuGather<'_>,
-    tables: &mut [Option<u64>],
-    va: u64,
+    tables: &mut [Option<PhysAddr>],
+    va: VirtAddr,
     indices: core::ops::Range<u64>,
 ) {
     for i in indices {
@@ -303,7 +310,7 @@ fn unshare_locked(
 /// Unmaps `obj` from `space`: unshare through a gather, flush (and synchronise, per mode)
 /// before the object lock is dropped. Works on a dying space too (destroy unmaps its objects
 /// this way). Returns what the gather's last flush did.
-pub fn unmap_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: u64) -> FlushRecord {
+pub fn unmap_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: VirtAddr) -> FlushRecord {
     let mut tables = obj.tables.lock();
     let _g = space.lock.lock();
     if space.is_dead() {
@@ -324,7 +331,7 @@ pub fn unmap_object(space: &AddressSpace, obj: &Arc<SharedObject>, va: u64) -> F
 /// Fork: maps into `child` every object `parent` maps, at the same VAs, sharing the parent's
 /// level-2 tables.
 pub fn fork_objects(parent: &AddressSpace, child: &AddressSpace) -> Result<(), MapError> {
-    let objects: Vec<(Arc<SharedObject>, u64)> = parent.objects.lock().clone();
+    let objects: Vec<(Arc<SharedObject>, VirtAddr)> = parent.objects.lock().clone();
     for (obj, va) in objects {
         map_object(child, &obj, va)?;
     }
@@ -333,7 +340,7 @@ pub fn fork_objects(parent: &AddressSpace, child: &AddressSpace) -> Result<(), M
 
 /// Unmaps every object `space` maps (the exit path, before the full teardown).
 pub fn unmap_all_objects(space: &AddressSpace) {
-    let objects: Vec<(Arc<SharedObject>, u64)> = space.objects.lock().clone();
+    let objects: Vec<(Arc<SharedObject>, VirtAddr)> = space.objects.lock().clone();
     for (obj, va) in objects {
         unmap_object(space, &obj, va);
     }
@@ -346,7 +353,7 @@ pub fn unmap_all_objects(space: &AddressSpace) {
 pub fn protect_object_gib(
     space: &AddressSpace,
     obj: &Arc<SharedObject>,
-    va: u64,
+    va: VirtAddr,
     index: u64,
     attrs: Attributes,
 ) -> Result<(), MapError> {
@@ -365,7 +372,8 @@ pub fn protect_object_gib(
     let private = obj
         .build_table(index, attrs, space.id)
         .ok_or(MapError::OutOfMemory)?;
-    entry(l1, table_index(v, 1)).store(Descriptor::table(private).raw(), Ordering::Release);
+    entry(l1, table_index(v.as_u64(), 1))
+        .store(Descriptor::table(private).raw(), Ordering::Release);
     Ok(())
 }
 
@@ -376,7 +384,7 @@ pub fn protect_object_gib(
 pub fn adopt_if_exclusive(
     space: &AddressSpace,
     obj: &Arc<SharedObject>,
-    va: u64,
+    va: VirtAddr,
     index: u64,
     slot_in_table: usize,
 ) -> bool {

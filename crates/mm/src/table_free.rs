@@ -14,6 +14,7 @@
 use crate::aspace::free_table_page;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use broadside_arch::PhysAddr;
 use broadside_platform::bootargs::TableFreeMode;
 use broadside_sync::rcu::RcuCallback;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -44,16 +45,16 @@ fn mode() -> TableFreeMode {
 
 /// The RCU callback: frees a batch of tables after their grace period.
 fn free_batch_after_gp(arg: usize) {
-    // SAFETY: `arg` is the `Box<Vec<u64>>` leaked by `free_table_batch` for this callback, which
+    // SAFETY: `arg` is the `Box<Vec<PhysAddr>>` leaked by `free_table_batch` for this callback, which
     // runs exactly once.
-    let batch = unsafe { Box::from_raw(arg as *mut Vec<u64>) };
+    let batch = unsafe { Box::from_raw(arg as *mut Vec<PhysAddr>) };
     for pa in batch.iter() {
         free_table_page(*pa);
     }
 }
 
 /// Frees a batch of unhooked, already-invalidated tables (`tlb_remove_table_free`).
-pub fn free_table_batch(batch: Vec<u64>) {
+pub fn free_table_batch(batch: Vec<PhysAddr>) {
     if FREE_NOW.load(Ordering::Relaxed) {
         batch.into_iter().for_each(free_table_page);
         return;
@@ -81,7 +82,7 @@ pub fn free_table_batch(batch: Vec<u64>) {
 
 /// Frees one table with no batch to put it in (the allocation failed): the caller has already
 /// invalidated it; wait for walkers synchronously, then free (`tlb_remove_table_one`).
-pub fn free_table_now(pa: u64) {
+pub fn free_table_now(pa: PhysAddr) {
     if !FREE_NOW.load(Ordering::Relaxed) {
         match mode() {
             TableFreeMode::Rcu => broadside_sync::synchronize_rcu(),

@@ -14,6 +14,7 @@
 
 use crate::aspace::AddressSpace;
 pub use crate::gather_range::FlushCoverage;
+use broadside_arch::VirtAddr;
 use broadside_arch::aarch64::tlb::Scope;
 use broadside_arch::aarch64::{gic, tlb};
 use broadside_arch::tlbi::{
@@ -90,8 +91,8 @@ fn scope_for(space: &AddressSpace) -> Scope {
 /// entries changed (no table was freed or unshared); `level_hint` is the level of those leaves.
 pub fn flush_tlb_range(
     space: &AddressSpace,
-    start: u64,
-    end: u64,
+    start: VirtAddr,
+    end: VirtAddr,
     stride: u64,
     last_level_only: bool,
     level_hint: Option<u8>,
@@ -103,6 +104,7 @@ pub fn flush_tlb_range(
         return FlushRecord::default();
     };
     let last_level_only = last_level_only || p.leaf_only;
+    let (start, end) = (start.as_u64(), end.as_u64());
     let req = FlushRequest {
         start,
         end,

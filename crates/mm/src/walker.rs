@@ -15,6 +15,7 @@
 use crate::aspace::{self, AddressSpace, SpaceState, StampCheck, TABLE_POISON, entry};
 use crate::shared::OBJECT_OWNER_BIT;
 use broadside_arch::pte::{Descriptor, DescriptorKind, PAGE_SIZE, level_block_size, table_index};
+use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::irq;
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame::{self, FrameKind};
@@ -24,7 +25,7 @@ use core::sync::atomic::Ordering;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WalkOutcome {
     /// A frame was pinned, verified and released.
-    Pinned { pa: u64, level: u8 },
+    Pinned { pa: PhysAddr, level: u8 },
     /// No mapping (or the space is gone).
     NotPresent,
     /// An entry changed under the walk, or the frame was being freed: backed out.
@@ -36,7 +37,7 @@ pub enum WalkOutcome {
 /// A table the walk passed through: where, which entry, what it held, and the table's identity.
 #[derive(Clone, Copy)]
 struct Step {
-    table: u64,
+    table: PhysAddr,
     index: usize,
     value: u64,
     generation: u64,
@@ -55,7 +56,7 @@ enum Identity {
 }
 
 /// Classifies `table` for a walk of `space` at `level` that first saw it with `generation`.
-fn identity(space: &AddressSpace, table: u64, level: u8, generation: u64) -> Identity {
+fn identity(space: &AddressSpace, table: PhysAddr, level: u8, generation: u64) -> Identity {
     let m = frame::meta(table);
     let owner = m.owner.load(Ordering::Acquire);
     if m.kind() != FrameKind::Table as u32
@@ -85,7 +86,7 @@ pub struct WalkConfig {
 /// and keeps re-reading the tables it came through for `hold` counter ticks before the final
 /// re-check, as a walk over a long range would; that is the window in which a table freed too
 /// early is seen. `mask_irqs = false` is the `bug=walker-irqs-on` negative control.
-pub fn walk_and_pin(space: &AddressSpace, va: u64, cfg: WalkConfig, hold: u64) -> WalkOutcome {
+pub fn walk_and_pin(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u64) -> WalkOutcome {
     let saved = if cfg.mask_irqs {
         Some(irq::save_and_mask())
     } else {
@@ -108,14 +109,14 @@ pub fn walk_and_pin(space: &AddressSpace, va: u64, cfg: WalkConfig, hold: u64) -
     outcome
 }
 
-fn walk_masked(space: &AddressSpace, va: u64, cfg: WalkConfig, hold: u64) -> WalkOutcome {
+fn walk_masked(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u64) -> WalkOutcome {
     // A dead space's root is on its way to being freed; a space still Live or Dying keeps its
     // root until after it is marked Dead (see `AddressSpace::destroy`).
     if space.state() == SpaceState::Dead {
         return WalkOutcome::NotPresent;
     }
     let mut steps = [Step {
-        table: 0,
+        table: PhysAddr::ZERO,
         index: 0,
         value: 0,
         generation: 0,
@@ -128,7 +129,7 @@ fn walk_masked(space: &AddressSpace, va: u64, cfg: WalkConfig, hold: u64) -> Wal
             Identity::Freed => return WalkOutcome::UseAfterFree("walked into a freed table"),
             Identity::Foreign => return foreign_table(&steps[..level as usize], cfg),
         }
-        let index = table_index(va, level);
+        let index = table_index(va.as_u64(), level);
         let value = entry(table, index).load(Ordering::Acquire);
         if value == TABLE_POISON {
             return WalkOutcome::UseAfterFree("read poison from a freed table");
@@ -199,8 +200,8 @@ fn recheck(space: &AddressSpace, steps: &[Step], cfg: WalkConfig) -> Result<bool
 
 fn pin_and_recheck(
     space: &AddressSpace,
-    va: u64,
-    head: u64,
+    va: VirtAddr,
+    head: PhysAddr,
     level: u8,
     steps: &[Step],
     cfg: WalkConfig,
@@ -233,8 +234,8 @@ fn pin_and_recheck(
         Ok(true) => {}
     }
     // The pinned frame must be this space's page for this VA.
-    let page = head + (va & (level_block_size(level) - 1) & !(PAGE_SIZE - 1));
-    let w = broadside_arch::aarch64::layout::phys_to_virt(page) as *const u64;
+    let page = head + ((va - va.align_down(level_block_size(level))) & !(PAGE_SIZE - 1));
+    let w = broadside_arch::aarch64::layout::phys_to_virt(page).as_ptr::<u64>();
     // SAFETY: the frame is pinned (refcount held), so it cannot be freed or reused while read.
     let (w0, w1) = unsafe { (w.read_volatile(), w.add(1).read_volatile()) };
     // A shared object's frame carries the object's tag, not a space's (it is aliased at many
@@ -251,7 +252,7 @@ fn pin_and_recheck(
 }
 
 /// Drops the walker's pin; frees the frame if the unmap already dropped its own reference.
-fn unpin(head: u64) {
+fn unpin(head: PhysAddr) {
     let order = frame::meta(head).level_and_share.load(Ordering::Relaxed) & 0xff;
     aspace::release_data_frame(head, order);
 }

@@ -2,6 +2,7 @@
 //! CPU_ON, and a bounded wait that names every CPU that did not arrive.
 
 use super::percpu::{self, CpuState};
+use broadside_arch::VirtAddr;
 use broadside_arch::aarch64::boot::{SecondaryBootRecord, boot_idmap_pa, secondary_entry_pa};
 use broadside_arch::aarch64::{cpu, layout, mmu, psci};
 use broadside_arch::pte::{Attributes, PAGE_SIZE};
@@ -36,8 +37,8 @@ pub enum StartError {
     Psci(usize, smccc::psci::Error),
 }
 
-/// Maps a stack of `size` bytes ending at `top` (virtual), from fresh frames.
-fn map_stack(bottom: u64, size: u64, cpu_index: usize) -> Result<(), StartError> {
+/// Maps a stack of `size` bytes starting at `bottom` (virtual), from fresh frames.
+fn map_stack(bottom: VirtAddr, size: u64, cpu_index: usize) -> Result<(), StartError> {
     let order = (size / PAGE_SIZE).trailing_zeros();
     let pa =
         frame::alloc_frames(order, FrameKind::Kernel).ok_or(StartError::OutOfMemory(cpu_index))?;
@@ -54,8 +55,8 @@ pub fn start_secondaries(
     let ttbr1 = mmu::ttbr1();
     for (i, &mpidr) in mpidrs.iter().enumerate().skip(1) {
         let ((kb, kt), (eb, et)) = layout::stack_slot(i);
-        map_stack(kb, kt - kb, i)?;
-        map_stack(eb, et - eb, i)?;
+        map_stack(VirtAddr::new(kb), kt - kb, i)?;
+        map_stack(VirtAddr::new(eb), et - eb, i)?;
         percpu::cpu(i).mpidr.store(mpidr, Ordering::Relaxed);
         percpu::cpu(i).set_state(CpuState::Booting);
         // SAFETY: CPU i has not been started, so nothing else reads its record.
@@ -70,8 +71,12 @@ pub fn start_secondaries(
         // The secondary reads its record with the MMU (and so its caches) off.
         let rec_va = rec as *const SecondaryBootRecord as u64;
         cpu::clean_dcache_to_poc(rec_va, core::mem::size_of::<SecondaryBootRecord>() as u64);
-        psci::cpu_on(mpidr, secondary_entry_pa(), layout::virt_to_phys(rec_va))
-            .map_err(|e| StartError::Psci(i, e))?;
+        psci::cpu_on(
+            mpidr,
+            secondary_entry_pa(),
+            layout::virt_to_phys(VirtAddr::new(rec_va)).as_u64(),
+        )
+        .map_err(|e| StartError::Psci(i, e))?;
     }
     let freq = cpu::counter_frequency();
     let deadline = cpu::counter() + freq * wait_ms as u64 / 1000;

@@ -6,8 +6,9 @@
 use super::Outcome;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use broadside_arch::VirtAddr;
 use broadside_arch::aarch64::exception::{probe_read_u64, probe_write_u64};
-use broadside_arch::aarch64::layout::{ImageLayout, phys_to_virt};
+use broadside_arch::aarch64::layout::{ImageLayout, phys_to_virt, virt_to_phys};
 use broadside_arch::aarch64::{cpu, gic};
 use broadside_arch::pte::{
     Attributes, Descriptor, DescriptorKind, L1_BLOCK_SIZE, L2_BLOCK_SIZE, PAGE_SIZE, table_index,
@@ -127,7 +128,7 @@ fn check_frames(_: &BootInfo) -> Check {
     let mut got = Vec::new();
     for i in 0..64u64 {
         let pa = frame::alloc_frame(FrameKind::Kernel).ok_or("allocation failed")?;
-        ensure!(pa % PAGE_SIZE == 0, "frame {pa:#x} not page aligned");
+        ensure!(pa.is_aligned(PAGE_SIZE), "frame {pa:#x} not page aligned");
         let m = frame::meta(pa);
         ensure!(
             m.refcount.load(Ordering::Relaxed) == 1,
@@ -135,7 +136,8 @@ fn check_frames(_: &BootInfo) -> Check {
         );
         ensure!(m.kind() == FrameKind::Kernel as u32, "kind not recorded");
         // SAFETY: the frame was just allocated to this check and is in the linear map.
-        let words = unsafe { core::slice::from_raw_parts_mut(phys_to_virt(pa) as *mut u64, 512) };
+        let words =
+            unsafe { core::slice::from_raw_parts_mut(phys_to_virt(pa).as_mut_ptr::<u64>(), 512) };
         ensure!(words.iter().all(|w| *w == 0), "frame {pa:#x} not zeroed");
         words[0] = i;
         got.push(pa);
@@ -151,7 +153,7 @@ fn check_frames(_: &BootInfo) -> Check {
     );
     let big = frame::alloc_frames(9, FrameKind::Kernel).ok_or("2 MiB allocation failed")?;
     ensure!(
-        big % (PAGE_SIZE << 9) == 0,
+        big.is_aligned(PAGE_SIZE << 9),
         "order-9 block {big:#x} not naturally aligned"
     );
     frame::free_frames(big, 9);
@@ -289,13 +291,14 @@ fn check_wx_layout(_: &BootInfo) -> Check {
         "fix-up count is not exactly 2 more"
     );
     // The live tables say the same: text RX, data RW + never executable.
-    let (text_desc, _) = broadside_memory::kmap::lookup_live(text).ok_or("text not mapped")?;
+    let (text_desc, _) =
+        broadside_memory::kmap::lookup_live(VirtAddr::new(text)).ok_or("text not mapped")?;
     let (data_desc, _) =
-        broadside_memory::kmap::lookup_live(&PINGS as *const _ as u64).ok_or("bss not mapped")?;
-    let (linear_desc, _) = broadside_memory::kmap::lookup_live(phys_to_virt(
-        text - broadside_arch::aarch64::layout::KIMAGE_VBASE,
-    ))
-    .ok_or("linear alias of text not mapped")?;
+        broadside_memory::kmap::lookup_live(VirtAddr::new(&PINGS as *const _ as u64))
+            .ok_or("bss not mapped")?;
+    let (linear_desc, _) =
+        broadside_memory::kmap::lookup_live(phys_to_virt(virt_to_phys(VirtAddr::new(text))))
+            .ok_or("linear alias of text not mapped")?;
     for (name, d, level, want_write, want_exec) in [
         ("text", text_desc, 3, false, true),
         ("bss", data_desc, 3, true, false),
@@ -333,7 +336,7 @@ fn check_guards(_: &BootInfo) -> Check {
 }
 
 /// Where the TLB checks map their pages (2 MiB aligned).
-const TEST_SPACE_BASE: u64 = 0x4000_0000;
+const TEST_SPACE_BASE: VirtAddr = VirtAddr::new(0x4000_0000);
 
 /// A new space with `pages` pages mapped at `TEST_SPACE_BASE`, loaded on every CPU once so
 /// that its flushes are broadcast as a running process's would be.
@@ -465,7 +468,7 @@ fn check_walk_cache_flush(info: &BootInfo) -> Check {
 // ---- the teardown race and sharing (each check re-plants one bug's scenario) ---------------
 
 /// Where the sharing checks map their objects (1 GiB aligned, a level-0 slot of its own).
-const TEST_OBJECT_VA: u64 = 0x100_0000_0000;
+const TEST_OBJECT_VA: VirtAddr = VirtAddr::new(0x100_0000_0000);
 
 /// A new space mapping `obj` at [`TEST_OBJECT_VA`].
 fn space_mapping(obj: &Arc<SharedObject>) -> Result<AddressSpace, alloc::string::String> {
@@ -478,10 +481,12 @@ fn space_mapping(obj: &Arc<SharedObject>) -> Result<AddressSpace, alloc::string:
 /// The level-1 entry of `space` for GiB `gib` of the test object, if its level-1 table exists.
 fn object_slot(space: &AddressSpace, gib: u64) -> Option<Descriptor> {
     let va = TEST_OBJECT_VA + gib * L1_BLOCK_SIZE;
-    let l0 = Descriptor::from_raw(entry(space.root, table_index(va, 0)).load(Ordering::Acquire));
+    let l0 = Descriptor::from_raw(
+        entry(space.root, table_index(va.as_u64(), 0)).load(Ordering::Acquire),
+    );
     match l0.kind(0) {
         DescriptorKind::Table { next } => Some(Descriptor::from_raw(
-            entry(next, table_index(va, 1)).load(Ordering::Acquire),
+            entry(next, table_index(va.as_u64(), 1)).load(Ordering::Acquire),
         )),
         _ => None,
     }
@@ -537,9 +542,9 @@ fn check_last_sharer_flush_covers_blocks(_: &BootInfo) -> Check {
     let space = space_mapping(&obj)?;
     activate_everywhere(&space);
     let record = shared::unmap_object(&space, &obj, TEST_OBJECT_VA);
-    let missed: Vec<u64> = (0..512)
+    let missed: Vec<VirtAddr> = (0..512)
         .map(|k| TEST_OBJECT_VA + k * L2_BLOCK_SIZE)
-        .filter(|&va| !record.coverage.covers_leaf(va, L2_BLOCK_SIZE, 2))
+        .filter(|&va| !record.coverage.covers_leaf(va.as_u64(), L2_BLOCK_SIZE, 2))
         .collect();
     space.destroy();
     ensure!(
@@ -610,9 +615,9 @@ fn check_protect_mixed_leaves(_: &BootInfo) -> Check {
         writable_after == Some(false),
         "the block is not read-only after protect: {writable_after:?}"
     );
-    let missed: Vec<u64> = (0..16)
+    let missed: Vec<VirtAddr> = (0..16)
         .map(|k| base + k * PAGE_SIZE)
-        .filter(|&va| !done.flush.coverage.covers_leaf(va, PAGE_SIZE, 3))
+        .filter(|&va| !done.flush.coverage.covers_leaf(va.as_u64(), PAGE_SIZE, 3))
         .collect();
     ensure!(
         missed.is_empty(),
@@ -624,7 +629,7 @@ fn check_protect_mixed_leaves(_: &BootInfo) -> Check {
     ensure!(
         done.flush
             .coverage
-            .covers_leaf(base + L2_BLOCK_SIZE, L2_BLOCK_SIZE, 2),
+            .covers_leaf((base + L2_BLOCK_SIZE).as_u64(), L2_BLOCK_SIZE, 2),
         "the block was not invalidated; the flush covered {:?}",
         done.flush.coverage
     );
@@ -695,7 +700,7 @@ fn check_unshare_flushed_under_lock(_: &BootInfo) -> Check {
     ensure!(
         record
             .coverage
-            .covers_leaf(TEST_OBJECT_VA, L2_BLOCK_SIZE, 2)
+            .covers_leaf(TEST_OBJECT_VA.as_u64(), L2_BLOCK_SIZE, 2)
             && !record.leaf_only,
         "the unshare flush did not cover the GiB with walk caches: {record:?}"
     );

@@ -25,6 +25,7 @@ use broadside_arch::aarch64::cpu;
 use broadside_arch::aarch64::exception::{probe_read_u64, probe_write_u64};
 use broadside_arch::aarch64::layout::phys_to_virt;
 use broadside_arch::pte::{Attributes, DescriptorKind, L1_BLOCK_SIZE, L2_BLOCK_SIZE, PAGE_SIZE};
+use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::IrqSpinlock;
 use broadside_base::percpu::Role;
 use broadside_base::rng::Rng;
@@ -44,16 +45,16 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// Address spaces shared by all roles.
 const SPACES: usize = 4;
 /// Region A: 4 KiB pages over `Layout::pages_chunks` level-3 tables.
-const PAGES_BASE: u64 = 0x4000_0000;
+const PAGES_BASE: VirtAddr = VirtAddr::new(0x4000_0000);
 /// Region B: `Layout::blocks` 2 MiB block slots, half of them mapped at start.
-const BLOCKS_BASE: u64 = 0x8000_0000;
+const BLOCKS_BASE: VirtAddr = VirtAddr::new(0x8000_0000);
 /// Region C: a few pages under their own level-1, -2 and -3 tables (a different level-0 slot),
 /// mapped and unmapped whole so all three tables are freed each time.
-const SPARSE_BASE: u64 = 0x80_0000_0000;
+const SPARSE_BASE: VirtAddr = VirtAddr::new(0x80_0000_0000);
 const SPARSE_PAGES: u64 = 8;
 /// Region D (`sharing=on`): a shared object of `Layout::object_gib` GiB, each GiB one shared
 /// level-2 table, mapped by every space at the same VA.
-const SHARED_BASE: u64 = 0x100_0000_0000;
+const SHARED_BASE: VirtAddr = VirtAddr::new(0x100_0000_0000);
 const MIB: u64 = 1 << 20;
 
 /// The sizes of the regions, chosen at start from the free memory.
@@ -476,7 +477,7 @@ fn pick(shared: &Shared, rng: &mut Rng) -> (usize, Option<Arc<AddressSpace>>) {
 }
 
 /// A random VA in any region (the shared one only with sharing on).
-fn random_va(shared: &Shared, rng: &mut Rng) -> u64 {
+fn random_va(shared: &Shared, rng: &mut Rng) -> VirtAddr {
     let l = &shared.layout;
     match rng.below(if shared.object.is_some() { 11 } else { 8 }) {
         0..=4 => PAGES_BASE + rng.below(l.pages_len() / PAGE_SIZE) * PAGE_SIZE,
@@ -487,12 +488,12 @@ fn random_va(shared: &Shared, rng: &mut Rng) -> u64 {
 }
 
 /// A random page of the shared object's region.
-fn object_va(shared: &Shared, rng: &mut Rng) -> u64 {
+fn object_va(shared: &Shared, rng: &mut Rng) -> VirtAddr {
     SHARED_BASE + rng.below(shared.layout.object_gib * L1_BLOCK_SIZE / PAGE_SIZE) * PAGE_SIZE
 }
 
 /// The shared object's owner tag if `va` is in its region.
-fn object_at(shared: &Shared, va: u64) -> Option<u64> {
+fn object_at(shared: &Shared, va: VirtAddr) -> Option<u64> {
     let obj = shared.object.as_ref()?;
     (SHARED_BASE..SHARED_BASE + shared.layout.object_gib * L1_BLOCK_SIZE)
         .contains(&va)
@@ -536,7 +537,7 @@ fn touch(shared: &Shared, rng: &mut Rng) {
     }
     let hz = cpu::counter_frequency();
     let until = cpu::counter() + hz * (STAY_US.0 + rng.below(STAY_US.1)) / 1_000_000;
-    let mut set = [0u64; WORKING_SET];
+    let mut set = [VirtAddr::ZERO; WORKING_SET];
     for va in &mut set {
         *va = random_va(shared, rng);
     }
@@ -562,12 +563,12 @@ fn touch(shared: &Shared, rng: &mut Rng) {
 
 /// Reads `va`'s stamp through the MMU and checks it; half the time also increments the page's
 /// write counter (which must not move while the page is read-only: `protect_cycle`).
-fn probe(shared: &Shared, space: &AddressSpace, va: u64, rng: &mut Rng) {
+fn probe(shared: &Shared, space: &AddressSpace, va: VirtAddr, rng: &mut Rng) {
     // SAFETY: a VA in TTBR0's half; the probes recover from translation and permission faults.
     let read = unsafe {
         (
-            probe_read_u64(va as *const u64),
-            probe_read_u64((va + 8) as *const u64),
+            probe_read_u64(va.as_ptr::<u64>()),
+            probe_read_u64((va + 8).as_ptr::<u64>()),
         )
     };
     stats::count(Counter::Touches);
@@ -587,7 +588,7 @@ fn probe(shared: &Shared, space: &AddressSpace, va: u64, rng: &mut Rng) {
         }
     }
     if rng.below(2) == 0 {
-        let counter = (va + (WRITE_COUNTER_WORD as u64) * 8) as *mut u64;
+        let counter = (va + (WRITE_COUNTER_WORD as u64) * 8).as_mut_ptr::<u64>();
         // SAFETY: as above; a write to a read-only page faults and is recovered.
         unsafe {
             if let Ok(v) = probe_read_u64(counter) {
@@ -652,7 +653,7 @@ fn mutate(shared: &Shared, rng: &mut Rng) {
     }
 }
 
-fn unmap_range(space: &AddressSpace, start: u64, end: u64) {
+fn unmap_range(space: &AddressSpace, start: VirtAddr, end: VirtAddr) {
     let _g = space.lock.lock();
     let mut gather = MmuGather::new_range(space);
     gather.unmap(start, end);
@@ -661,7 +662,7 @@ fn unmap_range(space: &AddressSpace, start: u64, end: u64) {
 
 /// Maps `count` pages at `va`; out of memory, backs off (what was mapped stays mapped, the rest
 /// stays a hole that touchers fault on and a later cycle fills).
-fn map_pages_or_back_off(shared: &Shared, space: &AddressSpace, va: u64, count: u64) {
+fn map_pages_or_back_off(shared: &Shared, space: &AddressSpace, va: VirtAddr, count: u64) {
     let _g = space.lock.lock();
     if space
         .map_pages(va, count, Attributes::user_data_rw())
@@ -701,13 +702,15 @@ fn protect_cycle(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
         return;
     }
     // The flush has completed: from here on no write may reach these pages.
-    let mut snapshot: Vec<(u64, u64, u64)> = Vec::new();
+    let mut snapshot: Vec<(VirtAddr, PhysAddr, u64)> = Vec::new();
     let mut va = start;
     while va < end {
         if let Some((d, 3)) = space.lookup(va)
             && let DescriptorKind::Page { pa, .. } = d.kind(3)
         {
-            let w = (phys_to_virt(pa) as *const u64).wrapping_add(WRITE_COUNTER_WORD);
+            let w = phys_to_virt(pa)
+                .as_ptr::<u64>()
+                .wrapping_add(WRITE_COUNTER_WORD);
             // SAFETY: the page is mapped in this space (we hold its lock) and in the linear map.
             snapshot.push((va, pa, unsafe { w.read_volatile() }));
         }
@@ -716,7 +719,9 @@ fn protect_cycle(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
     // Give touchers on other CPUs time to try their writes.
     spin_us(200 + rng.below(300));
     for (va, pa, before) in snapshot {
-        let w = (phys_to_virt(pa) as *const u64).wrapping_add(WRITE_COUNTER_WORD);
+        let w = phys_to_virt(pa)
+            .as_ptr::<u64>()
+            .wrapping_add(WRITE_COUNTER_WORD);
         // SAFETY: as above.
         let now = unsafe { w.read_volatile() };
         if now != before {

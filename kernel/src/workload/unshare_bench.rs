@@ -27,6 +27,7 @@ use super::Outcome;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use broadside_arch::VirtAddr;
 use broadside_arch::aarch64::cpu;
 use broadside_arch::pte::{L1_BLOCK_SIZE, L2_BLOCK_SIZE, PAGE_SIZE};
 use broadside_base::IrqSpinlock;
@@ -42,7 +43,7 @@ use broadside_smp as smp;
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-const OBJECT_BASE: u64 = 0x100_0000_0000;
+const OBJECT_BASE: VirtAddr = VirtAddr::new(0x100_0000_0000);
 /// Physical 2 MiB frames behind the object: the blocks alias them.
 const OBJECT_FRAMES: usize = 4;
 const MIB: u64 = 1 << 20;

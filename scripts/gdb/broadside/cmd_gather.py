@@ -152,7 +152,7 @@ Fields the gather gains later are listed at the end by name and value."""
             total, len(lens) - 1,
             (": " + ", ".join(shown) + (", ..." if total > len(shown) else "") + "  (pa/order)")
             if shown else ""))
-        # Tables: Option<Vec<u64>>.
+        # Tables: Option<Vec<PhysAddr>> (scalar() reads through the newtype).
         name, val = variant(g["tables"])
         if name == "None":
             print("  tables         no batch (None)%s" % (

@@ -7,6 +7,8 @@
 //! | stacks            | `STACKS_VBASE`          | per-CPU stacks, each above an unmapped guard |
 //! | MMIO              | `MMIO_VBASE` + PA       | device memory (UART, GIC)                   |
 
+use crate::addr::{PhysAddr, VirtAddr};
+
 /// Base of the linear map: RAM at physical `pa` is at `PAGE_OFFSET + pa`.
 pub const PAGE_OFFSET: u64 = 0xFFFF_0000_0000_0000;
 /// Base of the image mapping; must match `KIMAGE_VBASE` in `linker.ld`.
@@ -25,14 +27,15 @@ pub const STACK_SLOT_SIZE: u64 = 2 * (4096 + KERNEL_STACK_SIZE);
 
 /// The linear-map address of physical address `pa`.
 #[inline(always)]
-pub const fn phys_to_virt(pa: u64) -> u64 {
-    PAGE_OFFSET + pa
+pub const fn phys_to_virt(pa: PhysAddr) -> VirtAddr {
+    VirtAddr::new(PAGE_OFFSET + pa.as_u64())
 }
 
 /// The physical address behind a linear-map or image address.
 #[inline(always)]
-pub fn virt_to_phys(va: u64) -> u64 {
-    if (KIMAGE_VBASE..STACKS_VBASE).contains(&va) {
+pub fn virt_to_phys(va: VirtAddr) -> PhysAddr {
+    let va = va.as_u64();
+    PhysAddr::new(if (KIMAGE_VBASE..STACKS_VBASE).contains(&va) {
         va - KIMAGE_VBASE
     } else {
         debug_assert!(
@@ -40,7 +43,7 @@ pub fn virt_to_phys(va: u64) -> u64 {
             "{va:#x} not linear"
         );
         va - PAGE_OFFSET
-    }
+    })
 }
 
 /// The device-mapping address of MMIO physical address `pa`.

@@ -4,6 +4,8 @@
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 
+use crate::addr::{PhysAddr, VirtAddr};
+
 /// A page of zeroes: the TTBR0 table when no address space is active, and the stand-in TTBR1
 /// table while the boot CPU swaps kernel tables.
 #[repr(C, align(4096))]
@@ -11,8 +13,8 @@ struct EmptyTable([u64; 512]);
 static EMPTY_TABLE: EmptyTable = EmptyTable([0; 512]);
 
 /// Physical address of the empty table.
-pub fn empty_table_pa() -> u64 {
-    super::layout::virt_to_phys(&EMPTY_TABLE as *const EmptyTable as u64)
+pub fn empty_table_pa() -> PhysAddr {
+    super::layout::virt_to_phys(VirtAddr::new(&EMPTY_TABLE as *const EmptyTable as u64))
 }
 
 /// Installs the final kernel tables in TTBR1 on the boot CPU.
@@ -21,10 +23,10 @@ pub fn empty_table_pa() -> u64 {
 ///
 /// As for [`super::tlb::replace_ttbr1`]: boot CPU only, no other CPU online, and `ttbr1_pa`
 /// must map everything the kernel uses at the same addresses as the early tables.
-pub unsafe fn replace_kernel_tables(ttbr1_pa: u64) {
+pub unsafe fn replace_kernel_tables(ttbr1_pa: PhysAddr) {
     let irq = super::cpu::irq_save();
     // SAFETY: forwarded from the caller.
-    unsafe { super::tlb::replace_ttbr1(ttbr1_pa, empty_table_pa()) };
+    unsafe { super::tlb::replace_ttbr1(ttbr1_pa.as_u64(), empty_table_pa().as_u64()) };
     super::cpu::irq_restore(irq);
 }
 
@@ -37,8 +39,8 @@ pub fn drop_boot_idmap() {
 }
 
 /// Loads TTBR0 with table `pa` and `asid` (TCR_EL1.A1 = 0: TTBR0 carries the ASID).
-pub fn set_ttbr0(pa: u64, asid: u16) {
-    TTBR0_EL1.set(pa | (asid as u64) << 48);
+pub fn set_ttbr0(pa: PhysAddr, asid: u16) {
+    TTBR0_EL1.set(pa.as_u64() | (asid as u64) << 48);
     barrier::isb(barrier::SY);
 }
 
