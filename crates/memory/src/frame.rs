@@ -16,6 +16,7 @@ use spin::Once;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum FrameKind {
+    /// In the allocator.
     Free = 0,
     /// Kernel-internal use (heap, stacks, kernel tables, metadata).
     Kernel = 1,
@@ -88,6 +89,7 @@ impl FrameMeta {
         }
     }
 
+    /// The frame's [`FrameKind`], as its number.
     pub fn kind(&self) -> u32 {
         self.kind.load(Ordering::Relaxed)
     }

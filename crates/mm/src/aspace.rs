@@ -69,10 +69,16 @@ pub enum ProtectError {
     /// The space's destroy has begun.
     SpaceNotLive,
     /// A 2 MiB or 1 GiB block at `va` is only partly inside the range (blocks are not split).
-    PartialBlock { va: VirtAddr },
+    PartialBlock {
+        /// Where the block starts.
+        va: VirtAddr,
+    },
     /// The leaf at `va` is in a table shared with other spaces (a shared object's); changing it
     /// would change every sharer's mapping. Use `shared::protect_object_gib`, which unshares.
-    SharedTable { va: VirtAddr },
+    SharedTable {
+        /// The leaf's address.
+        va: VirtAddr,
+    },
 }
 
 /// What a successful `protect` did.
@@ -92,10 +98,12 @@ pub fn init_asids(bits: u32, cpus: usize) {
     ASIDS.call_once(|| AsidAllocator::new(bits, cpus));
 }
 
+/// The ASID allocator, if boot has set it up.
 pub fn asid_allocator_opt() -> Option<&'static AsidAllocator> {
     ASIDS.get()
 }
 
+/// The ASID allocator. Panics before [`init_asids`].
 pub fn asid_allocator() -> &'static AsidAllocator {
     ASIDS.get().expect("ASID allocator not initialised")
 }
@@ -106,6 +114,7 @@ pub struct AddressSpace {
     pub id: u64,
     /// Physical address of the level-0 table.
     pub root: PhysAddr,
+    /// The space's ASID and its generation (the allocator's per-space state).
     pub asid: AsidContext,
     /// CPUs on which this space has ever been loaded into TTBR0.
     cpus_ever: [AtomicU64; MAX_CPUS / 64],
@@ -160,8 +169,11 @@ pub fn stamp_page(pa: PhysAddr, space_id: u64, va: VirtAddr) {
 /// What a stamp check found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StampCheck {
+    /// The page's own stamp (or its object's): the translation was current.
     Ok,
+    /// Poison: the page was freed, so the translation used had outlived its flush.
     Poison,
+    /// Another page's stamp: the translation pointed at a reused frame.
     Wrong,
 }
 
@@ -232,6 +244,7 @@ impl AddressSpace {
         })
     }
 
+    /// Where the space is in its life cycle.
     pub fn state(&self) -> SpaceState {
         match self.state.load(Ordering::Acquire) {
             0 => SpaceState::Live,
@@ -258,6 +271,7 @@ impl AddressSpace {
         AsidAllocator::asid_of(&self.asid)
     }
 
+    /// Whether this space has ever been loaded into TTBR0 on `cpu`.
     pub fn was_active_on(&self, cpu: usize) -> bool {
         self.cpus_ever[cpu / 64].load(Ordering::Acquire) & (1 << (cpu % 64)) != 0
     }

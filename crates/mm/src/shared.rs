@@ -60,6 +60,7 @@ pub fn set_mode(mode: UnshareMode) {
     init(mode, NO_SYNC_BUG.load(Ordering::Relaxed));
 }
 
+/// The unshare mode in force (`unshare=`).
 pub fn unshare_mode() -> UnshareMode {
     match MODE.load(Ordering::Relaxed) {
         0 => UnshareMode::SyncEach,
@@ -80,6 +81,7 @@ pub fn walker_rechecks_upper() -> bool {
 
 /// A shared memory object.
 pub struct SharedObject {
+    /// Unique for the kernel's lifetime; tagged into its tables' and frames' owner.
     pub id: u64,
     /// Size in GiB: one level-2 table per GiB.
     pub gib: u64,

@@ -29,7 +29,9 @@ use spin::Once;
 
 /// Run-wide TLB policy, fixed at boot from the arguments and the CPU's features.
 pub struct TlbPolicy {
+    /// FEAT_TLBIRANGE and FEAT_TTL, from the ID registers.
     pub features: TlbFeatures,
+    /// `flush=`: broadcast TLBI or the IPI baseline.
     pub mode: FlushMode,
     /// `bug=skip-tlbi`: issue no invalidation at all (negative control).
     pub skip_tlbi: bool,
@@ -52,6 +54,7 @@ pub fn init(features: TlbFeatures, mode: FlushMode, bugs: broadside_platform::bo
     });
 }
 
+/// The policy. Panics before [`init`].
 pub fn policy() -> &'static TlbPolicy {
     POLICY.get().expect("TLB policy not initialised")
 }
@@ -69,12 +72,17 @@ pub struct FlushRecord {
     pub coverage: FlushCoverage,
 }
 
+/// How a flush reached the CPUs that may cache the translations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FlushHow {
+    /// No flush: the space never ran, or `bug=skip-tlbi`.
     #[default]
     Nothing,
+    /// Inner-shareable TLBIs, completed by `DSB ISH`.
     Broadcast,
+    /// Non-broadcast TLBIs: the space only ever ran on this CPU.
     Local,
+    /// The IPI baseline: each target ran the TLBIs locally and acknowledged.
     Ipi,
 }
 

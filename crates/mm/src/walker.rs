@@ -25,7 +25,12 @@ use core::sync::atomic::Ordering;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WalkOutcome {
     /// A frame was pinned, verified and released.
-    Pinned { pa: PhysAddr, level: u8 },
+    Pinned {
+        /// The frame pinned.
+        pa: PhysAddr,
+        /// The level of the leaf that mapped it.
+        level: u8,
+    },
     /// No mapping (or the space is gone).
     NotPresent,
     /// An entry changed under the walk, or the frame was being freed: backed out.

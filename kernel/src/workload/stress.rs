@@ -217,6 +217,7 @@ fn roles(info: &BootInfo, cpus: usize) -> Result<(usize, usize, usize), RolesErr
     Ok((mutators, touchers, walkers))
 }
 
+/// Runs the stress for `seconds=` on every CPU and judges it by its detectors.
 pub fn run(info: &'static BootInfo) -> Outcome {
     let cpus = smp::online_count();
     let (mutators, touchers, walkers) = match roles(info, cpus) {

@@ -111,6 +111,7 @@ fn base_need(tables: u64, children: u32) -> u64 {
         + 4 * MIB
 }
 
+/// Runs the fork/exit/unmap scenario once per unshare mode and reports each mode's costs.
 pub fn run(info: &'static BootInfo) -> Outcome {
     let tables = info.args.tables as u64;
     let (free, ram) = free_memory(info);
