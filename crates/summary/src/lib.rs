@@ -5,11 +5,14 @@
 //! - [`write_summary`] writes it. It is portable and allocation-free (the kernel runs it on the
 //!   panic and watchdog paths, when the heap may be exhausted or its lock held); the kernel only
 //!   gathers the values into a [`Header`] and its counters.
-//! - [`Summary`] (behind the `serde` feature, host only) reads it back: the typed form the
+//! - [`Summary`] (behind the `serde` feature; `alloc`, no std) reads it back: the typed form the
 //!   host-side boot tests (`tests/`) assert on, with [`Summary::from_log`] to find the line in a
 //!   console log. A host test feeds the writer's output to the parser.
-#![cfg_attr(not(any(test, loom, feature = "serde")), no_std)]
+#![cfg_attr(not(any(test, loom)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(feature = "serde")]
+extern crate alloc;
 
 pub mod json;
 mod line;

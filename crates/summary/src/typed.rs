@@ -1,10 +1,12 @@
 //! The summary line read back on the host: the typed [`Summary`] the boot tests assert on.
 
 use crate::line::PREFIX;
+use alloc::borrow::ToOwned;
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use core::fmt;
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::fmt;
 
 /// How a run ended, as the summary's `result` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -111,7 +113,7 @@ impl fmt::Display for ParseError {
     }
 }
 
-impl std::error::Error for ParseError {}
+impl core::error::Error for ParseError {}
 
 impl Summary {
     /// Parses a summary's JSON object (without the `summary: ` prefix).
@@ -171,6 +173,7 @@ impl Summary {
 mod tests {
     use super::*;
     use crate::line::{Header, write_summary};
+    use alloc::string::ToString;
 
     fn header<'a>(bug: &'a dyn fmt::Display) -> Header<'a> {
         Header {
