@@ -35,8 +35,8 @@ kernel=$BS_KERNEL
 case $profile in
     release) bs_build ;;
     debugopt|opt0)
-        (cd "$BS_ROOT" && cargo build --profile "$profile" >/dev/null 2>&1) \
-            || (cd "$BS_ROOT" && cargo build --profile "$profile")
+        (cd "$BS_ROOT" && cargo build --profile "$profile" -p broadside >/dev/null 2>&1) \
+            || (cd "$BS_ROOT" && cargo build --profile "$profile" -p broadside)
         kernel="$BS_ROOT/target/$BS_TARGET/$profile/broadside" ;;
 esac
 

@@ -4,7 +4,9 @@
 # killed by the host-side --timeout.
 #
 # usage: scripts/run.sh [--smp N] [--mem SIZE] [--cpu MODEL] [--el2] [--timeout SECS]
-#                       [--kernel ELF] [-- KERNEL_ARGS...]
+#                       [--kernel ELF] [--no-semihosting] [-- KERNEL_ARGS...]
+#   --kernel ELF       boot ELF as it is (no build)
+#   --no-semihosting   QEMU without semihosting: the kernel powers off through PSCI (exit 0)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -17,8 +19,9 @@ while [ $# -gt 0 ]; do
         --el2) el2=1; shift ;;
         --timeout) timeout=${2:?--timeout needs a value}; shift 2 ;;
         --kernel) kernel=${2:?--kernel needs a value}; shift 2 ;;
+        --no-semihosting) BS_NO_SEMIHOSTING=1; shift ;;
         --) shift; break ;;
-        -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) bs_die "run.sh: unknown option $1 (see --help)" ;;
     esac
 done

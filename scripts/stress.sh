@@ -4,7 +4,8 @@
 # prints a table. Exits non-zero when any run did not end as expected.
 #
 # usage: scripts/stress.sh [--quick | --long] [--results FILE]
-#   --quick  the short matrix scripts/test.sh runs (about two minutes)
+#   --quick  the short matrix (about two minutes); scripts/test.sh runs the same runs with the
+#            same checks as tests/tests/stress_matrix.rs (keep the two in step)
 #   (none)   the standard matrix: more seeds and longer runs
 #   --long   the standard matrix plus a 5-minute stress at --smp 8
 # QEMU wall time is not hardware time: judge runs by their counters and exit codes.

@@ -39,7 +39,8 @@
 //! | arch (`broadside-arch`) | `aarch64::*`, `addr`, `pte`, `tlbi` | exceptions, sysregs, TLBI + barriers, PSCI, GICv3, timer; typed addresses (`PhysAddr`, `VirtAddr`); descriptor and TLBI encodings |
 //! | base (`broadside-base`) | `percpu`, `irq`, `irqlock`, `stats`, `exit_code`, `rules`, `config`, `rng` | CPU identity and per-CPU records, IRQ masking, counters, exit codes |
 //!
-//! (`broadside-summary` is the portable JSON writer of the summary line, used by this crate.)
+//! (`broadside-summary` writes the summary line for this crate, allocation-free, and reads it
+//! back, typed, for the host's boot tests in `tests/`.)
 //!
 //! Portable logic — typed addresses, descriptors, TLBI operand encoding and flush planning, ASID allocation,
 //! the gather's bookkeeping, the RCU engine, the activation gate, boot arguments, the JSON

@@ -2,7 +2,7 @@
 # composing the QEMU command line. Source it; do not run it.
 
 BS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-# The kernel target; keep it equal to .cargo/config.toml's [build] target.
+# The kernel target; keep it equal to kernel/Cargo.toml's forced-target.
 BS_TARGET=aarch64-unknown-none-softfloat
 BS_KERNEL="$BS_ROOT/target/$BS_TARGET/release/broadside"
 
@@ -46,12 +46,13 @@ bs_rust_has_target() {
 bs_need_qemu() { bs_need qemu-system-aarch64 qemu-system-arm; }
 bs_need_gdb() { bs_need gdb-multiarch gdb-multiarch; }
 
-# Builds the kernel (release, with debug info). Quiet unless it fails.
+# Builds the kernel (release, with debug info). Quiet unless it fails. `-p broadside`: the
+# workspace's default members are the host crates, not the kernel.
 bs_build() {
     bs_need_rust
     local log
     log=$(mktemp)
-    if ! (cd "$BS_ROOT" && cargo build --release ${BS_CARGO_FLAGS:-} >"$log" 2>&1); then
+    if ! (cd "$BS_ROOT" && cargo build --release -p broadside ${BS_CARGO_FLAGS:-} >"$log" 2>&1); then
         cat "$log" >&2
         rm -f "$log"
         bs_die "kernel build failed"
@@ -59,15 +60,16 @@ bs_build() {
     rm -f "$log"
 }
 
-# Prints the QEMU command for: smp mem cpu el2(0|1) kernel [gdb(0|1)] -- then the bootargs
-# come from BS_BOOTARGS.
+# Sets BS_QEMU to the QEMU command for: smp mem cpu el2(0|1) kernel [gdb(0|1)]. The bootargs
+# come from BS_BOOTARGS; BS_NO_SEMIHOSTING=1 leaves semihosting off (the kernel then exits
+# through PSCI SYSTEM_OFF, which QEMU reports as 0 whatever the result).
 bs_qemu_cmd() {
     local smp=$1 mem=$2 cpu=$3 el2=$4 kernel=$5 gdb=${6:-0}
     local machine="virt,gic-version=3"
     [ "$el2" = 1 ] && machine="$machine,virtualization=on"
     BS_QEMU=(qemu-system-aarch64 -M "$machine" -cpu "$cpu" -smp "$smp" -m "$mem"
-        -nographic -semihosting-config enable=on,target=native
-        -kernel "$kernel" -append "${BS_BOOTARGS:-}")
+        -nographic -kernel "$kernel" -append "${BS_BOOTARGS:-}")
+    [ "${BS_NO_SEMIHOSTING:-0}" = 1 ] || BS_QEMU+=(-semihosting-config enable=on,target=native)
     [ "$gdb" = 1 ] && BS_QEMU+=(-S -gdb "tcp::${BS_GDB_PORT:-1234}")
     return 0
 }
