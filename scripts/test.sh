@@ -70,7 +70,18 @@ fi
 # Nothing stays here: every boot check, the stress matrix and the GDB checks are tests in tests/
 # (the stress matrix of scripts/stress.sh --quick is tests/tests/stress_matrix.rs).
 
-printf '\n%d passed, %d failed\n' "$passed" "$failed"
+# The closing lines: the steps, then every test cargo ran (host, loom, fast and long boots),
+# summed from cargo's result lines. A failed step (fmt, clippy) shows in the first line and in
+# the exit status.
+tests_passed=0 tests_failed=0
+for log in "$out_dir"/loom.log "$out_dir"/test.log "$out_dir"/test-long.log; do
+    [ -f "$log" ] || continue
+    while read -r p f; do
+        tests_passed=$((tests_passed + p)) tests_failed=$((tests_failed + f))
+    done < <(sed -nE 's/^test result: [A-Za-z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' "$log")
+done
+printf '\nsteps: %d passed, %d failed\n' "$passed" "$failed"
+printf 'tests: %d passed, %d failed\n' "$tests_passed" "$tests_failed"
 if [ "$failed" -ne 0 ]; then
     printf 'failed:\n'; printf '  %s\n' "${failures[@]}"
     exit 1
