@@ -339,6 +339,21 @@ fn cpu_local_init(cpu_index: usize) {
 /// A secondary CPU's path from `secondary_main`.
 pub fn secondary_cpu_main(cpu_index: usize) -> ! {
     mmu::drop_boot_idmap();
+    let info = boot_info();
+    if info
+        .args
+        .bugs
+        .has(broadside_platform::bootargs::Bug::LateCpu)
+        && cpu_index == info.platform.cpus - 1
+    {
+        // `bug=late-cpu`: come online well after the boot CPU stopped waiting, so its timeout
+        // path runs on every boot rather than only when QEMU happens to be slow.
+        let late_ms = info.args.cpus_wait_ms as u64 + 1000;
+        let until = cpu::counter() + cpu::counter_frequency() * late_ms / 1000;
+        while cpu::counter() < until {
+            cpu::relax();
+        }
+    }
     cpu_local_init(cpu_index);
     smp::work::idle_loop()
 }

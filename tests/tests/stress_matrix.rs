@@ -141,9 +141,9 @@ fn flush_ipi() {
 #[ignore = "long: stress matrix"]
 fn asid_bits_4() {
     pass(
-        "asid-bits-4",
+        "asid-bits-3",
         "--smp 4",
-        "workload=stress seconds=4 asid_bits=4",
+        "workload=stress seconds=4 asid_bits=3",
         |s| c(s, "asid_rollovers") > 0,
     );
 }

@@ -243,6 +243,9 @@ arg_enum! {
         Fp = "fp",
         /// Spin forever with IRQs masked on the last CPU (the watchdog path, exit 4).
         Hang = "hang",
+        /// The last secondary CPU waits `cpus_wait_ms` plus a second before coming online, so
+        /// the boot CPU's wait must time out and name it (the late-CPU path, exit 4).
+        LateCpu = "late-cpu",
     }
 }
 
@@ -790,6 +793,7 @@ mod tests {
             ("fault", Bug::Fault),
             ("fp", Bug::Fp),
             ("hang", Bug::Hang),
+            ("late-cpu", Bug::LateCpu),
         ];
         assert_eq!(Bug::ALL.len(), bugs.len());
         for (s, bug) in bugs {
@@ -970,7 +974,7 @@ mod tests {
                         leaf-only-flush, free-tables-now, walker-irqs-on, unshare-no-sync, \
                         map-dying, last-sharer-narrow-flush, protect-wide-stride, \
                         map-object-no-undo, unshare-flush-late, gather-no-local-batch, panic, \
-                        fault, fp, hang";
+                        fault, fp, hang, late-cpu";
         for value in [
             "",
             "nope",
