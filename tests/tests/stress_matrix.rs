@@ -139,7 +139,7 @@ fn flush_ipi() {
 
 #[test]
 #[ignore = "long: stress matrix"]
-fn asid_bits_4() {
+fn asid_bits_3() {
     pass(
         "asid-bits-3",
         "--smp 4",
