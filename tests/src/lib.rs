@@ -352,6 +352,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// The summary, if the console ended with one.
+    pub fn parsed_summary(&self) -> Option<&Summary> {
+        self.summary.as_ref().ok()
+    }
+
     /// The summary; fails the test if there is none.
     #[track_caller]
     pub fn summary(&self) -> &Summary {

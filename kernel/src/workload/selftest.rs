@@ -21,6 +21,7 @@ use broadside_mm::aspace::{AddressSpace, MapError, ProtectError, entry};
 use broadside_mm::fault_inject;
 use broadside_mm::gather::MmuGather;
 use broadside_mm::shared::{self, SharedObject};
+use broadside_mm::walker::{self, WalkConfig, WalkOutcome};
 use broadside_platform::boot_info::BootInfo;
 use broadside_platform::bootargs::FlushMode;
 use broadside_platform::kprintln;
@@ -93,6 +94,14 @@ pub fn run(info: &BootInfo) -> Outcome {
         (
             "a gather makes progress with no batch memory",
             check_gather_progress_without_batches,
+        ),
+        (
+            "a table freed under a lockless walk waits for the walk",
+            check_walk_outlives_table_free,
+        ),
+        (
+            "a full unshare waits for walkers before the table changes hands",
+            check_walk_outlives_full_unshare,
         ),
     ];
     let (mut failed, mut skipped) = (0, 0);
@@ -744,4 +753,180 @@ fn check_gather_progress_without_batches(_: &BootInfo) -> Check {
         free_after as i64 - free_before as i64
     );
     PASS
+}
+
+// ---- lockless walks against freeing and unsharing (scripted on two CPUs) -------------------
+
+/// How long the scripted walker holds its walk: far longer than a grace period or an IPI round
+/// trip takes when nothing holds them up, so the order of events does not depend on timing.
+const SCRIPTED_HOLD_MS: u64 = 300;
+/// How long the mutator lets the walker get inside its walk before it strikes.
+const SCRIPTED_HEAD_START_MS: u64 = 20;
+
+/// What the scripted walker walks, and what it found.
+struct ScriptedWalk {
+    space: *const AddressSpace,
+    va: VirtAddr,
+    cfg: WalkConfig,
+    /// The CPU that walks; the boot CPU strikes.
+    walker_cpu: usize,
+    /// The mutator's move, made once the walker is inside.
+    strike: fn(&ScriptedWalk),
+    /// Extra state for the strike.
+    object: Option<Arc<SharedObject>>,
+    other: *const AddressSpace,
+    outcome: spin::Mutex<Option<WalkOutcome>>,
+}
+
+/// Runs `script`: the walker CPU walks and holds; the boot CPU waits until it is inside, then
+/// strikes. Returns the walker's outcome.
+fn run_scripted_walk(script: &ScriptedWalk) -> Option<WalkOutcome> {
+    fn step(cpu: usize, arg: usize) {
+        // SAFETY: `arg` points to the caller's `ScriptedWalk`, alive across `run_on_all`.
+        let script = unsafe { &*(arg as *const ScriptedWalk) };
+        if cpu == script.walker_cpu {
+            // SAFETY: the space outlives the script (the caller destroys it afterwards).
+            let space = unsafe { &*script.space };
+            let hold = cpu::counter_frequency() * SCRIPTED_HOLD_MS / 1000;
+            let out = walker::walk_and_pin(space, script.va, script.cfg, hold);
+            *script.outcome.lock() = Some(out);
+        } else if cpu == crate_cpu_id() {
+            let walker = smp::cpu(script.walker_cpu);
+            while !walker.in_walker.load(Ordering::Acquire) {
+                broadside_sync::wait::wait_relax();
+            }
+            wait_for(SCRIPTED_HEAD_START_MS, || false);
+            (script.strike)(script);
+        }
+    }
+    smp::work::run_on_all(step, script as *const ScriptedWalk as usize);
+    *script.outcome.lock()
+}
+
+fn crate_cpu_id() -> usize {
+    broadside_base::cpu_id()
+}
+
+/// The walker configuration the run's arguments ask for (`bug=walker-irqs-on`, `unshare=`).
+fn walk_config(info: &BootInfo) -> WalkConfig {
+    WalkConfig {
+        mask_irqs: !info
+            .args
+            .bugs
+            .has(broadside_platform::bootargs::Bug::WalkerIrqsOn),
+        recheck_upper: shared::walker_rechecks_upper(),
+    }
+}
+
+/// The CPU the scripted walker runs on: any online CPU but this one.
+fn walker_cpu() -> Option<usize> {
+    let me = broadside_base::cpu_id();
+    smp::online_cpus().map(|c| c.index).find(|&c| c != me)
+}
+
+/// `bug=walker-irqs-on` and `bug=free-tables-now` ([rule 2](broadside_base::rules#rule-2),
+/// [rule 3](broadside_base::rules#rule-3)): a walker on another CPU is inside a level-3 table
+/// (IRQs masked: an RCU read-side section) when this CPU unmaps its whole 2 MiB and waits for
+/// the table to be freed. The free must wait for the walk; the walker re-reads its tables for
+/// the whole hold and would see the poison of a table freed under it.
+fn check_walk_outlives_table_free(info: &BootInfo) -> Check {
+    let Some(walker_cpu) = walker_cpu() else {
+        return Ok(Verdict::Skipped("needs a second CPU to walk".into()));
+    };
+    let space = space_active_everywhere(512)?;
+    fn strike(script: &ScriptedWalk) {
+        // SAFETY: as in `run_scripted_walk`.
+        let space = unsafe { &*script.space };
+        {
+            let _g = space.lock.lock();
+            let mut g = MmuGather::new_range(space);
+            g.unmap(script.va, script.va + L2_BLOCK_SIZE);
+            g.finish();
+        }
+        // Wait until every table freed so far is back in the allocator (poisoned).
+        broadside_sync::rcu_kernel::barrier();
+    }
+    let script = ScriptedWalk {
+        space: &space,
+        va: TEST_SPACE_BASE,
+        cfg: walk_config(info),
+        walker_cpu,
+        strike,
+        object: None,
+        other: core::ptr::null(),
+        outcome: spin::Mutex::new(None),
+    };
+    let before = Snapshot::take();
+    let outcome = run_scripted_walk(&script);
+    let d = Snapshot::take().since(&before);
+    space.destroy();
+    ensure!(
+        d.get(Counter::TablesFreed) >= 1,
+        "the level-3 table was not freed (tables_freed={})",
+        d.get(Counter::TablesFreed)
+    );
+    match outcome {
+        Some(WalkOutcome::UseAfterFree(what)) => Err(alloc::format!(
+            "the walker on cpu{walker_cpu}: {what} (the table was freed before its walk ended)"
+        )),
+        Some(WalkOutcome::Pinned { .. }) | Some(WalkOutcome::Retry) => PASS,
+        other => Err(alloc::format!(
+            "the walker did not walk the table: {other:?}"
+        )),
+    }
+}
+
+/// `bug=unshare-no-sync` ([rule 6](broadside_base::rules#rule-6)): a walker of space A is inside
+/// a level-2 table A shares with B when A unmaps the object, leaving B its only user, and B then
+/// takes the table over. With `unshare=sync-last` the unshare waits for the walker (its IRQs are
+/// masked) before the table can change hands; with `unshare=recheck` the walker backs out
+/// through its re-check. Either way it must never find itself in B's table.
+fn check_walk_outlives_full_unshare(info: &BootInfo) -> Check {
+    let Some(walker_cpu) = walker_cpu() else {
+        return Ok(Verdict::Skipped("needs a second CPU to walk".into()));
+    };
+    let obj = SharedObject::new(1, 1).ok_or("no memory for an object")?;
+    let walked = space_mapping(&obj)?;
+    let stays = space_mapping(&obj)?;
+    activate_everywhere(&walked);
+    activate_everywhere(&stays);
+    fn strike(script: &ScriptedWalk) {
+        // SAFETY: as in `run_scripted_walk`.
+        let (walked, stays) = unsafe { (&*script.space, &*script.other) };
+        let obj = script.object.as_ref().expect("the script has an object");
+        shared::unmap_object(walked, obj, TEST_OBJECT_VA);
+        // `stays` is now the table's only user: it takes the table over and installs a
+        // private block where the walker's VA is.
+        shared::adopt_if_exclusive(stays, obj, TEST_OBJECT_VA, 0, 0);
+    }
+    let script = ScriptedWalk {
+        space: &walked,
+        va: TEST_OBJECT_VA,
+        cfg: walk_config(info),
+        walker_cpu,
+        strike,
+        object: Some(obj.clone()),
+        other: &stays,
+        outcome: spin::Mutex::new(None),
+    };
+    let before = Snapshot::take();
+    let outcome = run_scripted_walk(&script);
+    let d = Snapshot::take().since(&before);
+    let adopted = obj.share_counts() == [None];
+    walked.destroy();
+    stays.destroy();
+    ensure!(
+        d.get(Counter::TablesUnshared) == 1 && adopted,
+        "the scenario did not run: tables_unshared={}, adopted={adopted}",
+        d.get(Counter::TablesUnshared)
+    );
+    match outcome {
+        Some(WalkOutcome::UseAfterFree(what)) => Err(alloc::format!(
+            "the walker on cpu{walker_cpu}: {what} (the table changed hands during its walk)"
+        )),
+        Some(WalkOutcome::Pinned { .. }) | Some(WalkOutcome::Retry) => PASS,
+        other => Err(alloc::format!(
+            "the walker did not walk the table: {other:?}"
+        )),
+    }
 }
