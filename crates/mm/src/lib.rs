@@ -1,7 +1,8 @@
 //! broadside's address-space layer and everything that changes address spaces safely: ASIDs,
 //! address spaces (map, unmap, protect), TLB shootdown policy (broadcast TLBI or the IPI
 //! baseline), the mmu_gather, table freeing through RCU, shared level-2 tables, the lockless
-//! walker, and fault injection for the negative controls.
+//! walker, fault injection for the negative controls, and the portable core of the
+//! flush-coverage sanitizer.
 #![cfg_attr(not(any(test, loom)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -15,6 +16,7 @@ pub mod fault_inject;
 #[cfg(target_arch = "aarch64")]
 pub mod gather;
 pub mod gather_range;
+pub mod sanitizer;
 #[cfg(target_arch = "aarch64")]
 pub mod shared;
 #[cfg(target_arch = "aarch64")]
