@@ -768,8 +768,10 @@ struct ScriptedWalk {
     space: *const AddressSpace,
     va: VirtAddr,
     cfg: WalkConfig,
-    /// The CPU that walks; the boot CPU strikes.
+    /// The CPU that walks.
     walker_cpu: usize,
+    /// The CPU that strikes (the one running the self-test); every other CPU does nothing.
+    striker_cpu: usize,
     /// The mutator's move, made once the walker is inside.
     strike: fn(&ScriptedWalk),
     /// Extra state for the strike.
@@ -790,7 +792,7 @@ fn run_scripted_walk(script: &ScriptedWalk) -> Option<WalkOutcome> {
             let hold = cpu::counter_frequency() * SCRIPTED_HOLD_MS / 1000;
             let out = walker::walk_and_pin(space, script.va, script.cfg, hold);
             *script.outcome.lock() = Some(out);
-        } else if cpu == crate_cpu_id() {
+        } else if cpu == script.striker_cpu {
             let walker = smp::cpu(script.walker_cpu);
             while !walker.in_walker.load(Ordering::Acquire) {
                 broadside_sync::wait::wait_relax();
@@ -801,10 +803,6 @@ fn run_scripted_walk(script: &ScriptedWalk) -> Option<WalkOutcome> {
     }
     smp::work::run_on_all(step, script as *const ScriptedWalk as usize);
     *script.outcome.lock()
-}
-
-fn crate_cpu_id() -> usize {
-    broadside_base::cpu_id()
 }
 
 /// The walker configuration the run's arguments ask for (`bug=walker-irqs-on`, `unshare=`).
@@ -851,6 +849,7 @@ fn check_walk_outlives_table_free(info: &BootInfo) -> Check {
         va: TEST_SPACE_BASE,
         cfg: walk_config(info),
         walker_cpu,
+        striker_cpu: broadside_base::cpu_id(),
         strike,
         object: None,
         other: core::ptr::null(),
@@ -904,6 +903,7 @@ fn check_walk_outlives_full_unshare(info: &BootInfo) -> Check {
         va: TEST_OBJECT_VA,
         cfg: walk_config(info),
         walker_cpu,
+        striker_cpu: broadside_base::cpu_id(),
         strike,
         object: Some(obj.clone()),
         other: &stays,
