@@ -213,7 +213,7 @@ impl<'a> MmuGather<'a> {
         leaf_size: u64,
     ) {
         self.range.table_with_leaves(va.as_u64(), level, leaf_size);
-        self.remove_table(pa, va, level);
+        self.queue_table(pa);
     }
 
     /// Records that the table page `pa` at `level`, covering `va`, was unhooked; it is freed
@@ -225,6 +225,12 @@ impl<'a> MmuGather<'a> {
         // gather already cleared and flushed; what is left is the walk-cache entry for the
         // parent's entry (see `GatherRange::table`).
         self.range.table(va.as_u64(), level);
+        self.queue_table(pa);
+    }
+
+    /// Queues the unhooked table page `pa`, whose span the caller has already tracked, for
+    /// freeing after the flush and a grace period.
+    fn queue_table(&mut self, pa: PhysAddr) {
         self.freed_tables = true;
         if self
             .tables

@@ -19,6 +19,7 @@ use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::irq;
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame::{self, FrameKind};
+use broadside_platform::bootargs::{Bug, Bugs};
 use core::sync::atomic::Ordering;
 
 /// What one walk found.
@@ -85,6 +86,19 @@ pub struct WalkConfig {
     /// Re-check the level-0 and level-1 entries too, not just the level-2 and level-3 ones
     /// GUP-fast re-checks (`unshare=recheck`).
     pub recheck_upper: bool,
+}
+
+impl WalkConfig {
+    /// The configuration the run's arguments ask for: IRQs masked unless `bug=walker-irqs-on`,
+    /// upper levels re-checked with `unshare=recheck` (see [`shared::walker_rechecks_upper`]).
+    ///
+    /// [`shared::walker_rechecks_upper`]: crate::shared::walker_rechecks_upper
+    pub fn for_run(bugs: Bugs) -> Self {
+        Self {
+            mask_irqs: !bugs.has(Bug::WalkerIrqsOn),
+            recheck_upper: crate::shared::walker_rechecks_upper(),
+        }
+    }
 }
 
 /// Walks `space` at `va`, pins the frame, verifies it, and releases it. The walk holds its pin

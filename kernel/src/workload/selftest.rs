@@ -805,14 +805,22 @@ fn run_scripted_walk(script: &ScriptedWalk) -> Option<WalkOutcome> {
     *script.outcome.lock()
 }
 
-/// The walker configuration the run's arguments ask for (`bug=walker-irqs-on`, `unshare=`).
-fn walk_config(info: &BootInfo) -> WalkConfig {
-    WalkConfig {
-        mask_irqs: !info
-            .args
-            .bugs
-            .has(broadside_platform::bootargs::Bug::WalkerIrqsOn),
-        recheck_upper: shared::walker_rechecks_upper(),
+/// The verdict on a scripted walk: a use-after-free fails, with `what_went_wrong` saying what
+/// the planted bug let happen; a pin, or a clean back-out through the re-check, passes; anything
+/// else means the walker never reached the table and the scenario did not run.
+fn judge_scripted_walk(
+    outcome: Option<WalkOutcome>,
+    walker_cpu: usize,
+    what_went_wrong: &str,
+) -> Check {
+    match outcome {
+        Some(WalkOutcome::UseAfterFree(what)) => Err(alloc::format!(
+            "the walker on cpu{walker_cpu}: {what} ({what_went_wrong})"
+        )),
+        Some(WalkOutcome::Pinned { .. }) | Some(WalkOutcome::Retry) => PASS,
+        other => Err(alloc::format!(
+            "the walker did not walk the table: {other:?}"
+        )),
     }
 }
 
@@ -847,7 +855,7 @@ fn check_walk_outlives_table_free(info: &BootInfo) -> Check {
     let script = ScriptedWalk {
         space: &space,
         va: TEST_SPACE_BASE,
-        cfg: walk_config(info),
+        cfg: WalkConfig::for_run(info.args.bugs),
         walker_cpu,
         striker_cpu: broadside_base::cpu_id(),
         strike,
@@ -864,15 +872,11 @@ fn check_walk_outlives_table_free(info: &BootInfo) -> Check {
         "the level-3 table was not freed (tables_freed={})",
         d.get(Counter::TablesFreed)
     );
-    match outcome {
-        Some(WalkOutcome::UseAfterFree(what)) => Err(alloc::format!(
-            "the walker on cpu{walker_cpu}: {what} (the table was freed before its walk ended)"
-        )),
-        Some(WalkOutcome::Pinned { .. }) | Some(WalkOutcome::Retry) => PASS,
-        other => Err(alloc::format!(
-            "the walker did not walk the table: {other:?}"
-        )),
-    }
+    judge_scripted_walk(
+        outcome,
+        walker_cpu,
+        "the table was freed before its walk ended",
+    )
 }
 
 /// `bug=unshare-no-sync` ([rule 6](broadside_base::rules#rule-6)): a walker of space A is inside
@@ -901,7 +905,7 @@ fn check_walk_outlives_full_unshare(info: &BootInfo) -> Check {
     let script = ScriptedWalk {
         space: &walked,
         va: TEST_OBJECT_VA,
-        cfg: walk_config(info),
+        cfg: WalkConfig::for_run(info.args.bugs),
         walker_cpu,
         striker_cpu: broadside_base::cpu_id(),
         strike,
@@ -920,13 +924,9 @@ fn check_walk_outlives_full_unshare(info: &BootInfo) -> Check {
         "the scenario did not run: tables_unshared={}, adopted={adopted}",
         d.get(Counter::TablesUnshared)
     );
-    match outcome {
-        Some(WalkOutcome::UseAfterFree(what)) => Err(alloc::format!(
-            "the walker on cpu{walker_cpu}: {what} (the table changed hands during its walk)"
-        )),
-        Some(WalkOutcome::Pinned { .. }) | Some(WalkOutcome::Retry) => PASS,
-        other => Err(alloc::format!(
-            "the walker did not walk the table: {other:?}"
-        )),
-    }
+    judge_scripted_walk(
+        outcome,
+        walker_cpu,
+        "the table changed hands during its walk",
+    )
 }

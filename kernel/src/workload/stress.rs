@@ -37,7 +37,6 @@ use broadside_mm::gather::MmuGather;
 use broadside_mm::shared::{self, SharedObject};
 use broadside_mm::walker::{self, WalkConfig, WalkOutcome};
 use broadside_platform::boot_info::BootInfo;
-use broadside_platform::bootargs::Bug;
 use broadside_platform::kprintln;
 use broadside_smp as smp;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -290,10 +289,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         deadline: cpu::counter() + info.args.seconds as u64 * cpu::counter_frequency(),
         seed: info.args.seed,
         roles: role_of,
-        walk_cfg: WalkConfig {
-            mask_irqs: !info.args.bugs.has(Bug::WalkerIrqsOn),
-            recheck_upper: shared::walker_rechecks_upper(),
-        },
+        walk_cfg: WalkConfig::for_run(info.args.bugs),
         layout,
         object: None,
         map_backoffs: AtomicU64::new(0),
