@@ -226,6 +226,8 @@ fn init_memory_policy(info: &BootInfo) {
             info.platform.cpus, info.platform.cpus
         ));
     }
+    // Before the ASID allocator, whose rollovers it observes, and before any space exists.
+    broadside_mm::audit::init(info.args.audit_enabled(), info.platform.cpus);
     broadside_mm::aspace::init_asids(bits, info.platform.cpus);
     broadside_mm::fault_inject::init(
         info.args.fail_alloc_per_mille,

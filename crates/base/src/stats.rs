@@ -109,6 +109,14 @@ counters! {
     Touches => "touches", Sum;
     /// Self-test scenarios that failed a check (each also prints its name).
     SelftestFailures => "selftest_failures", Sum;
+    /// Flush obligations the sanitizer recorded (`audit=on`): one per cleared or weakened leaf,
+    /// one or two per unhooked table. Non-zero in a passing run shows the audit ran.
+    FlushObligations => "flush_obligations", Sum;
+    /// Frees, reuses and returns the sanitizer found with an obligation still open.
+    FlushGapDetected => "flush_gap_detected", Sum;
+    /// Sanitizer checks made: frames checked before their free or reuse, operations checked
+    /// before they returned.
+    FlushChecks => "flush_checks", Sum;
 }
 
 /// Number of counters.

@@ -135,7 +135,14 @@ pub struct AsidAllocator {
     /// switch (Linux's `active_asids`). Only the owning CPU writes a non-zero value.
     active: Box<[ActiveSlot]>,
     slow: SlowPathLock,
+    /// Told of each rollover (the flush-coverage sanitizer): see [`RolloverObserver`].
+    rollover_observer: Option<RolloverObserver>,
 }
+
+/// Called under the allocator's lock at each rollover with `kept(cpu)`: the ASID that CPU
+/// keeps running unflushed into the new generation, `None` if none. Every other ASID's entries
+/// on that CPU are unusable until its pending local flush.
+pub type RolloverObserver = fn(kept: &dyn Fn(usize) -> Option<u16>);
 
 impl AsidAllocator {
     /// An allocator for `asid_bits`-wide ASIDs shared by CPUs `0..ncpus`.
@@ -168,6 +175,15 @@ impl AsidAllocator {
                 flush_pending: vec![false; ncpus],
                 next_search: 1,
             }),
+            rollover_observer: None,
+        }
+    }
+
+    /// The allocator, telling `observer` of every rollover.
+    pub fn with_rollover_observer(self, observer: RolloverObserver) -> Self {
+        Self {
+            rollover_observer: Some(observer),
+            ..self
         }
     }
 
@@ -321,6 +337,13 @@ impl AsidAllocator {
         }
         slow.flush_pending.fill(true);
         slow.next_search = 1;
+        if let Some(observe) = self.rollover_observer {
+            let reserved = &slow.reserved;
+            observe(&|cpu| {
+                let kept = asid_in(reserved[cpu]);
+                (kept != KERNEL_ASID).then_some(kept as u16)
+            });
+        }
         generation
     }
 
@@ -430,6 +453,27 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 7);
+    }
+
+    #[test]
+    fn the_rollover_observer_learns_which_asid_each_cpu_keeps() {
+        static SEEN: std::sync::Mutex<Vec<Vec<Option<u16>>>> = std::sync::Mutex::new(Vec::new());
+        fn observe(kept: &dyn Fn(usize) -> Option<u16>) {
+            SEEN.lock().unwrap().push((0..3).map(kept).collect());
+        }
+        // 3 bits: ASIDs 1..=7. CPU0 runs 1..=5 in turn, CPU1 runs 6, CPU2 nothing.
+        let alloc = AsidAllocator::new(3, 3).with_rollover_observer(observe);
+        let spaces: Vec<AsidContext> = (0..8).map(|_| AsidContext::new()).collect();
+        for space in &spaces[..5] {
+            switch(&alloc, 0, space);
+        }
+        switch(&alloc, 1, &spaces[5]);
+        switch(&alloc, 0, &spaces[6]);
+        assert!(SEEN.lock().unwrap().is_empty(), "no rollover yet");
+        // The eighth space finds 1..=7 taken: CPU0 keeps 7 (space 6), CPU1 keeps 6.
+        switch(&alloc, 0, &spaces[7]);
+        assert_eq!(alloc.rollovers(), 1);
+        assert_eq!(*SEEN.lock().unwrap(), [vec![Some(7), Some(6), None]]);
     }
 
     #[test]

@@ -94,8 +94,16 @@ static ASIDS: Once<AsidAllocator> = Once::new();
 static NEXT_SPACE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Sets up the ASID allocator with `bits` (the CPU's width, or less from `asid_bits=`).
+/// With `audit=on` (call `audit::init` first), the sanitizer observes every rollover.
 pub fn init_asids(bits: u32, cpus: usize) {
-    ASIDS.call_once(|| AsidAllocator::new(bits, cpus));
+    ASIDS.call_once(|| {
+        let allocator = AsidAllocator::new(bits, cpus);
+        if crate::audit::enabled() {
+            allocator.with_rollover_observer(crate::audit::rollover)
+        } else {
+            allocator
+        }
+    });
 }
 
 /// The ASID allocator, if boot has set it up.
@@ -204,6 +212,7 @@ pub fn release_data_frame(pa: PhysAddr, order: u32) {
     if !frame::meta(pa).put() {
         return; // a walker still holds it; its put frees it
     }
+    crate::audit::check_free(pa);
     for i in 0..(1u64 << order) {
         let w = phys_to_virt(pa + i * PAGE_SIZE).as_mut_ptr::<u64>();
         for k in 0..STAMP_WORDS {
@@ -217,6 +226,7 @@ pub fn release_data_frame(pa: PhysAddr, order: u32) {
 /// Poisons a table page and frees it. Called only when no walker (hardware or lockless) can
 /// still be inside it.
 pub fn free_table_page(pa: PhysAddr) {
+    crate::audit::check_free(pa);
     for i in 0..512 {
         entry(pa, i).store(TABLE_POISON, Ordering::Relaxed);
     }
@@ -274,6 +284,11 @@ impl AddressSpace {
     /// Whether this space has ever been loaded into TTBR0 on `cpu`.
     pub fn was_active_on(&self, cpu: usize) -> bool {
         self.cpus_ever[cpu / 64].load(Ordering::Acquire) & (1 << (cpu % 64)) != 0
+    }
+
+    /// The CPUs this space has ever been active on (for the sanitizer's obligations).
+    pub fn cpus_ever(&self) -> crate::sanitizer::CpuMask {
+        crate::audit::cpu_mask(self.cpus_ever.iter().map(|w| w.load(Ordering::Acquire)))
     }
 
     /// Whether this space has only ever been active on `cpu` (or nowhere).
@@ -462,13 +477,25 @@ impl AddressSpace {
         })?;
         let mut pages = 0;
         let mut range = GatherRange::EMPTY;
+        let op = crate::audit::begin_op();
         let _ = self.for_each_leaf(start, end, |e, d, level, va, _| {
-            let new = match d.kind(level) {
-                DescriptorKind::Page { pa, .. } => Descriptor::page(pa, attrs),
-                DescriptorKind::Block { pa, .. } => Descriptor::block(pa, level, attrs),
+            let (new, frame) = match d.kind(level) {
+                DescriptorKind::Page { pa, .. } => (Descriptor::page(pa, attrs), pa),
+                DescriptorKind::Block { pa, .. } => (Descriptor::block(pa, level, attrs), pa),
                 _ => unreachable!("for_each_leaf yields leaves"),
             };
             e.store(new.raw(), Ordering::Release);
+            // Any permission change may be a weakening (the sanitizer does not compare them):
+            // the old entry must go from every TLB before `protect` returns.
+            crate::audit::record(
+                self,
+                op,
+                crate::sanitizer::Cleared::Leaf {
+                    va: va.as_u64(),
+                    level,
+                    frame: frame.as_u64(),
+                },
+            );
             pages += level_block_size(level) / PAGE_SIZE;
             range.leaf(va.as_u64(), level);
             Ok::<(), ()>(())
@@ -496,6 +523,7 @@ impl AddressSpace {
             true,
             level_hint,
         );
+        crate::audit::check_return(op);
         Ok(Protected { pages, flush })
     }
 

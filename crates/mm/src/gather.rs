@@ -20,8 +20,10 @@
 //!   counted in `leaf_only_flush_detected`, since QEMU's TLB cannot show the difference.
 
 use crate::aspace::{AddressSpace, SpaceState, entry, release_data_frame};
+use crate::audit;
 use crate::fault_inject;
 use crate::gather_range::GatherRange;
+use crate::sanitizer::{Cleared, OpId};
 use crate::table_free;
 use crate::tlb::{FlushRecord, flush_tlb_mm, flush_tlb_range};
 use alloc::vec::Vec;
@@ -54,6 +56,12 @@ struct PageEntry {
 pub struct MmuGather<'a> {
     space: &'a AddressSpace,
     fullmm: bool,
+    /// The operation this gather is, for the sanitizer: none of its obligations may be open
+    /// when it ends.
+    op: OpId,
+    /// Shared tables this gather unshared (recorded only with `audit=on`): each must be fully
+    /// invalidated for this space before the object lock drops and another space may adopt it.
+    unshared: Vec<PhysAddr>,
     /// What to invalidate: the VA range, the flush stride, the levels cleared.
     range: GatherRange,
     /// Flush even if nothing was gathered (set by `finish` when gathers were nested).
@@ -83,6 +91,8 @@ impl<'a> MmuGather<'a> {
         Self {
             space,
             fullmm,
+            op: audit::begin_op(),
+            unshared: Vec::new(),
             range: GatherRange::EMPTY,
             force_flush: false,
             freed_tables: false,
@@ -169,6 +179,11 @@ impl<'a> MmuGather<'a> {
     pub fn remove_page(&mut self, pa: PhysAddr, va: VirtAddr, level: u8) {
         let size = level_block_size(level);
         self.range.leaf(va.as_u64(), level);
+        self.record(Cleared::Leaf {
+            va: va.as_u64(),
+            level,
+            frame: pa.as_u64(),
+        });
         stats::add(Counter::PagesUnmapped, size / PAGE_SIZE);
         if broadside_memory::frame::meta(pa).kind()
             == broadside_memory::frame::FrameKind::Shared as u32
@@ -213,6 +228,12 @@ impl<'a> MmuGather<'a> {
         leaf_size: u64,
     ) {
         self.range.table_with_leaves(va.as_u64(), level, leaf_size);
+        self.record(Cleared::Table {
+            va: va.as_u64(),
+            level,
+            table: pa.as_u64(),
+            leaves: true,
+        });
         self.queue_table(pa);
     }
 
@@ -225,7 +246,25 @@ impl<'a> MmuGather<'a> {
         // gather already cleared and flushed; what is left is the walk-cache entry for the
         // parent's entry (see `GatherRange::table`).
         self.range.table(va.as_u64(), level);
+        if level > 0 && audit::enabled() {
+            // The root has no parent entry to invalidate: TTBR0 of a drained space. Whether
+            // the table still holds entries is read from the table, not taken from the caller:
+            // a caller that wrongly believes it empty is what the sanitizer is for.
+            let leaves = (0..512)
+                .any(|i| Descriptor::from_raw(entry(pa, i).load(Ordering::Relaxed)).is_valid());
+            self.record(Cleared::Table {
+                va: va.as_u64(),
+                level,
+                table: pa.as_u64(),
+                leaves,
+            });
+        }
         self.queue_table(pa);
+    }
+
+    /// Tells the sanitizer what this gather just cleared.
+    fn record(&self, entry: Cleared) {
+        audit::record(self.space, self.op, entry);
     }
 
     /// Queues the unhooked table page `pa`, whose span the caller has already tracked, for
@@ -250,6 +289,7 @@ impl<'a> MmuGather<'a> {
                 // No batch: invalidate, synchronise with walkers, free this one table.
                 stats::count(Counter::TableFreeFallbacks);
                 self.flush_tlb_only();
+                audit::check_free(pa);
                 table_free::free_table_now(pa);
             }
         }
@@ -299,18 +339,22 @@ impl<'a> MmuGather<'a> {
             return;
         }
         self.flush_tlb_only();
-        for p in &self.local[..self.local_len] {
+        // Each page's reference is dropped now, though a pinning walker may free it later:
+        // the flush must already cover it.
+        let release = |p: &PageEntry| {
+            audit::check_free(p.pa);
             release_data_frame(p.pa, p.order);
-        }
+        };
+        self.local[..self.local_len].iter().for_each(release);
         self.local_len = 0;
         for batch in self.pages.drain(..) {
-            for p in batch {
-                release_data_frame(p.pa, p.order);
-            }
+            batch.iter().for_each(release);
         }
         if let Some(t) = self.tables.take()
             && !t.is_empty()
         {
+            // Handed over now, freed after a grace period: the flush must already cover them.
+            t.iter().copied().for_each(audit::check_free);
             table_free::free_table_batch(t);
         }
         self.freed_tables = false;
@@ -321,8 +365,17 @@ impl<'a> MmuGather<'a> {
     /// caches; `fully` says the table is now exclusive to its last other user.
     /// With `unshare=sync-each` (the behaviour before Linux's fix) each unshare is flushed and
     /// synchronised on the spot.
-    pub fn unshare_table(&mut self, va: VirtAddr, fully: bool) {
+    pub fn unshare_table(&mut self, table: PhysAddr, va: VirtAddr, fully: bool) {
         self.range.unshared_table(va.as_u64());
+        self.record(Cleared::Table {
+            va: va.as_u64(),
+            level: 2,
+            table: table.as_u64(),
+            leaves: true,
+        });
+        if audit::enabled() && self.unshared.try_reserve(1).is_ok() {
+            self.unshared.push(table);
+        }
         self.unshared_tables = true;
         self.fully_unshared_tables |= fully;
         stats::count(Counter::TablesUnshared);
@@ -339,16 +392,19 @@ impl<'a> MmuGather<'a> {
     /// — only if a table became fully unshared — wait until no lockless walker can still be in
     /// it (`sync-last`). In `recheck` mode there is no wait: walkers re-check the level-1 entry
     /// they came through after pinning, and tables are freed through RCU.
+    ///
+    /// With `audit=on` it then checks that every table it unshared is invalidated everywhere
+    /// for this space: once the caller drops the object lock, another space may adopt it.
     pub fn flush_unshared_tables(&mut self) {
-        if !self.unshared_tables || fault_inject::planted(Bug::UnshareFlushLate) {
-            return;
+        if self.unshared_tables && !fault_inject::planted(Bug::UnshareFlushLate) {
+            self.flush_tlb_only();
+            if self.fully_unshared_tables && crate::shared::sync_after_full_unshare() {
+                crate::tlb::sync_all_cpus();
+            }
+            self.unshared_tables = false;
+            self.fully_unshared_tables = false;
         }
-        self.flush_tlb_only();
-        if self.fully_unshared_tables && crate::shared::sync_after_full_unshare() {
-            crate::tlb::sync_all_cpus();
-        }
-        self.unshared_tables = false;
-        self.fully_unshared_tables = false;
+        self.unshared.drain(..).for_each(audit::check_reuse);
     }
 
     /// Ends the gather (`tlb_finish_mmu`). If another gather ran on the same space meanwhile,
@@ -375,6 +431,7 @@ impl Drop for MmuGather<'_> {
     /// what was gathered, and leave the space's count of gathers in flight.
     fn drop(&mut self) {
         self.flush_mmu();
+        audit::check_return(self.op);
         self.space.flush_pending.fetch_sub(1, Ordering::AcqRel);
     }
 }

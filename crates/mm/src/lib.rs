@@ -12,6 +12,8 @@ pub mod asid;
 #[cfg(target_arch = "aarch64")]
 pub mod aspace;
 #[cfg(target_arch = "aarch64")]
+pub mod audit;
+#[cfg(target_arch = "aarch64")]
 pub mod fault_inject;
 #[cfg(target_arch = "aarch64")]
 pub mod gather;

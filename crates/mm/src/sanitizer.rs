@@ -24,6 +24,9 @@
 //! - **Completion** — an op counts only once a `DSB` on the issuing CPU completed it (`DSB ISH`
 //!   for IS ops), and only for entries that existed when it was issued: [`Sanitizer::dsb`],
 //!   [`Sanitizer::dsb_local`], [`Sanitizer::ack_ipi`], all through one private `discharge`.
+//! - **Rollover** — an ASID rollover discharges, on each CPU, every entry of an ASID that CPU
+//!   is not running: it must flush its whole TLB before it switches again
+//!   ([`Sanitizer::rollover`]).
 //! - **Checks** — no free, and no return from the operation, with an obligation open:
 //!   [`Sanitizer::check_free`], [`Sanitizer::check_return`].
 //!
@@ -511,10 +514,23 @@ pub enum Gap {
 /// What was being checked when an obligation was found open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {
-    /// Freeing (or reusing) this frame.
+    /// Freeing this frame.
     Free(u64),
+    /// Letting this frame be reused while it stays allocated: a shared table another space may
+    /// adopt once the object lock is dropped.
+    Reuse(u64),
     /// Returning from this operation.
     Return(OpId),
+}
+
+impl Check {
+    /// Whether `ob` is one of the obligations this check requires discharged.
+    fn names(self, ob: &Obligation) -> bool {
+        match self {
+            Check::Free(frame) | Check::Reuse(frame) => ob.frame == frame,
+            Check::Return(op) => ob.op == op,
+        }
+    }
 }
 
 /// An obligation still open at a check: enough for the kernel's one-line report. The checks
@@ -538,6 +554,7 @@ impl fmt::Display for Violation {
         let ob = &self.obligation;
         match self.check {
             Check::Free(frame) => write!(f, "flush gap: free of {frame:#x}")?,
+            Check::Reuse(frame) => write!(f, "flush gap: reuse of {frame:#x}")?,
             Check::Return(op) => write!(f, "flush gap: op {} returned", op.0)?,
         }
         match ob.asid {
@@ -783,13 +800,53 @@ impl Sanitizer {
     /// every obligation naming it (`Obligation::frame == frame`, the address the entry or table
     /// descriptor held) is discharged on every CPU.
     pub fn check_free(&self, frame: u64) -> Result<(), Box<Violation>> {
-        self.first_open(Check::Free(frame), |ob| ob.frame == frame)
+        self.check(Check::Free(frame))
     }
 
     /// Rule "checks", for operations: once an unmap, protect or unshare returns, no CPU may
     /// still translate what it changed, so none of its obligations may be open.
     pub fn check_return(&self, op: OpId) -> Result<(), Box<Violation>> {
-        self.first_open(Check::Return(op), |ob| ob.op == op)
+        self.check(Check::Return(op))
+    }
+
+    /// Runs `check`: [`Check::Free`] and [`Check::Reuse`] as [`Self::check_free`],
+    /// [`Check::Return`] as [`Self::check_return`].
+    pub fn check(&self, check: Check) -> Result<(), Box<Violation>> {
+        self.first_open(check, |ob| check.names(ob))
+    }
+
+    /// Drops every open piece a check reported (`check`'s frame or operation), so a
+    /// violation is reported once and a run with a planted bug does not accumulate every
+    /// obligation it never discharges. Returns how many pieces were dropped.
+    pub fn forget(&mut self, check: Check) -> usize {
+        let before = self.open.len();
+        self.open.retain(|o| !check.names(&o.ob));
+        before - self.open.len()
+    }
+
+    /// An ASID rollover (Linux's `flush_context`): every CPU must invalidate its whole TLB
+    /// before it next switches address space, and keeps running, unflushed, the ASID it runs
+    /// now (`kept(cpu)`, reserved into the new generation; `None` when it runs none). So on
+    /// each CPU an entry of any *other* ASID can never be used again before that CPU's flush:
+    /// the rollover discharges it there (rule "rollover"). Entries of the kept ASID stay open:
+    /// the space keeps its number and its own flush must still reach them. Untagged (global)
+    /// obligations are untouched: no rollover flush is owed for them.
+    pub fn rollover(&mut self, kept: impl Fn(usize) -> Option<u16>) {
+        self.tick();
+        let cpus = self.pending.len();
+        let mut i = 0;
+        while i < self.open.len() {
+            let o = &mut self.open[i];
+            if o.ob.asid.is_some() {
+                let stale = (0..cpus).filter(|&c| o.open.contains(c) && kept(c) != o.ob.asid);
+                o.open = o.open.without(CpuMask::from_cpus(stale));
+            }
+            if o.open.is_empty() {
+                self.open.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn first_open(
@@ -1550,6 +1607,55 @@ mod tests {
             )
     }
 
+    #[test]
+    fn forget_drops_only_the_reported_frame_or_operation() {
+        let mut s = Sanitizer::new(2);
+        s.record(&leaf(Some(5), 0x1000, 3, &[0, 1]));
+        let other = Clear {
+            op: OpId(2),
+            ..leaf(Some(5), 0x2000, 3, &[0])
+        };
+        let other = Clear {
+            entry: Cleared::Leaf {
+                va: 0x2000,
+                level: 3,
+                frame: FRAME + PAGE_SIZE,
+            },
+            ..other
+        };
+        s.record(&other);
+        assert!(s.check_free(FRAME).is_err());
+        assert_eq!(s.forget(Check::Free(FRAME)), 1);
+        assert_eq!(s.check_free(FRAME), Ok(()));
+        assert!(s.check_return(OpId(2)).is_err());
+        assert_eq!(s.forget(Check::Return(OpId(2))), 1);
+        assert_eq!(s.open_count(), 0);
+    }
+
+    #[test]
+    fn rollover_discharges_every_cpu_except_where_the_asid_is_kept_running() {
+        let mut s = Sanitizer::new(3);
+        s.record(&leaf(Some(5), 0x1000, 3, &[0, 1, 2]));
+        // CPU 1 keeps running ASID 5 across the rollover; CPU 0 runs ASID 6, CPU 2 nothing.
+        s.rollover(|c| [Some(6), Some(5), None][c]);
+        let v = s.check_free(FRAME).unwrap_err();
+        assert_eq!(v.open_cpus, CpuMask::single(1));
+        // Only a flush reaching CPU 1 is still owed.
+        let inv = decode(
+            TlbiOp::Vae1 {
+                operand: tlbi_vaddr(0x1000, 5, None),
+            },
+            Scope::Local(1),
+        );
+        s.issue(1, inv);
+        s.dsb_local(1);
+        assert_eq!(s.check_free(FRAME), Ok(()));
+        // A global obligation is not a rollover's business.
+        s.record(&leaf(None, 0x1000, 3, &[0]));
+        s.rollover(|_| None);
+        assert!(s.check_free(FRAME).is_err());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1024))]
 
@@ -1954,7 +2060,9 @@ mod tests {
         let mut tally = Tally::default();
         let compare = |san: &Sanitizer, model: &Model, check: Check, tally: &mut Tally| {
             let (got, want) = match check {
-                Check::Free(frame) => (san.check_free(frame), model.free_unsafe(frame)),
+                Check::Free(frame) | Check::Reuse(frame) => {
+                    (san.check(check), model.free_unsafe(frame))
+                }
                 Check::Return(op) => (san.check_return(op), model.return_unsafe(op)),
             };
             prop_assert_eq!(got.is_err(), want, "{:?}: sanitizer {:?}", check, got);

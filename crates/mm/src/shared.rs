@@ -299,7 +299,7 @@ fn unshare_locked(
                 }
                 extra => {
                     add_share(t, -1);
-                    g.unshare_table(v, extra == 1);
+                    g.unshare_table(t, v, extra == 1);
                 }
             }
         } else {
@@ -410,12 +410,29 @@ pub fn adopt_if_exclusive(
     {
         return false;
     }
+    // Every space that unshared it flushed before dropping the object lock (checked there
+    // too); taking it over is a reuse of the table.
+    crate::audit::check_reuse(t);
     tables[index as usize] = None;
     frame::meta(t).owner.store(space.id, Ordering::Release);
     drop(tables);
     // Break, invalidate, make: the block is replaced by a private one.
     let block_va = v + slot_in_table as u64 * L2_BLOCK_SIZE;
-    entry(t, slot_in_table).store(Descriptor::invalid().raw(), Ordering::Release);
+    let slot = entry(t, slot_in_table);
+    let old = Descriptor::from_raw(slot.load(Ordering::Relaxed));
+    slot.store(Descriptor::invalid().raw(), Ordering::Release);
+    let op = crate::audit::begin_op();
+    if let DescriptorKind::Block { pa, .. } = old.kind(2) {
+        crate::audit::record(
+            space,
+            op,
+            crate::sanitizer::Cleared::Leaf {
+                va: block_va.as_u64(),
+                level: 2,
+                frame: pa.as_u64(),
+            },
+        );
+    }
     crate::tlb::flush_tlb_range(
         space,
         block_va,
@@ -424,6 +441,7 @@ pub fn adopt_if_exclusive(
         true,
         Some(2),
     );
+    crate::audit::check_return(op);
     let Some(pa) = frame::alloc_frames(9, FrameKind::Data) else {
         return true;
     };

@@ -17,6 +17,7 @@ pub use crate::gather_range::FlushCoverage;
 use broadside_arch::VirtAddr;
 use broadside_arch::aarch64::tlb::Scope;
 use broadside_arch::aarch64::{gic, tlb};
+use broadside_arch::pte::PAGE_SIZE;
 use broadside_arch::tlbi::{
     FlushPlan, FlushRequest, TlbFeatures, TlbiOp, plan_range_flush, tlbi_asid_operand,
 };
@@ -39,6 +40,12 @@ pub struct TlbPolicy {
     pub local_tlbi: bool,
     /// `bug=leaf-only-flush`: flush freed tables leaf-only (negative control for [rule 5](broadside_base::rules#rule-5)).
     pub leaf_only: bool,
+    /// `bug=wrong-asid`: name an ASID one bit off the space's (sanitizer control).
+    pub wrong_asid: bool,
+    /// `bug=no-dsb`: issue the TLBIs but leave them uncompleted (sanitizer control).
+    pub no_dsb: bool,
+    /// `bug=narrow-range`: stop a range flush one page short of its end (sanitizer control).
+    pub narrow_range: bool,
 }
 
 static POLICY: Once<TlbPolicy> = Once::new();
@@ -51,6 +58,9 @@ pub fn init(features: TlbFeatures, mode: FlushMode, bugs: broadside_platform::bo
         skip_tlbi: bugs.has(Bug::SkipTlbi),
         local_tlbi: bugs.has(Bug::LocalTlbi),
         leaf_only: bugs.has(Bug::LeafOnlyFlush),
+        wrong_asid: bugs.has(Bug::WrongAsid),
+        no_dsb: bugs.has(Bug::NoDsb),
+        narrow_range: bugs.has(Bug::NarrowRange),
     });
 }
 
@@ -112,7 +122,10 @@ pub fn flush_tlb_range(
         return FlushRecord::default();
     };
     let last_level_only = last_level_only || p.leaf_only;
-    let (start, end) = (start.as_u64(), end.as_u64());
+    let (start, mut end) = (start.as_u64(), end.as_u64());
+    if p.narrow_range {
+        end = (end - PAGE_SIZE).max(start);
+    }
     let req = FlushRequest {
         start,
         end,
@@ -161,7 +174,8 @@ pub fn flush_tlb_mm(space: &AddressSpace) -> FlushRecord {
 /// visible, skip the flush, and leave a CPU holding the old translation.
 fn asid_after_table_stores(space: &AddressSpace) -> Option<u16> {
     tlb::order_stores_before_loads();
-    space.asid_number()
+    let asid = space.asid_number()?;
+    Some(if policy().wrong_asid { asid ^ 1 } else { asid })
 }
 
 fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushRecord {
@@ -181,7 +195,11 @@ fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushR
         return ipi_shootdown(space, plan, tables_freed);
     }
     let scope = scope_for(space);
-    tlb::flush_plan(plan, scope);
+    if p.no_dsb {
+        tlb::issue_plan_nosync(plan, scope);
+    } else {
+        tlb::flush_plan(plan, scope);
+    }
     FlushRecord {
         leaf_only,
         ops,
@@ -257,7 +275,11 @@ fn ipi_shootdown(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> 
     let me = broadside_base::cpu_id();
     let req = &REQUESTS[me];
     // The local part first, with the same plan.
-    tlb::flush_plan(plan, Scope::Local);
+    if policy().no_dsb {
+        tlb::issue_plan_nosync(plan, Scope::Local);
+    } else {
+        tlb::flush_plan(plan, Scope::Local);
+    }
     let leaf_only = plan.ops().any(|op| op.is_leaf_only());
     let mut n = 0;
     if plan.op_count() <= MAX_OPS {

@@ -234,6 +234,13 @@ arg_enum! {
         /// The gather has no embedded page batch: with every batch allocation failing it cannot
         /// make progress (`fail_alloc=1000` then hangs the mutator).
         GatherNoLocalBatch = "gather-no-local-batch",
+        /// Range and page TLBIs name another ASID than the space's (one bit flipped).
+        WrongAsid = "wrong-asid",
+        /// TLBIs are issued but not completed by a `DSB` before the frames are freed (a later
+        /// barrier completes them, too late).
+        NoDsb = "no-dsb",
+        /// A range flush stops one page short of the range's end.
+        NarrowRange = "narrow-range",
         /// Panic on the boot CPU once the workload starts (tests the panic path, exit 3).
         Panic = "panic",
         /// Take an unexpected data abort once the workload starts (the exception path, exit 3).
@@ -350,6 +357,9 @@ pub struct BootArgs {
     pub unshare: UnshareMode,
     /// `sharing=on|off`: whether address spaces share level-2 tables [off].
     pub sharing: bool,
+    /// `audit=on|off`: the flush-coverage sanitizer [None: on for `selftest` and `stress`, off
+    /// for the other workloads; see [`BootArgs::audit_enabled`]].
+    pub audit: Option<bool>,
     /// `bug=` [none].
     pub bugs: Bugs,
     /// `asid_bits=`: force an ASID width below the CPU's, 2..=16 [None: the CPU's width].
@@ -431,6 +441,16 @@ macro_rules! enum_key {
     };
 }
 
+const ON_OFF: &str = "one of on, off";
+
+fn parse_on_off(value: &str) -> Option<bool> {
+    match value {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
+}
+
 /// Every key, in the order help and the unknown-key message list them.
 const SPECS: &[KeySpec] = &[
     enum_key!("workload", Workload, |a, v| a.workload = v),
@@ -451,13 +471,17 @@ const SPECS: &[KeySpec] = &[
     enum_key!("unshare", UnshareMode, |a, v| a.unshare = v),
     KeySpec {
         name: "sharing",
-        accepted: "one of on, off",
+        accepted: ON_OFF,
         apply: |a, value| {
-            a.sharing = match value {
-                "on" => true,
-                "off" => false,
-                _ => return None,
-            };
+            a.sharing = parse_on_off(value)?;
+            Some(())
+        },
+    },
+    KeySpec {
+        name: "audit",
+        accepted: ON_OFF,
+        apply: |a, value| {
+            a.audit = Some(parse_on_off(value)?);
             Some(())
         },
     },
@@ -530,6 +554,15 @@ fn parse_u64_radix(digits: &str, radix: u32) -> Option<u64> {
 }
 
 impl BootArgs {
+    /// Whether the flush-coverage sanitizer runs: `audit=` if given, else on for the workloads
+    /// that prove safety (`selftest`, `stress`) and off for those that measure or show.
+    pub fn audit_enabled(&self) -> bool {
+        self.audit.unwrap_or(matches!(
+            self.workload,
+            Workload::Selftest | Workload::Stress
+        ))
+    }
+
     /// The settings when no argument is given.
     pub const DEFAULT: BootArgs = BootArgs {
         workload: Workload::Demo,
@@ -542,6 +575,7 @@ impl BootArgs {
         tablefree: TableFreeMode::Rcu,
         unshare: UnshareMode::SyncLast,
         sharing: false,
+        audit: None,
         bugs: Bugs::NONE,
         asid_bits: None,
         walkers: None,
@@ -612,7 +646,7 @@ mod tests {
     }
 
     const ALL_KEYS: &str = "workload, seconds, seed, log, timeout, hz, flush, tablefree, \
-                            unshare, sharing, bug, asid_bits, walkers, touchers, mutators, \
+                            unshare, sharing, audit, bug, asid_bits, walkers, touchers, mutators, \
                             fail_alloc, tables, children, cpus_wait_ms";
 
     #[test]
@@ -679,10 +713,28 @@ mod tests {
     }
 
     #[test]
+    fn audit_is_on_where_safety_is_proved_unless_told_otherwise() {
+        for (args, on) in [
+            ("", false),
+            ("workload=selftest", true),
+            ("workload=stress", true),
+            ("workload=unshare-bench", false),
+            ("workload=stress audit=off", false),
+            ("workload=unshare-bench audit=on", true),
+        ] {
+            assert_eq!(parse(args).audit_enabled(), on, "{args:?}");
+        }
+        assert_eq!(
+            error_text("audit=yes"),
+            "bootargs: audit=yes: one of on, off"
+        );
+    }
+
+    #[test]
     fn every_key_at_once() {
         let args = parse(
             "workload=stress seconds=60 seed=0xdeadBEEF log=trace timeout=120 hz=250 \
-             flush=ipi tablefree=sync-batch unshare=recheck sharing=on \
+             flush=ipi tablefree=sync-batch unshare=recheck sharing=on audit=off \
              bug=leaf-only-flush,skip-tlbi asid_bits=8 walkers=3 touchers=0 mutators=256 \
              fail_alloc=5 tables=512 children=1 cpus_wait_ms=60000",
         );
@@ -699,6 +751,7 @@ mod tests {
                 tablefree: TableFreeMode::SyncBatch,
                 unshare: UnshareMode::Recheck,
                 sharing: true,
+                audit: Some(false),
                 bugs: Bugs::NONE.with(Bug::SkipTlbi).with(Bug::LeafOnlyFlush),
                 asid_bits: Some(8),
                 walkers: Some(3),
@@ -789,6 +842,9 @@ mod tests {
             ("map-object-no-undo", Bug::MapObjectNoUndo),
             ("unshare-flush-late", Bug::UnshareFlushLate),
             ("gather-no-local-batch", Bug::GatherNoLocalBatch),
+            ("wrong-asid", Bug::WrongAsid),
+            ("no-dsb", Bug::NoDsb),
+            ("narrow-range", Bug::NarrowRange),
             ("panic", Bug::Panic),
             ("fault", Bug::Fault),
             ("fp", Bug::Fp),
@@ -973,8 +1029,8 @@ mod tests {
         let accepted = "a comma-separated list of distinct names from skip-tlbi, local-tlbi, \
                         leaf-only-flush, free-tables-now, walker-irqs-on, unshare-no-sync, \
                         map-dying, last-sharer-narrow-flush, protect-wide-stride, \
-                        map-object-no-undo, unshare-flush-late, gather-no-local-batch, panic, \
-                        fault, fp, hang, late-cpu";
+                        map-object-no-undo, unshare-flush-late, gather-no-local-batch, \
+                        wrong-asid, no-dsb, narrow-range, panic, fault, fp, hang, late-cpu";
         for value in [
             "",
             "nope",
@@ -1121,6 +1177,10 @@ mod tests {
             },
             "sharing" => BootArgs {
                 sharing: d.sharing,
+                ..args
+            },
+            "audit" => BootArgs {
+                audit: d.audit,
                 ..args
             },
             "bug" => BootArgs {

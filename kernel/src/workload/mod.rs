@@ -69,12 +69,32 @@ mod hw {
     /// Runs the workload the arguments name on the boot CPU (which farms work out to the others).
     pub fn run(info: &'static BootInfo) -> Outcome {
         plant_fatal_bugs(info);
-        match info.args.workload {
+        let outcome = match info.args.workload {
             Workload::Demo => super::demo::run(info),
             Workload::Selftest => super::selftest::run(info),
             Workload::Stress => super::stress::run(info),
             Workload::UnshareBench => super::unshare_bench::run(info),
+        };
+        audit_verdict(outcome)
+    }
+
+    /// With `audit=on`, any flush gap fails the run, whatever the workload's own checks said;
+    /// the line shows the audit looked (how many obligations it recorded and checks it made).
+    fn audit_verdict(mut outcome: Outcome) -> Outcome {
+        use broadside_base::stats::{self, Counter};
+        if !broadside_mm::audit::enabled() {
+            return outcome;
         }
+        let gaps = stats::read(Counter::FlushGapDetected);
+        broadside_platform::kprintln!(
+            "audit: {} flush obligations recorded, {} checks, flush_gap_detected={gaps}",
+            stats::read(Counter::FlushObligations),
+            stats::read(Counter::FlushChecks),
+        );
+        if gaps > 0 && outcome.passed() {
+            outcome.code = broadside_base::ExitCode::CheckFailed;
+        }
+        outcome
     }
 
     /// `bug=panic`, `bug=fault`, `bug=fp` and `bug=hang`: the negative controls of the kernel's

@@ -62,6 +62,7 @@ pub unsafe fn replace_ttbr1(ttbr1: u64, empty_table_pa: u64) {
 /// Invalidates this CPU's entire EL1&0 TLB and waits for it (`TLBI VMALLE1; DSB NSH; ISB`).
 /// Used when a CPU drops the boot identity map, and by the ASID allocator's rollover flush.
 pub fn local_flush_all() {
+    report(TlbEvent::Issue(TlbiOp::Vmalle1, Scope::Local));
     // SAFETY: TLB invalidation only loses cached translations; the DSB and ISB complete it
     // before the next instruction fetch or access.
     unsafe {
@@ -73,6 +74,7 @@ pub fn local_flush_all() {
             options(nostack)
         )
     };
+    report(TlbEvent::Complete(Scope::Local));
 }
 
 /// Publishes new (previously invalid) kernel entries to this CPU's table walker. New entries
@@ -85,6 +87,42 @@ pub fn publish_new_kernel_mappings() {
 
 use crate::tlbi::{FlushPlan, TlbiOp};
 use broadside_base::stats::{self, Counter};
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+/// What this module tells an observer (the flush-coverage sanitizer, `mm::audit`): every TLBI
+/// before it executes, and every barrier that completes TLBIs after it executed. Reporting an
+/// issue before the instruction and a completion after it keeps the observer conservative: it
+/// can never credit a TLBI that ran before the change it is meant to invalidate, nor a DSB that
+/// has not happened yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlbEvent {
+    /// This CPU is about to issue `op` with `scope`.
+    Issue(TlbiOp, Scope),
+    /// This CPU executed `DSB ISH` (`Broadcast`: completes every TLBI it issued) or `DSB NSH`
+    /// (`Local`: completes only its non-broadcast TLBIs).
+    Complete(Scope),
+}
+
+/// The observer, a `fn(TlbEvent)` stored as a pointer; null when none (the common case costs
+/// one relaxed load per TLBI or barrier).
+static OBSERVER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Installs `observer`, called on the issuing CPU for every [`TlbEvent`] from now on, with
+/// whatever IRQ state the caller of the TLB operation has. It must not issue TLB maintenance
+/// itself. Called once at boot, before other CPUs run.
+pub fn set_observer(observer: fn(TlbEvent)) {
+    OBSERVER.store(observer as *mut (), Ordering::Release);
+}
+
+#[inline(always)]
+fn report(event: TlbEvent) {
+    let f = OBSERVER.load(Ordering::Acquire);
+    if !f.is_null() {
+        // SAFETY: the only non-null value ever stored is a `fn(TlbEvent)` (`set_observer`).
+        let f: fn(TlbEvent) = unsafe { core::mem::transmute::<*mut (), fn(TlbEvent)>(f) };
+        f(event);
+    }
+}
 
 /// Which TLBs an invalidation reaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +136,7 @@ pub enum Scope {
 /// Issues one TLBI. No barriers: callers order it with [`begin`] and [`complete`].
 #[inline(always)]
 fn issue(op: TlbiOp, scope: Scope) {
+    report(TlbEvent::Issue(op, scope));
     macro_rules! tlbi {
         ($insn:literal, $x:expr) => {
             // SAFETY: TLB invalidation only discards cached translations.
@@ -169,8 +208,11 @@ pub fn begin(scope: Scope) {
 pub fn complete(scope: Scope) {
     match scope {
         Scope::Broadcast => dsb_ish(),
-        // SAFETY: barrier only.
-        Scope::Local => unsafe { asm!("dsb nsh", options(nostack, preserves_flags)) },
+        Scope::Local => {
+            // SAFETY: barrier only.
+            unsafe { asm!("dsb nsh", options(nostack, preserves_flags)) };
+            report(TlbEvent::Complete(Scope::Local));
+        }
     }
 }
 
@@ -186,6 +228,7 @@ fn dsb_ish() {
     // SAFETY: barrier only.
     unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
     stats::count(Counter::DsbIsh);
+    report(TlbEvent::Complete(Scope::Broadcast));
 }
 
 /// Issues every TLBI of `plan` after [`begin`], without completing them: the caller batches
