@@ -6,11 +6,13 @@
 
 use broadside_tests::{Boot, Summary};
 
-/// Nothing detected, and the touchers probed.
+/// Nothing detected, the touchers probed, and the flush audit looked.
 fn ok_run(s: &Summary) -> bool {
     s.counter("stale_tlb_detected") == 0
         && s.counter("uaf_detected") == 0
         && s.counter("leaf_only_flush_detected") == 0
+        && s.counter("flush_gap_detected") == 0
+        && s.counter("flush_obligations") > 0
         && s.counter("touches") > 0
 }
 

@@ -310,6 +310,9 @@ pub fn run(info: &'static BootInfo) -> Outcome {
             ),
         }
     }
+    if let Some(obj) = &shared.object {
+        last_sharer_prologue(obj);
+    }
     for slot in &shared.spaces {
         *slot.lock() = new_populated_space(&shared);
     }
@@ -785,6 +788,24 @@ fn replace_space(shared: &Shared, slot: usize, old: Arc<AddressSpace>) {
 }
 
 // ---- sharing (sharing=on) ----------------------------------------------------------------
+
+/// Before any other space maps the object: one space, active once on this CPU, is the only
+/// user of every table of the object; changing one GiB's protection makes it the last sharer
+/// of that table alone in its gather, then its destroy the last sharer of the rest. The random
+/// mix below reaches these paths only by chance, and usually beside other unshares whose wider
+/// flush hides a last sharer's narrow one; this way every sharing run takes both, whatever the
+/// seed, and the audit checks them.
+fn last_sharer_prologue(obj: &Arc<SharedObject>) {
+    let Some(space) = AddressSpace::new() else {
+        return;
+    };
+    if shared::map_object(&space, obj, SHARED_BASE).is_ok() && space.activate() {
+        space.deactivate();
+        // Out of memory for the private copy only leaves the GiB unmapped: the unshare ran.
+        let _ = shared::protect_object_gib(&space, obj, SHARED_BASE, 0, Attributes::user_data_ro());
+    }
+    space.destroy();
+}
 
 /// Unmaps the shared object from `space` (unsharing its tables) if it maps it, then lets any
 /// space left as the only user of a table take it over and install a private block in it, as
