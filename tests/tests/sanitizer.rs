@@ -138,15 +138,27 @@ fn stress_with_sharing_is_audited_and_clean_on_both_machines() {
 }
 
 #[test]
-fn stress_ipi_baseline_and_rollovers_are_audited_and_clean() {
-    // The IPI baseline discharges per target CPU (each target's local TLBIs and DSB NSH);
-    // rollovers discharge what each CPU can no longer use.
-    Boot::new("audit stress ipi, asid_bits=3")
+fn stress_ipi_baseline_is_audited_and_clean() {
+    // The IPI baseline discharges per target CPU: each target's local TLBIs and DSB NSH.
+    Boot::new("audit stress ipi")
         .smp(4)
-        .args("workload=stress seconds=2 sharing=on flush=ipi asid_bits=3")
+        .args("workload=stress seconds=2 sharing=on flush=ipi")
         .expect_exit(0)
-        .check("audited, clean, with rollovers and IPIs", |s| {
-            audited_clean(s) && s.counter("asid_rollovers") > 0 && s.counter("ipis_sent") > 0
+        .check("audited, clean, with IPIs", |s| {
+            audited_clean(s) && s.counter("ipis_sent") > 0
+        });
+}
+
+#[test]
+fn stress_across_asid_rollovers_is_audited_and_clean() {
+    // Two-bit ASIDs on two CPUs roll over about every 150 ms (10 and 16 rollovers measured in
+    // 2 s, seeds 1 and 2): each discharges what every CPU can no longer use before its flush.
+    Boot::new("audit stress asid_bits=2")
+        .smp(2)
+        .args("workload=stress seconds=2 sharing=on asid_bits=2")
+        .expect_exit(0)
+        .check("audited, clean, across rollovers", |s| {
+            audited_clean(s) && s.counter("asid_rollovers") > 0
         });
 }
 

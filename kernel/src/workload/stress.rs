@@ -310,9 +310,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
             ),
         }
     }
-    if let Some(obj) = &shared.object {
-        last_sharer_prologue(obj);
-    }
+    prologue(&shared);
     for slot in &shared.spaces {
         *slot.lock() = new_populated_space(&shared);
     }
@@ -762,6 +760,53 @@ fn sparse_cycle(shared: &Shared, space: &AddressSpace) {
     }
 }
 
+/// Each kind of flush once, on one space that has run on every CPU, before the random mix starts and
+/// before any other space maps the object: a small unmap that frees its tables (a short range
+/// flush that must reach walk caches), a permission change, and with sharing the last sharer
+/// of a table alone in its gather (changing one GiB's protection while no other space maps
+/// it), then of the rest (its destroy). The mix reaches these only by chance — a last sharer
+/// is usually unsharing other GiBs too, whose wider flush hides a narrow one, and small frees
+/// are often merged into an ASID-wide flush — so the audit checks each of them in every run,
+/// whatever the seed.
+fn prologue(shared: &Shared) {
+    let Some(space) = AddressSpace::new() else {
+        shared.backoff();
+        return;
+    };
+    let mapped = shared
+        .object
+        .as_ref()
+        .is_none_or(|obj| shared::map_object(&space, obj, SHARED_BASE).is_ok());
+    // Every CPU runs it once, so each flush below must reach them all.
+    fn activate_once(_cpu: usize, space: usize) {
+        // SAFETY: `prologue` passes its `AddressSpace`, alive until `run_on_all` returns.
+        let space = unsafe { &*(space as *const AddressSpace) };
+        if space.activate() {
+            space.deactivate();
+        }
+    }
+    if mapped {
+        smp::work::run_on_all(activate_once, &space as *const AddressSpace as usize);
+        sparse_cycle(shared, &space); // maps the sparse pages, and their tables
+        sparse_cycle(shared, &space); // unmaps them: every table on the way is freed
+        map_pages_or_back_off(shared, &space, PAGES_BASE, 4);
+        {
+            let _g = space.lock.lock();
+            let _ = space.protect(
+                PAGES_BASE,
+                PAGES_BASE + 4 * PAGE_SIZE,
+                Attributes::user_data_ro(),
+            );
+        }
+        if let Some(obj) = &shared.object {
+            // Out of memory for the private copy only leaves the GiB unmapped: the unshare ran.
+            let ro = Attributes::user_data_ro();
+            let _ = shared::protect_object_gib(&space, obj, SHARED_BASE, 0, ro);
+        }
+    }
+    space.destroy();
+}
+
 /// Takes the space out of its slot, puts a fresh one in, and destroys the old one (which waits
 /// for touchers still using it). Out of memory, the old space stays.
 fn replace_space(shared: &Shared, slot: usize, old: Arc<AddressSpace>) {
@@ -788,24 +833,6 @@ fn replace_space(shared: &Shared, slot: usize, old: Arc<AddressSpace>) {
 }
 
 // ---- sharing (sharing=on) ----------------------------------------------------------------
-
-/// Before any other space maps the object: one space, active once on this CPU, is the only
-/// user of every table of the object; changing one GiB's protection makes it the last sharer
-/// of that table alone in its gather, then its destroy the last sharer of the rest. The random
-/// mix below reaches these paths only by chance, and usually beside other unshares whose wider
-/// flush hides a last sharer's narrow one; this way every sharing run takes both, whatever the
-/// seed, and the audit checks them.
-fn last_sharer_prologue(obj: &Arc<SharedObject>) {
-    let Some(space) = AddressSpace::new() else {
-        return;
-    };
-    if shared::map_object(&space, obj, SHARED_BASE).is_ok() && space.activate() {
-        space.deactivate();
-        // Out of memory for the private copy only leaves the GiB unmapped: the unshare ran.
-        let _ = shared::protect_object_gib(&space, obj, SHARED_BASE, 0, Attributes::user_data_ro());
-    }
-    space.destroy();
-}
 
 /// Unmaps the shared object from `space` (unsharing its tables) if it maps it, then lets any
 /// space left as the only user of a table take it over and install a private block in it, as
