@@ -107,6 +107,9 @@ counters! {
     UnshareFlushMissed => "unshare_flush_missed", Sum;
     /// Toucher probes: reads of stamped pages through the MMU (stress).
     Touches => "touches", Sum;
+    /// Mutator operations started (stress): unmap/remap, protect, block, sparse, sharing and
+    /// replace cycles. The work a run did, for comparing runs of equal length.
+    MutatorOps => "mutator_ops", Sum;
     /// Self-test scenarios that failed a check (each also prints its name).
     SelftestFailures => "selftest_failures", Sum;
     /// Flush obligations the sanitizer recorded (`audit=on`): one per cleared or weakened leaf,

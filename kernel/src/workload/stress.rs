@@ -636,6 +636,7 @@ fn mutate(shared: &Shared, rng: &mut Rng) {
     let (slot, Some(space)) = pick(shared, rng) else {
         return;
     };
+    stats::count(Counter::MutatorOps);
     if let Some(obj) = &shared.object
         && rng.below(3) == 0
     {
