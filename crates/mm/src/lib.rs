@@ -1,8 +1,8 @@
 //! broadside's address-space layer and everything that changes address spaces safely: ASIDs,
 //! address spaces (map, unmap, protect), TLB shootdown policy (broadcast TLBI or the IPI
 //! baseline), the mmu_gather, table freeing through RCU, shared level-2 tables, the lockless
-//! walker, fault injection for the negative controls, and the portable core of the
-//! flush-coverage sanitizer.
+//! walker, fault injection for the negative controls, and the flush-coverage sanitizer: its
+//! portable core (`sanitizer`) and its kernel glue (`audit`).
 #![cfg_attr(not(any(test, loom)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
