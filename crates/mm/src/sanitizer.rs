@@ -707,10 +707,12 @@ impl Sanitizer {
         self.complete(cpu, |inv| matches!(inv.scope, Scope::Local(_)));
     }
 
-    /// The IPI baseline: `target` ran `inv` locally, completed it with its own `DSB`, and
-    /// acknowledged. Discharges, for `target` only, what it covers among the obligations
-    /// recorded before now (the glue calls this on the target before the acknowledgement is
-    /// published). `inv`'s scope is taken as `Local(target)` whatever it says.
+    /// The IPI baseline in one step: `target` ran `inv` locally, completed it with its own
+    /// `DSB`, and acknowledged. Discharges, for `target` only, what it covers among the
+    /// obligations recorded before now. `inv`'s scope is taken as `Local(target)` whatever it
+    /// says. The kernel glue (`mm::audit`) gets the same effect without it: it sees the
+    /// target's own local TLBIs ([`Self::issue`]) and `DSB NSH` ([`Self::dsb_local`]), reported
+    /// before the target acknowledges. The model tests use this form.
     pub fn ack_ipi(&mut self, target: usize, inv: Invalidation) {
         let inv = Invalidation {
             scope: Scope::Local(target),
