@@ -31,8 +31,10 @@ bs_need_qemu
 bs_build
 
 # name | expected exit | run.sh options | kernel args | check on the summary (python; s, c)
-# (every positive run must also have probed through the MMU: touches > 0)
-ok_run="c['stale_tlb_detected']==0 and c['uaf_detected']==0 and c['leaf_only_flush_detected']==0 and c['touches']>0"
+# (every positive run must also have probed through the MMU, touches > 0, and been audited,
+# flush_obligations > 0). The controls of the QEMU-visible detectors run with audit=off, so they
+# show those detectors alone; the audit's own controls are the bug-*-audit rows.
+ok_run="c['stale_tlb_detected']==0 and c['uaf_detected']==0 and c['leaf_only_flush_detected']==0 and c['flush_gap_detected']==0 and c['flush_obligations']>0 and c['touches']>0"
 runs=(
   "stress-4cpu-10s|0|--smp 4|workload=stress seconds=10|$ok_run and c['ipis_sent']==0 and c['tlbi_ops']>0 and c['tlbi_range_ops']>0 and c['pages_unmapped']>0 and c['tables_freed']>0 and c['walker_walks']>0 and c['grace_periods']>0"
   "stress-2cpu|0|--smp 2|workload=stress seconds=4|$ok_run and c['ipis_sent']==0 and c['walker_walks']>0 and c['tables_freed']>0 and c['grace_periods']>0"
@@ -48,31 +50,34 @@ runs=(
   "tablefree-sync-each|0|--smp 4|workload=stress seconds=4 tablefree=sync-each|$ok_run and c['table_syncs']==c['tables_freed'] and c['grace_periods']==0 and c['ipis_sent']==3*c['table_syncs']"
   "tablefree-sync-batch|0|--smp 4|workload=stress seconds=4 tablefree=sync-batch|$ok_run and 0<c['table_syncs']<=c['gather_flushes'] and c['table_syncs']<c['tables_freed']"
   "fail-alloc-500|0|--smp 4|workload=stress seconds=4 fail_alloc=500|$ok_run and c['table_free_fallbacks']>0"
-  "bug-skip-tlbi|1|--smp 4|workload=stress seconds=5 bug=skip-tlbi|c['stale_tlb_detected']>0"
-  "bug-local-tlbi|1|--smp 4|workload=stress seconds=5 bug=local-tlbi|c['stale_tlb_detected']>0"
-  "bug-local-tlbi-a72|1|--smp 4 --cpu cortex-a72|workload=stress seconds=5 bug=local-tlbi seed=2|c['stale_tlb_detected']>0"
-  "bug-free-tables-now|1|--smp 4|workload=stress seconds=10 bug=free-tables-now walkers=2 touchers=1|c['uaf_detected']>0"
-  "bug-walker-irqs-on|1|--smp 4|workload=stress seconds=10 bug=walker-irqs-on walkers=2 touchers=1|c['uaf_detected']>0"
-  "bug-leaf-only-flush|1|--smp 4|workload=stress seconds=3 bug=leaf-only-flush|c['leaf_only_flush_detected']>0"
+  "bug-skip-tlbi|1|--smp 4|workload=stress seconds=5 bug=skip-tlbi audit=off|c['stale_tlb_detected']>0"
+  "bug-local-tlbi|1|--smp 4|workload=stress seconds=5 bug=local-tlbi audit=off|c['stale_tlb_detected']>0"
+  "bug-local-tlbi-a72|1|--smp 4 --cpu cortex-a72|workload=stress seconds=5 bug=local-tlbi seed=2 audit=off|c['stale_tlb_detected']>0"
+  "bug-free-tables-now|1|--smp 4|workload=stress seconds=10 bug=free-tables-now walkers=2 touchers=1 audit=off|c['uaf_detected']>0"
+  "bug-walker-irqs-on|1|--smp 4|workload=stress seconds=10 bug=walker-irqs-on walkers=2 touchers=1 audit=off|c['uaf_detected']>0"
+  "bug-leaf-only-flush|1|--smp 4|workload=stress seconds=3 bug=leaf-only-flush audit=off|c['leaf_only_flush_detected']>0"
   "sharing-sync-last|0|--smp 4|workload=stress seconds=4 sharing=on unshare=sync-last|$ok_run and c['tables_unshared']>0 and c['unshare_flush_missed']==0"
   "sharing-sync-each|0|--smp 4|workload=stress seconds=4 sharing=on unshare=sync-each|$ok_run and c['tables_unshared']>0 and c['table_syncs']>=c['tables_unshared']"
   "sharing-recheck|0|--smp 4|workload=stress seconds=4 sharing=on unshare=recheck|$ok_run and c['tables_unshared']>0 and c['table_syncs']==0"
   "sharing-8cpu-sync-last|0|--smp 8|workload=stress seconds=4 sharing=on|$ok_run and c['tables_unshared']>0"
   "sharing-8cpu-recheck|0|--smp 8|workload=stress seconds=4 sharing=on unshare=recheck|$ok_run and c['tables_unshared']>0 and c['table_syncs']==0"
-  "bug-unshare-no-sync|1|--smp 4|workload=stress seconds=10 sharing=on bug=unshare-no-sync walkers=2 touchers=1|c['uaf_detected']>0"
+  "bug-unshare-no-sync|1|--smp 4|workload=stress seconds=10 sharing=on bug=unshare-no-sync walkers=2 touchers=1 audit=off|c['uaf_detected']>0"
 )
+for bug in skip-tlbi local-tlbi leaf-only-flush last-sharer-narrow-flush wrong-asid no-dsb narrow-range; do
+  runs+=("bug-$bug-audit|1|--smp 4|workload=stress seconds=1 sharing=on bug=$bug|c['flush_gap_detected']>0")
+done
 if [ $mode != quick ]; then
   for seed in 2 3 4; do
     runs+=("stress-8cpu-seed$seed|0|--smp 8|workload=stress seconds=10 seed=$seed|$ok_run")
-    runs+=("bug-skip-tlbi-seed$seed|1|--smp 4|workload=stress seconds=10 bug=skip-tlbi seed=$seed|c['stale_tlb_detected']>0")
-    runs+=("bug-local-tlbi-seed$seed|1|--smp 4|workload=stress seconds=10 bug=local-tlbi seed=$seed|c['stale_tlb_detected']>0")
-    runs+=("bug-free-tables-now-seed$seed|1|--smp 4|workload=stress seconds=10 bug=free-tables-now seed=$seed|c['uaf_detected']>0")
-    runs+=("bug-walker-irqs-on-seed$seed|1|--smp 4|workload=stress seconds=10 bug=walker-irqs-on seed=$seed|c['uaf_detected']>0")
+    runs+=("bug-skip-tlbi-seed$seed|1|--smp 4|workload=stress seconds=10 bug=skip-tlbi seed=$seed audit=off|c['stale_tlb_detected']>0")
+    runs+=("bug-local-tlbi-seed$seed|1|--smp 4|workload=stress seconds=10 bug=local-tlbi seed=$seed audit=off|c['stale_tlb_detected']>0")
+    runs+=("bug-free-tables-now-seed$seed|1|--smp 4|workload=stress seconds=10 bug=free-tables-now seed=$seed audit=off|c['uaf_detected']>0")
+    runs+=("bug-walker-irqs-on-seed$seed|1|--smp 4|workload=stress seconds=10 bug=walker-irqs-on seed=$seed audit=off|c['uaf_detected']>0")
   done
   runs+=("stress-16cpu|0|--smp 16|workload=stress seconds=20|$ok_run")
   runs+=("sharing-8cpu-sync-each|0|--smp 8|workload=stress seconds=10 sharing=on unshare=sync-each|$ok_run and c['tables_unshared']>0")
   for seed in 2 3; do
-    runs+=("bug-unshare-no-sync-seed$seed|1|--smp 4|workload=stress seconds=10 sharing=on bug=unshare-no-sync seed=$seed|c['uaf_detected']>0")
+    runs+=("bug-unshare-no-sync-seed$seed|1|--smp 4|workload=stress seconds=10 sharing=on bug=unshare-no-sync seed=$seed audit=off|c['uaf_detected']>0")
   done
 fi
 if [ $mode = long ]; then

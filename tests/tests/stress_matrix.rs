@@ -226,7 +226,7 @@ fn bug_skip_tlbi() {
     caught(
         "bug-skip-tlbi",
         "--smp 4",
-        "workload=stress seconds=5 bug=skip-tlbi",
+        "workload=stress seconds=5 bug=skip-tlbi audit=off",
         |s| c(s, "stale_tlb_detected") > 0,
     );
 }
@@ -237,7 +237,7 @@ fn bug_local_tlbi() {
     caught(
         "bug-local-tlbi",
         "--smp 4",
-        "workload=stress seconds=5 bug=local-tlbi",
+        "workload=stress seconds=5 bug=local-tlbi audit=off",
         |s| c(s, "stale_tlb_detected") > 0,
     );
 }
@@ -248,7 +248,7 @@ fn bug_local_tlbi_a72() {
     caught(
         "bug-local-tlbi-a72",
         "--smp 4 --cpu cortex-a72",
-        "workload=stress seconds=5 bug=local-tlbi seed=2",
+        "workload=stress seconds=5 bug=local-tlbi seed=2 audit=off",
         |s| c(s, "stale_tlb_detected") > 0,
     );
 }
@@ -259,7 +259,7 @@ fn bug_free_tables_now() {
     caught_within_seeds(
         "bug-free-tables-now",
         "--smp 4",
-        "workload=stress seconds=10 bug=free-tables-now walkers=2 touchers=1",
+        "workload=stress seconds=10 bug=free-tables-now walkers=2 touchers=1 audit=off",
         3,
         |s| c(s, "uaf_detected") > 0,
     );
@@ -271,7 +271,7 @@ fn bug_walker_irqs_on() {
     caught_within_seeds(
         "bug-walker-irqs-on",
         "--smp 4",
-        "workload=stress seconds=10 bug=walker-irqs-on walkers=2 touchers=1",
+        "workload=stress seconds=10 bug=walker-irqs-on walkers=2 touchers=1 audit=off",
         3,
         |s| c(s, "uaf_detected") > 0,
     );
@@ -283,7 +283,7 @@ fn bug_leaf_only_flush() {
     caught(
         "bug-leaf-only-flush",
         "--smp 4",
-        "workload=stress seconds=3 bug=leaf-only-flush",
+        "workload=stress seconds=3 bug=leaf-only-flush audit=off",
         |s| c(s, "leaf_only_flush_detected") > 0,
     );
 }
@@ -349,7 +349,7 @@ fn bug_unshare_no_sync() {
     caught_within_seeds(
         "bug-unshare-no-sync",
         "--smp 4",
-        "workload=stress seconds=10 sharing=on bug=unshare-no-sync walkers=2 touchers=1",
+        "workload=stress seconds=10 sharing=on bug=unshare-no-sync walkers=2 touchers=1 audit=off",
         3,
         |s| c(s, "uaf_detected") > 0,
     );

@@ -24,7 +24,7 @@
 //! (README, "The flush-coverage sanitizer").
 
 use crate::aspace::AddressSpace;
-use crate::sanitizer::{Check, Clear, Cleared, CpuMask, OpId, Sanitizer, Scope, decode};
+use crate::sanitizer::{Check, Clear, Cleared, CpuMask, OpId, Sanitizer, Scope, Violation, decode};
 use broadside_arch::PhysAddr;
 use broadside_arch::aarch64::tlb::{self, TlbEvent};
 use broadside_base::IrqSpinlock;
@@ -120,13 +120,21 @@ fn check(what: Check) {
         v
     });
     if let Err(v) = violation {
-        stats::count(Counter::FlushGapDetected);
-        let n = PRINTED.fetch_add(1, Ordering::Relaxed);
-        if n < MAX_PRINTED {
-            kprintln!("audit: cpu{}: {v}", broadside_base::cpu_id());
-        } else if n == MAX_PRINTED {
-            kprintln!("audit: further flush gaps are counted, not printed");
-        }
+        report_gap(&v);
+    }
+}
+
+/// Counts and prints one flush gap. Never inlined: it is the sanitizer's report site, where a
+/// debugger stops (`break broadside_mm::audit::report_gap`, then `print *v`) with the caller's
+/// frame — the free, reuse or return that found the gap — one `up` away.
+#[inline(never)]
+fn report_gap(v: &Violation) {
+    stats::count(Counter::FlushGapDetected);
+    let n = PRINTED.fetch_add(1, Ordering::Relaxed);
+    if n < MAX_PRINTED {
+        kprintln!("audit: cpu{}: {v}", broadside_base::cpu_id());
+    } else if n == MAX_PRINTED {
+        kprintln!("audit: further flush gaps are counted, not printed");
     }
 }
 

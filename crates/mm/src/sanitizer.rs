@@ -37,14 +37,18 @@
 //!
 //! # Complexity and allocation
 //! Open obligations live in one `Vec` (a partially discharged obligation is split into at most
-//! three pieces); each CPU's issued-but-not-completed ops in another. With `n` open pieces and
-//! `p` pending ops on the CPU: [`Sanitizer::record`] O(1) amortised, [`Sanitizer::issue`] O(n)
-//! (it notes the op on the obligations it touches, for the violation message),
-//! [`Sanitizer::dsb`] O(p·n), the checks O(n). Fully discharged pieces are dropped at once, so
-//! `n` stays near the number of clears not yet flushed. [`decode`], [`covers`] and the rules
+//! three pieces), grouped by ASID and counted per frame and per operation; each CPU's
+//! issued-but-not-completed ops in another `Vec`. With `n` open pieces, `n_A` of them in the
+//! op's ASID, and `p` pending ops on the CPU: [`Sanitizer::record`] O(log n),
+//! [`Sanitizer::issue`] O(n) (it notes the op on the obligations whose addresses it names, any
+//! ASID, for the violation message), [`Sanitizer::dsb`] O(p·n) to mark ops completed plus
+//! O(p·n_A log n) to discharge (O(p·n) for all-ASID ops), a passing check O(log n) and a failing
+//! one O(n). Fully discharged pieces are dropped at once, so `n` stays near the number of
+//! clears not yet flushed. [`decode`], [`covers`] and the rules
 //! allocate nothing. Simple and correct first: the kernel glue serialises calls under one lock.
 
 use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, btree_map};
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -614,10 +618,51 @@ struct Pending {
     seq: u64,
 }
 
+/// How many open pieces name each frame and each operation: the checks' fast path, so a check
+/// that passes (nearly all of them) costs a map lookup, not a scan.
+#[derive(Clone, Debug, Default)]
+struct OpenIndex {
+    frames: BTreeMap<u64, u32>,
+    ops: BTreeMap<OpId, u32>,
+    pieces: usize,
+}
+
+impl OpenIndex {
+    fn add(&mut self, ob: &Obligation) {
+        *self.frames.entry(ob.frame).or_default() += 1;
+        *self.ops.entry(ob.op).or_default() += 1;
+        self.pieces += 1;
+    }
+
+    fn remove(&mut self, ob: &Obligation) {
+        fn dec<K: Ord>(map: &mut BTreeMap<K, u32>, key: K) {
+            if let btree_map::Entry::Occupied(mut e) = map.entry(key) {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
+        }
+        dec(&mut self.frames, ob.frame);
+        dec(&mut self.ops, ob.op);
+        self.pieces -= 1;
+    }
+
+    fn names_any(&self, check: Check) -> bool {
+        match check {
+            Check::Free(frame) | Check::Reuse(frame) => self.frames.contains_key(&frame),
+            Check::Return(op) => self.ops.contains_key(&op),
+        }
+    }
+}
+
 /// The per-CPU state machine: open obligations and each CPU's issued, not yet completed TLBIs.
 #[derive(Clone, Debug)]
 pub struct Sanitizer {
-    open: Vec<Open>,
+    /// Open pieces grouped by ASID: a by-ASID op (`VAE1`, `ASIDE1`, ...) can only discharge its
+    /// own group, so completing it scans one space's obligations, not every space's.
+    groups: BTreeMap<Option<u16>, Vec<Open>>,
+    index: OpenIndex,
     pending: Vec<Vec<Pending>>,
     /// Event counter: orders clears against TLBI issue.
     now: u64,
@@ -632,7 +677,8 @@ impl Sanitizer {
     pub fn new(cpus: usize) -> Self {
         assert!(cpus <= MAX_SANITIZER_CPUS, "{cpus} CPUs");
         Self {
-            open: Vec::new(),
+            groups: BTreeMap::new(),
+            index: OpenIndex::default(),
             pending: (0..cpus).map(|_| Vec::new()).collect(),
             now: 0,
             recorded: 0,
@@ -652,7 +698,8 @@ impl Sanitizer {
         for ob in clear.obligations() {
             count += 1;
             if !ob.is_empty() {
-                self.open.push(Open {
+                self.index.add(&ob);
+                self.groups.entry(ob.asid).or_default().push(Open {
                     ob,
                     open: ob.cpus,
                     born,
@@ -671,7 +718,15 @@ impl Sanitizer {
 
     /// Open obligation pieces (a partly discharged obligation counts once per open piece).
     pub fn open_count(&self) -> usize {
-        self.open.len()
+        self.index.pieces
+    }
+
+    fn all_open(&self) -> impl Iterator<Item = &Open> {
+        self.groups.values().flatten()
+    }
+
+    fn all_open_mut(&mut self) -> impl Iterator<Item = &mut Open> {
+        self.groups.values_mut().flatten()
     }
 
     /// TLBIs issued on `cpu` and not yet completed.
@@ -728,7 +783,7 @@ impl Sanitizer {
         let mut kept = Vec::new();
         for p in pending {
             if completes(&p.inv) {
-                for o in &mut self.open {
+                for o in self.all_open_mut() {
                     if let Some(i) = &mut o.issued
                         && i.seq == p.seq
                     {
@@ -747,36 +802,52 @@ impl Sanitizer {
     /// each obligation recorded before `seq` that it hits (ASID, kind and VA rules) on the CPUs
     /// it reaches (scope rule). A partly hit obligation is split into up to three pieces.
     fn discharge(&mut self, inv: &Invalidation, seq: u64) {
-        let mut i = 0;
-        while i < self.open.len() {
-            let o = self.open[i];
-            let hit = (o.born < seq && asid_matches(inv, &o.ob) && kind_matches(inv, &o.ob))
-                .then(|| hit_range(inv, &o.ob))
-                .flatten();
-            let cpus = reach(inv.scope, o.open);
-            let Some((start, end)) = hit.filter(|_| !cpus.is_empty()) else {
-                i += 1;
-                continue;
-            };
-            let piece = |start, end, open| Open {
-                ob: Obligation { start, end, ..o.ob },
-                open,
-                ..o
-            };
-            if o.ob.start < start {
-                self.open.push(piece(o.ob.start, start, o.open));
+        let Self { groups, index, .. } = self;
+        let mut visit = |pieces: &mut Vec<Open>| {
+            let mut i = 0;
+            while i < pieces.len() {
+                let o = pieces[i];
+                let hit = (o.born < seq && asid_matches(inv, &o.ob) && kind_matches(inv, &o.ob))
+                    .then(|| hit_range(inv, &o.ob))
+                    .flatten();
+                let cpus = reach(inv.scope, o.open);
+                let Some((start, end)) = hit.filter(|_| !cpus.is_empty()) else {
+                    i += 1;
+                    continue;
+                };
+                let piece = |start, end, open| Open {
+                    ob: Obligation { start, end, ..o.ob },
+                    open,
+                    ..o
+                };
+                if o.ob.start < start {
+                    pieces.push(piece(o.ob.start, start, o.open));
+                    index.add(&o.ob);
+                }
+                if end < o.ob.end {
+                    pieces.push(piece(end, o.ob.end, o.open));
+                    index.add(&o.ob);
+                }
+                let rest = o.open.without(cpus);
+                if rest.is_empty() {
+                    pieces.swap_remove(i);
+                    index.remove(&o.ob);
+                } else {
+                    pieces[i] = piece(start, end, rest);
+                    i += 1;
+                }
             }
-            if end < o.ob.end {
-                self.open.push(piece(end, o.ob.end, o.open));
+        };
+        match inv.asid {
+            // Rule "ASID": a by-ASID op hits only its own ASID's entries.
+            Some(asid) => {
+                if let Some(pieces) = groups.get_mut(&Some(asid)) {
+                    visit(pieces);
+                }
             }
-            let rest = o.open.without(cpus);
-            if rest.is_empty() {
-                self.open.swap_remove(i);
-            } else {
-                self.open[i] = piece(start, end, rest);
-                i += 1;
-            }
+            None => groups.values_mut().for_each(visit),
         }
+        groups.retain(|_, pieces| !pieces.is_empty());
     }
 
     /// Notes `inv` as the last op issued for the obligations whose addresses it names.
@@ -787,7 +858,7 @@ impl Sanitizer {
             completed,
             seq,
         };
-        for o in &mut self.open {
+        for o in self.all_open_mut() {
             let named = match inv.target {
                 Target::Asid => inv.asid == o.ob.asid,
                 _ => hit_range(&inv, &o.ob).is_some(),
@@ -821,9 +892,22 @@ impl Sanitizer {
     /// violation is reported once and a run with a planted bug does not accumulate every
     /// obligation it never discharges. Returns how many pieces were dropped.
     pub fn forget(&mut self, check: Check) -> usize {
-        let before = self.open.len();
-        self.open.retain(|o| !check.names(&o.ob));
-        before - self.open.len()
+        if !self.index.names_any(check) {
+            return 0;
+        }
+        let before = self.index.pieces;
+        let Self { groups, index, .. } = self;
+        for pieces in groups.values_mut() {
+            pieces.retain(|o| {
+                let named = check.names(&o.ob);
+                if named {
+                    index.remove(&o.ob);
+                }
+                !named
+            });
+        }
+        groups.retain(|_, pieces| !pieces.is_empty());
+        before - self.index.pieces
     }
 
     /// An ASID rollover (Linux's `flush_context`): every CPU must invalidate its whole TLB
@@ -836,19 +920,30 @@ impl Sanitizer {
     pub fn rollover(&mut self, kept: impl Fn(usize) -> Option<u16>) {
         self.tick();
         let cpus = self.pending.len();
-        let mut i = 0;
-        while i < self.open.len() {
-            let o = &mut self.open[i];
-            if o.ob.asid.is_some() {
-                let stale = (0..cpus).filter(|&c| o.open.contains(c) && kept(c) != o.ob.asid);
-                o.open = o.open.without(CpuMask::from_cpus(stale));
-            }
-            if o.open.is_empty() {
-                self.open.swap_remove(i);
-            } else {
-                i += 1;
-            }
+        let Self { groups, index, .. } = self;
+        for (asid, pieces) in groups.iter_mut().filter(|(asid, _)| asid.is_some()) {
+            let stale = CpuMask::from_cpus((0..cpus).filter(|&c| kept(c) != *asid));
+            pieces.retain_mut(|o| {
+                o.open = o.open.without(stale);
+                if o.open.is_empty() {
+                    index.remove(&o.ob);
+                }
+                !o.open.is_empty()
+            });
         }
+        groups.retain(|_, pieces| !pieces.is_empty());
+    }
+
+    /// The index counts exactly the open pieces, per frame and per operation.
+    #[cfg(test)]
+    fn assert_index_consistent(&self) {
+        let mut want = OpenIndex::default();
+        self.all_open().for_each(|o| want.add(&o.ob));
+        assert_eq!(
+            (&want.frames, &want.ops, want.pieces),
+            (&self.index.frames, &self.index.ops, self.index.pieces)
+        );
+        assert!(self.groups.values().all(|pieces| !pieces.is_empty()));
     }
 
     fn first_open(
@@ -856,7 +951,10 @@ impl Sanitizer {
         check: Check,
         names: impl Fn(&Obligation) -> bool,
     ) -> Result<(), Box<Violation>> {
-        match self.open.iter().find(|o| names(&o.ob)) {
+        if !self.index.names_any(check) {
+            return Ok(());
+        }
+        match self.all_open().find(|o| names(&o.ob)) {
             None => Ok(()),
             Some(o) => Err(Box::new(Violation {
                 check,
@@ -1632,6 +1730,7 @@ mod tests {
         assert!(s.check_return(OpId(2)).is_err());
         assert_eq!(s.forget(Check::Return(OpId(2))), 1);
         assert_eq!(s.open_count(), 0);
+        s.assert_index_consistent();
     }
 
     #[test]
@@ -1640,6 +1739,7 @@ mod tests {
         s.record(&leaf(Some(5), 0x1000, 3, &[0, 1, 2]));
         // CPU 1 keeps running ASID 5 across the rollover; CPU 0 runs ASID 6, CPU 2 nothing.
         s.rollover(|c| [Some(6), Some(5), None][c]);
+        s.assert_index_consistent();
         let v = s.check_free(FRAME).unwrap_err();
         assert_eq!(v.open_cpus, CpuMask::single(1));
         // Only a flush reaching CPU 1 is still owed.
@@ -1727,7 +1827,13 @@ mod tests {
                     cpus: CpuMask::from_cpus([0, 1]),
                 };
                 let mut s = Sanitizer::new(2);
-                s.open.push(Open { ob, open: ob.cpus, born: 0, issued: None });
+                s.index.add(&ob);
+                s.groups.entry(ob.asid).or_default().push(Open {
+                    ob,
+                    open: ob.cpus,
+                    born: 0,
+                    issued: None,
+                });
                 s.now = 1;
                 issue_plan(&mut s, 1, &plan, IS);
                 s.dsb(1);
@@ -2075,6 +2181,7 @@ mod tests {
             Ok(())
         };
         for act in acts {
+            san.assert_index_consistent();
             match *act {
                 Act::Clear(c) => {
                     san.record(&c);
