@@ -55,7 +55,7 @@ fn caught(bug: &str, gaps: &[&str], cpu: &str, smp: u32) {
     }
     run.line(
         "the report names space, ASID, range, level, need and issue",
-        r"^audit: cpu\d+: flush gap: (free of|reuse of|op \d+ returned) .*: (asid \d+|global) va 0x[0-9a-f]+\.\.0x[0-9a-f]+ level \d needs (leaf|walk-cache) invalidation on cpus \{[0-9,]+\}; issued: ",
+        r"^audit: cpu\d+: flush gap: (free of 0x[0-9a-f]+|reuse of 0x[0-9a-f]+|op \d+ returned): space \d+ (asid \d+|global) va 0x[0-9a-f]+\.\.0x[0-9a-f]+ level \d needs (leaf|walk-cache) invalidation on cpus \{[0-9,]+\}; issued: ",
     );
 }
 

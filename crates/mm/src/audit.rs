@@ -83,6 +83,7 @@ pub fn record(space: &AddressSpace, op: OpId, entry: Cleared) {
     };
     let clear = Clear {
         op,
+        space: space.id,
         asid,
         cpus,
         entry,

@@ -182,6 +182,8 @@ pub enum Cleared {
 pub struct Clear {
     /// The operation doing it.
     pub op: OpId,
+    /// The address space's id, for the report only.
+    pub space: u64,
     /// The space's ASID, or `None` when it has none yet or the entry is global (TTBR1).
     pub asid: Option<u16>,
     /// The CPUs the space has ever been active on (for a global entry: every CPU online).
@@ -198,6 +200,8 @@ pub struct Clear {
 pub struct Obligation {
     /// The operation that made it.
     pub op: OpId,
+    /// The address space's id, for the report only.
+    pub space: u64,
     /// The entries' ASID; `None`: untagged (see [`Clear::asid`]).
     pub asid: Option<u16>,
     /// First VA (aligned to `leaf_size`).
@@ -241,6 +245,7 @@ impl Clear {
     pub fn obligations(&self) -> impl Iterator<Item = Obligation> + use<> {
         let base = |start, size: u64, level, walk, frame| Obligation {
             op: self.op,
+            space: self.space,
             asid: self.asid,
             start,
             end: start + size,
@@ -561,9 +566,10 @@ impl fmt::Display for Violation {
             Check::Reuse(frame) => write!(f, "flush gap: reuse of {frame:#x}")?,
             Check::Return(op) => write!(f, "flush gap: op {} returned", op.0)?,
         }
+        write!(f, ": space {}", ob.space)?;
         match ob.asid {
-            Some(asid) => write!(f, ": asid {asid}")?,
-            None => write!(f, ": global")?,
+            Some(asid) => write!(f, " asid {asid}")?,
+            None => write!(f, " global")?,
         }
         write!(
             f,
@@ -1020,6 +1026,7 @@ mod tests {
     fn leaf(asid: Option<u16>, va: u64, level: u8, cpus: &[usize]) -> Clear {
         Clear {
             op: OP,
+            space: 7,
             asid,
             cpus: CpuMask::from_cpus(cpus.iter().copied()),
             entry: Cleared::Leaf {
@@ -1033,6 +1040,7 @@ mod tests {
     fn table(asid: Option<u16>, va: u64, level: u8, leaves: bool, cpus: &[usize]) -> Clear {
         Clear {
             op: OP,
+            space: 7,
             asid,
             cpus: CpuMask::from_cpus(cpus.iter().copied()),
             entry: Cleared::Table {
@@ -1495,7 +1503,7 @@ mod tests {
         let line = alloc::format!("{}", s.check_free(FRAME).unwrap_err());
         assert_eq!(
             line,
-            "flush gap: free of 0x80000000: asid 9 va 0x40000000..0x80000000 level 1 needs \
+            "flush gap: free of 0x80000000: space 7 asid 9 va 0x40000000..0x80000000 level 1 needs \
              walk-cache invalidation on cpus {0,1}; issued: vale1is on cpu 0 asid 9 ttl 2 \
              [WalkCacheKept]"
         );
@@ -1817,6 +1825,7 @@ mod tests {
             if end > first {
                 let ob = Obligation {
                     op: OP,
+                    space: 7,
                     asid: Some(req.asid),
                     start: first,
                     end: end + req.stride,
@@ -2084,6 +2093,7 @@ mod tests {
                 };
                 Clear {
                     op: OpId(op),
+                    space: 1,
                     asid: [None, Some(1), Some(2)][asid],
                     cpus: CpuMask::from_cpus(
                         (0..4).filter(|i| cpus & (1 << i) != 0).map(|i| CPUS[i]),
