@@ -233,6 +233,9 @@ fn init_memory_policy(info: &BootInfo) {
         info.args.bugs,
     );
     broadside_mm::shared::init(info.args.unshare, info.args.bugs.has(Bug::UnshareNoSync));
+    if info.args.yield_points {
+        broadside_base::hint::enable(info.args.seed);
+    }
 }
 
 fn ram_extent(p: &PlatformInfo) -> (u64, u64) {

@@ -107,6 +107,8 @@ counters! {
     UnshareFlushMissed => "unshare_flush_missed", Sum;
     /// Toucher probes: reads of stamped pages through the MMU (stress).
     Touches => "touches", Sum;
+    /// Seeded yield points that yielded (`yield_points=on`; see `broadside_base::hint`).
+    YieldPoints => "yield_points", Sum;
     /// Self-test scenarios that failed a check (each also prints its name).
     SelftestFailures => "selftest_failures", Sum;
 }

@@ -263,6 +263,8 @@ impl<'a> MmuGather<'a> {
         if self.range.is_empty() && !self.fullmm {
             return;
         }
+        // Deterministic runs: let other CPUs run between the unhook and its flush.
+        broadside_base::hint::yield_point(broadside_base::hint::Site::UnhookFlush);
         let record = if self.fullmm {
             flush_tlb_mm(self.space)
         } else {
@@ -299,6 +301,8 @@ impl<'a> MmuGather<'a> {
             return;
         }
         self.flush_tlb_only();
+        // Deterministic runs: let other CPUs run between the flush and the frees.
+        broadside_base::hint::yield_point(broadside_base::hint::Site::FlushFree);
         for p in &self.local[..self.local_len] {
             release_data_frame(p.pa, p.order);
         }
@@ -344,6 +348,8 @@ impl<'a> MmuGather<'a> {
             return;
         }
         self.flush_tlb_only();
+        // Deterministic runs: let other CPUs run between the unshare's flush and its sync.
+        broadside_base::hint::yield_point(broadside_base::hint::Site::Sharing);
         if self.fully_unshared_tables && crate::shared::sync_after_full_unshare() {
             crate::tlb::sync_all_cpus();
         }

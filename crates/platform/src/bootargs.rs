@@ -350,6 +350,9 @@ pub struct BootArgs {
     pub unshare: UnshareMode,
     /// `sharing=on|off`: whether address spaces share level-2 tables [off].
     pub sharing: bool,
+    /// `yield_points=on|off`: seeded `YIELD`s at the protocols' race windows, which make
+    /// `seed=` choose the interleaving under `run.sh --deterministic` (which turns them on) [off].
+    pub yield_points: bool,
     /// `bug=` [none].
     pub bugs: Bugs,
     /// `asid_bits=`: force an ASID width below the CPU's, 2..=16 [None: the CPU's width].
@@ -462,6 +465,18 @@ const SPECS: &[KeySpec] = &[
         },
     },
     KeySpec {
+        name: "yield_points",
+        accepted: "one of on, off",
+        apply: |a, value| {
+            a.yield_points = match value {
+                "on" => true,
+                "off" => false,
+                _ => return None,
+            };
+            Some(())
+        },
+    },
+    KeySpec {
         name: "bug",
         accepted: Bugs::ACCEPTED,
         apply: |a, value| {
@@ -542,6 +557,7 @@ impl BootArgs {
         tablefree: TableFreeMode::Rcu,
         unshare: UnshareMode::SyncLast,
         sharing: false,
+        yield_points: false,
         bugs: Bugs::NONE,
         asid_bits: None,
         walkers: None,
@@ -612,7 +628,7 @@ mod tests {
     }
 
     const ALL_KEYS: &str = "workload, seconds, seed, log, timeout, hz, flush, tablefree, \
-                            unshare, sharing, bug, asid_bits, walkers, touchers, mutators, \
+                            unshare, sharing, yield_points, bug, asid_bits, walkers, touchers, mutators, \
                             fail_alloc, tables, children, cpus_wait_ms";
 
     #[test]
@@ -682,7 +698,7 @@ mod tests {
     fn every_key_at_once() {
         let args = parse(
             "workload=stress seconds=60 seed=0xdeadBEEF log=trace timeout=120 hz=250 \
-             flush=ipi tablefree=sync-batch unshare=recheck sharing=on \
+             flush=ipi tablefree=sync-batch unshare=recheck sharing=on yield_points=on \
              bug=leaf-only-flush,skip-tlbi asid_bits=8 walkers=3 touchers=0 mutators=256 \
              fail_alloc=5 tables=512 children=1 cpus_wait_ms=60000",
         );
@@ -699,6 +715,7 @@ mod tests {
                 tablefree: TableFreeMode::SyncBatch,
                 unshare: UnshareMode::Recheck,
                 sharing: true,
+                yield_points: true,
                 bugs: Bugs::NONE.with(Bug::SkipTlbi).with(Bug::LeafOnlyFlush),
                 asid_bits: Some(8),
                 walkers: Some(3),
@@ -772,6 +789,9 @@ mod tests {
 
         assert!(parse("sharing=on").sharing);
         assert!(!parse("sharing=off").sharing);
+        assert!(parse("yield_points=on").yield_points);
+        assert!(!parse("yield_points=off").yield_points);
+        assert!(!parse("").yield_points, "off unless asked for");
     }
 
     #[test]
@@ -958,6 +978,7 @@ mod tests {
             ),
             ("sharing=1", "bootargs: sharing=1: one of on, off"),
             ("sharing=ON", "bootargs: sharing=ON: one of on, off"),
+            ("yield_points=1", "bootargs: yield_points=1: one of on, off"),
         ];
         for (input, expected) in cases {
             assert_eq!(error_text(input), expected, "{input:?}");
@@ -1121,6 +1142,10 @@ mod tests {
             },
             "sharing" => BootArgs {
                 sharing: d.sharing,
+                ..args
+            },
+            "yield_points" => BootArgs {
+                yield_points: d.yield_points,
                 ..args
             },
             "bug" => BootArgs {

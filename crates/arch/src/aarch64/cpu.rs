@@ -41,10 +41,11 @@ pub fn wfi() {
     aarch64_cpu::asm::wfi();
 }
 
-/// A spin-wait hint.
+/// A spin-wait hint: `YIELD`, which lets the other vCPUs run under QEMU's deterministic mode
+/// (`core::hint::spin_loop` is an `ISB`, which does not; see [`broadside_base::hint`]).
 #[inline(always)]
 pub fn relax() {
-    core::hint::spin_loop();
+    broadside_base::hint::cpu_relax();
 }
 
 /// This CPU's affinity (MPIDR_EL1 without the non-affinity bits).
