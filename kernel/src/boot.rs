@@ -372,6 +372,8 @@ fn tick() {
     let now = cpu::counter();
     let ticks = this.ticks.fetch_add(1, Ordering::Relaxed) + 1;
     this.last_tick_at.store(now, Ordering::Relaxed);
+    this.last_tick_pc
+        .store(cpu::exception_return_address(), Ordering::Relaxed);
     stats::count(Counter::TimerTicks);
     broadside_sync::rcu_kernel::quiescent();
     watchdog::check(now, ticks);

@@ -128,6 +128,16 @@ pub fn count(c: Counter) {
     add(c, 1);
 }
 
+/// Counts one detection: a detector found what it exists to catch (a stale TLB entry, a
+/// use-after-free, a leaf-only flush of freed tables, a missed unshare flush, a failed self-test
+/// check). Never inlined: it is the one place every detector reports through, so a debugger
+/// stops at any detection with one breakpoint (`scripts/replay.sh` sets it; the caller's frame
+/// is the detector, with its state).
+#[inline(never)]
+pub fn detected(c: Counter) {
+    add(c, 1);
+}
+
 /// Adds `n` to `c` on this CPU.
 #[inline(always)]
 pub fn add(c: Counter, n: u64) {

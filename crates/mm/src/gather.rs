@@ -281,7 +281,7 @@ impl<'a> MmuGather<'a> {
         stats::count(Counter::GatherFlushes);
         if (self.freed_tables || self.unshared_tables) && record.leaf_only {
             // Rule 5 (see `broadside_base::rules`) broken: walk caches may still point into the freed tables.
-            stats::count(Counter::LeafOnlyFlushDetected);
+            stats::detected(Counter::LeafOnlyFlushDetected);
         }
         self.flushes += 1;
         self.last_flush = record;
@@ -364,7 +364,7 @@ impl<'a> MmuGather<'a> {
         if self.fully_unshared_tables {
             // The object lock may already be gone: too late to make this safe (Linux warns the
             // same way). Count it as a detected bug and do the flush anyway.
-            stats::count(Counter::UnshareFlushMissed);
+            stats::detected(Counter::UnshareFlushMissed);
             self.flush_unshared_tables();
         }
         if self.space.flush_pending.load(Ordering::Acquire) > 1 && !self.fullmm {

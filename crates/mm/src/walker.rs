@@ -123,7 +123,7 @@ pub fn walk_and_pin(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u
         WalkOutcome::Pinned { .. } => stats::count(Counter::WalkerPins),
         WalkOutcome::NotPresent => stats::count(Counter::WalkerNotPresent),
         WalkOutcome::Retry => stats::count(Counter::WalkerRetries),
-        WalkOutcome::UseAfterFree(_) => stats::count(Counter::UafDetected),
+        WalkOutcome::UseAfterFree(_) => stats::detected(Counter::UafDetected),
     }
     outcome
 }

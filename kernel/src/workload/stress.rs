@@ -573,7 +573,7 @@ fn probe(shared: &Shared, space: &AddressSpace, va: VirtAddr, rng: &mut Rng) {
     match check_stamp(w0, w1, space.id, va, object_at(shared, va)) {
         StampCheck::Ok => {}
         bad => {
-            stats::count(Counter::StaleTlbDetected);
+            stats::detected(Counter::StaleTlbDetected);
             report(
                 shared,
                 format_args!(
@@ -722,7 +722,7 @@ fn protect_cycle(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
         // SAFETY: as above.
         let now = unsafe { w.read_volatile() };
         if now != before {
-            stats::count(Counter::StaleTlbDetected);
+            stats::detected(Counter::StaleTlbDetected);
             report(
                 shared,
                 format_args!(

@@ -48,6 +48,13 @@ pub fn relax() {
     broadside_base::hint::cpu_relax();
 }
 
+/// ELR_EL1: where the exception being handled was taken (read it before anything in the handler
+/// can take another exception).
+#[inline(always)]
+pub fn exception_return_address() -> u64 {
+    ELR_EL1.get()
+}
+
 /// This CPU's affinity (MPIDR_EL1 without the non-affinity bits).
 pub fn mpidr() -> u64 {
     MPIDR_EL1.get() & 0xff_00ff_ffff
