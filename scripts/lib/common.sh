@@ -74,7 +74,15 @@ bs_qemu_cmd() {
     # Deterministic mode: every vCPU on one host thread, the virtual clock counting
     # instructions (2^SHIFT ns each) and never catching up with the host's clock while idle
     # (sleep=off), so a run is a function of its inputs.
-    [ -n "${BS_ICOUNT:-}" ] && BS_QEMU+=(-icount "shift=$BS_ICOUNT,sleep=off${BS_ICOUNT_EXTRA:-}")
+    local rr=""
+    # Record/replay (replay.sh --rr): QEMU logs every nondeterministic event to rrfile and
+    # snapshots the VM at start into a qcow2 drive (reverse execution restores it). QEMU 7.2
+    # refuses it with more than one vCPU.
+    if [ -n "${BS_RR_MODE:-}" ]; then
+        rr=",rr=$BS_RR_MODE,rrfile=$BS_RR_DIR/replay.bin,rrsnapshot=init"
+        BS_QEMU+=(-drive "file=$BS_RR_DIR/snapshots.qcow2,if=none,id=rr")
+    fi
+    [ -n "${BS_ICOUNT:-}" ] && BS_QEMU+=(-icount "shift=$BS_ICOUNT,sleep=off$rr")
     return 0
 }
 
