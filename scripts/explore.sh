@@ -9,9 +9,10 @@
 #   --first-seed S     the first seed (default 1)
 #   --keep-going       run every seed; by default no new run starts after the first failure
 #   --jobs J           runs at once (default: nproc)
-#   --logs DIR         keep each run's console in DIR/seed-S.log (default: a new directory
+#   --logs DIR         keep each run's console in DIR/seed-S.log, run.sh's stderr in
+#                      DIR/seed-S.err (default: a new directory
 #                      under target/explore/)
-#   run.sh options     --smp --mem --cpu --el2 --timeout --deterministic[=SHIFT] (default shift 5)
+#   run.sh options     --smp --mem --cpu --el2 --timeout --deterministic[=SHIFT] (default shift 3)
 # Exit status: 0 if every run passed, 1 if any failed (exit code != 0), 2 on bad arguments.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -65,7 +66,8 @@ reproducer() {
 # What a run's console says about why it failed: the first detection, watchdog, panic, failed
 # check or error line.
 detail_of() {
-    grep -m1 -E 'DETECTED|^watchdog:|FATAL|panicked|FAIL|^error:|selftest: .*fail' "$1" 2>/dev/null \
+    cat "$1" "${1%.log}.err" 2>/dev/null \
+        | grep -m1 -E 'DETECTED|^watchdog:|FATAL|panicked|FAIL|^error:|selftest: .*fail' \
         | cut -c1-100 || true
 }
 
@@ -96,7 +98,7 @@ start_run() {
         start=$(date +%s%N)
         set +e
         "$BS_ROOT/scripts/run.sh" --kernel "$kernel" "$shift_opt" ${run_opts[@]+"${run_opts[@]}"} \
-            -- "${args[@]}" "seed=$seed" >"$logs/seed-$seed.log" 2>&1 </dev/null
+            -- "${args[@]}" "seed=$seed" >"$logs/seed-$seed.log" 2>"$logs/seed-$seed.err" </dev/null
         rc=$?
         end=$(date +%s%N)
         echo "$rc $(((end - start) / 1000000))" >"$logs/seed-$seed.rc"

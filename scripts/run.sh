@@ -8,7 +8,7 @@
 #                       [-- KERNEL_ARGS...]
 #   --kernel ELF       boot ELF as it is (no build)
 #   --no-semihosting   QEMU without semihosting: the kernel powers off through PSCI (exit 0)
-#   --deterministic[=SHIFT]  -icount shift=SHIFT,sleep=off (default 5): every vCPU on one host
+#   --deterministic[=SHIFT]  -icount shift=SHIFT,sleep=off (default 3): every vCPU on one host
 #                      thread, time counted in instructions, so the same arguments give the same
 #                      output byte for byte; adds yield_points=on unless the arguments set it
 set -euo pipefail

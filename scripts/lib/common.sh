@@ -87,10 +87,13 @@ bs_qemu_cmd() {
 }
 
 # Deterministic mode (run.sh --deterministic[=SHIFT]): BS_ICOUNT holds the icount shift (one
-# instruction = 2^SHIFT ns of virtual time). 5 is the default: at 4 vCPUs each gets about
-# 7800 instructions per virtual millisecond (enough for a tick and real work between ticks),
-# and a 2-second stress run takes about 1.5 s of wall time on this project's machines.
-BS_DEFAULT_SHIFT=5
+# instruction = 2^SHIFT ns of virtual time; the vCPUs share that clock, so each of N gets
+# 10^9 / 2^SHIFT / N instructions per virtual second). 3 is the default: 31 MIPS per vCPU at
+# 4 vCPUs, close enough to hardware that the kernel's time constants (1 ms ticks, walks held up
+# to 8 ms, touchers staying 2-10 ms) hold real work; at 5 (7.8 MIPS per vCPU) a held walk
+# covered so few frees that stress caught bug=free-tables-now in 1 of 10 seeds, against 10 of
+# 10 at 3, for about the same wall time (a 2-second 4-CPU stress: about 2 s).
+BS_DEFAULT_SHIFT=3
 # QEMU accepts shifts 0..10 (MAX_ICOUNT_SHIFT); `auto` would adapt to the host and so is
 # not deterministic.
 bs_check_shift() {
