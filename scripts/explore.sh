@@ -67,7 +67,7 @@ reproducer() {
 # check or error line.
 detail_of() {
     cat "$1" "${1%.log}.err" 2>/dev/null \
-        | grep -m1 -E 'DETECTED|^watchdog:|FATAL|panicked|FAIL|^error:|selftest: .*fail' \
+        | grep -m1 -E 'DETECTED|^watchdog:|FATAL|^PANIC|FAIL|^error:|selftest: .*fail' \
         | cut -c1-100 || true
 }
 
