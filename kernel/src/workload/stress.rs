@@ -552,11 +552,12 @@ fn touch(shared: &Shared, rng: &mut Rng) {
         this.heartbeat.fetch_add(1, Ordering::Relaxed);
         broadside_sync::rcu_kernel::quiescent();
         // A YIELD per round (32 probes): under deterministic mode (one host thread for every
-        // vCPU) a toucher was the one role whose loop reached no YIELD/WFI/WFE, and in about one
-        // seed in ten one toucher vCPU took nearly all the executed instructions while the
-        // mutator and walker, which were not spinning (they executed a few hundred YIELDs in
-        // 15 virtual seconds), barely ran: the run missed its deadline (exit 4). With this
-        // yield 76 of 76 seeds finished. On hardware it is a hint, nothing more.
+        // vCPU, round-robin) a vCPU that yields forfeits the rest of its turn, so CPUs that
+        // yield often (lock waits, the walker's hold) advanced one step per round while a
+        // toucher, the one role whose loop reached no YIELD/WFI/WFE, used a full budget every
+        // round. In about one seed in ten the mutator and walker all but stopped and the run
+        // missed its deadline (exit 4); with this yield 76 of 76 seeds finished. On hardware
+        // it is a hint, nothing more.
         cpu::relax();
         if cpu::counter() >= until {
             break;
