@@ -6,6 +6,9 @@
 #   --batch FILE  run the gdb commands in FILE non-interactively; QEMU ends when gdb exits
 #   --debug       build with extra debug assertions (release opt level, frame pointers kept)
 #   --opt0        build unoptimised (every local visible; slower)
+#   --deterministic[=SHIFT]  boot as run.sh --deterministic does (-icount, yield_points=on)
+# BS_GDB_INIT=FILE: gdb commands run right after gdb attaches, before --batch's or the prompt
+# (scripts/replay.sh uses it to stop at the failure).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -20,13 +23,16 @@ while [ $# -gt 0 ]; do
         --cpu) cpu=${2:?}; shift 2 ;;
         --el2) el2=1; shift ;;
         --timeout) timeout=${2:?}; shift 2 ;;
+        --deterministic) BS_ICOUNT=$BS_DEFAULT_SHIFT; shift ;;
+        --deterministic=*) BS_ICOUNT=${1#--deterministic=}; shift ;;
         --) shift; break ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) bs_die "gdb.sh: unknown option $1 (see --help)" ;;
     esac
 done
 [ -z "$batch" ] || [ -f "$batch" ] || bs_die "gdb.sh: --batch $batch: no such file"
-BS_BOOTARGS="$*"
+bs_check_shift
+BS_BOOTARGS=$(bs_deterministic_args "$*")
 bs_need_qemu
 bs_need_gdb
 bs_need_rust
@@ -57,6 +63,10 @@ gdb_args=(-q -nx
     -ex "file $kernel"
     -ex "source $BS_ROOT/scripts/gdb/broadside.py"
     -ex "target remote 127.0.0.1:$port")
+if [ -n "${BS_GDB_INIT:-}" ]; then
+    [ -f "$BS_GDB_INIT" ] || bs_die "gdb.sh: BS_GDB_INIT=$BS_GDB_INIT: no such file"
+    gdb_args+=(-x "$BS_GDB_INIT")
+fi
 if [ -n "$batch" ]; then
     set +e
     timeout -k 5 "$timeout" gdb-multiarch -batch "${gdb_args[@]}" -x "$batch" </dev/null

@@ -4,9 +4,13 @@
 # killed by the host-side --timeout.
 #
 # usage: scripts/run.sh [--smp N] [--mem SIZE] [--cpu MODEL] [--el2] [--timeout SECS]
-#                       [--kernel ELF] [--no-semihosting] [-- KERNEL_ARGS...]
+#                       [--kernel ELF] [--no-semihosting] [--deterministic[=SHIFT]]
+#                       [-- KERNEL_ARGS...]
 #   --kernel ELF       boot ELF as it is (no build)
 #   --no-semihosting   QEMU without semihosting: the kernel powers off through PSCI (exit 0)
+#   --deterministic[=SHIFT]  -icount shift=SHIFT,sleep=off (default 3): every vCPU on one host
+#                      thread, time counted in instructions, so the same arguments give the same
+#                      output byte for byte; adds yield_points=on unless the arguments set it
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -20,14 +24,17 @@ while [ $# -gt 0 ]; do
         --timeout) timeout=${2:?--timeout needs a value}; shift 2 ;;
         --kernel) kernel=${2:?--kernel needs a value}; shift 2 ;;
         --no-semihosting) BS_NO_SEMIHOSTING=1; shift ;;
+        --deterministic) BS_ICOUNT=$BS_DEFAULT_SHIFT; shift ;;
+        --deterministic=*) BS_ICOUNT=${1#--deterministic=}; shift ;;
         --) shift; break ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) bs_die "run.sh: unknown option $1 (see --help)" ;;
     esac
 done
 [[ $smp =~ ^[0-9]+$ ]] && [ "$smp" -ge 1 ] || bs_die "run.sh: --smp $smp: a CPU count >= 1"
 [ -z "$timeout" ] || [[ $timeout =~ ^[0-9]+$ ]] || bs_die "run.sh: --timeout $timeout: seconds"
-BS_BOOTARGS="$*"
+bs_check_shift
+BS_BOOTARGS=$(bs_deterministic_args "$*")
 
 bs_need_qemu
 if [ -z "$kernel" ]; then

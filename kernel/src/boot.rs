@@ -235,6 +235,9 @@ fn init_memory_policy(info: &BootInfo) {
         info.args.bugs,
     );
     broadside_mm::shared::init(info.args.unshare, info.args.bugs.has(Bug::UnshareNoSync));
+    if info.args.yield_points {
+        broadside_base::hint::enable(info.args.seed);
+    }
 }
 
 fn ram_extent(p: &PlatformInfo) -> (u64, u64) {
@@ -371,6 +374,8 @@ fn tick() {
     let now = cpu::counter();
     let ticks = this.ticks.fetch_add(1, Ordering::Relaxed) + 1;
     this.last_tick_at.store(now, Ordering::Relaxed);
+    this.last_tick_pc
+        .store(cpu::exception_return_address(), Ordering::Relaxed);
     stats::count(Counter::TimerTicks);
     broadside_sync::rcu_kernel::quiescent();
     watchdog::check(now, ticks);

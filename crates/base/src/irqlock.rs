@@ -7,14 +7,14 @@
 use crate::irq::{self, IrqState};
 use core::ops::{Deref, DerefMut};
 
-/// A `spin::Mutex` that masks IRQs on the holding CPU.
+/// A `spin::Mutex` that masks IRQs on the holding CPU (and relaxes with `YIELD`: see [`crate::hint`]).
 pub struct IrqSpinlock<T> {
-    inner: spin::Mutex<T>,
+    inner: crate::hint::Mutex<T>,
 }
 
 /// Holds the lock and the IRQ state to restore when dropped.
 pub struct IrqSpinlockGuard<'a, T> {
-    guard: core::mem::ManuallyDrop<spin::MutexGuard<'a, T>>,
+    guard: core::mem::ManuallyDrop<crate::hint::MutexGuard<'a, T>>,
     irq: IrqState,
 }
 
@@ -22,7 +22,7 @@ impl<T> IrqSpinlock<T> {
     /// An unlocked lock holding `value`.
     pub const fn new(value: T) -> Self {
         Self {
-            inner: spin::Mutex::new(value),
+            inner: crate::hint::Mutex::new(value),
         }
     }
 

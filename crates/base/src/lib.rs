@@ -6,6 +6,7 @@
 //! - [`stats`]: the event counters published in the `summary:` line.
 //! - [`ExitCode`]: the exit codes of the design's contract.
 //! - [`rules`]: the six rules the TLB and table-freeing code keeps, cited by number everywhere.
+//! - [`hint`]: the spin-wait hint (`YIELD`) and the seeded yield points of deterministic runs.
 //! - [`config`] and [`rng`]: the CPU limit, and the seeded generator behind `seed=`.
 //!
 //! The DAIF and TPIDR accesses are compiled only for the kernel (`target_arch = "aarch64"`);
@@ -17,6 +18,7 @@ extern crate alloc;
 
 pub mod config;
 pub mod exit_code;
+pub mod hint;
 pub mod irq;
 pub mod irqlock;
 pub mod percpu;

@@ -120,6 +120,9 @@ pub struct PerCpu {
     /// Counter value at the last tick (watchdog: a CPU whose ticks stop is stuck with IRQs
     /// masked).
     pub last_tick_at: AtomicU64,
+    /// Where the last tick interrupted this CPU (its ELR): the watchdog prints it, so a CPU
+    /// that takes ticks but makes no progress (a livelock) is named with the code it loops in.
+    pub last_tick_pc: AtomicU64,
     /// Bumped by workload loops: progress the watchdog can see.
     pub heartbeat: AtomicU64,
     /// ESR of the last fault a probe on this CPU recovered from.
@@ -146,6 +149,7 @@ impl PerCpu {
             role: AtomicU8::new(0),
             ticks: AtomicU64::new(0),
             last_tick_at: AtomicU64::new(0),
+            last_tick_pc: AtomicU64::new(0),
             heartbeat: AtomicU64::new(0),
             last_fault_esr: AtomicU64::new(0),
             last_fault_far: AtomicU64::new(0),

@@ -110,6 +110,8 @@ counters! {
     /// Mutator operations started (stress): unmap/remap, protect, block, sparse, sharing and
     /// replace cycles. The work a run did, for comparing runs of equal length.
     MutatorOps => "mutator_ops", Sum;
+    /// Seeded yield points that yielded (`yield_points=on`; see `broadside_base::hint`).
+    YieldPoints => "yield_points", Sum;
     /// Self-test scenarios that failed a check (each also prints its name).
     SelftestFailures => "selftest_failures", Sum;
     /// Flush obligations the sanitizer recorded (`audit=on`): one per cleared or weakened leaf,
@@ -134,6 +136,16 @@ static COUNTS: [CpuCounters; MAX_CPUS] =
 /// Adds one to `c` on this CPU.
 #[inline(always)]
 pub fn count(c: Counter) {
+    add(c, 1);
+}
+
+/// Counts one detection: a detector found what it exists to catch (a stale TLB entry, a
+/// use-after-free, a leaf-only flush of freed tables, a missed unshare flush, a failed self-test
+/// check). Never inlined: it is the one place every detector reports through, so a debugger
+/// stops at any detection with one breakpoint (`scripts/replay.sh` sets it; the caller's frame
+/// is the detector, with its state).
+#[inline(never)]
+pub fn detected(c: Counter) {
     add(c, 1);
 }
 

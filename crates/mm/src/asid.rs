@@ -122,7 +122,7 @@ struct SlowPath {
 }
 
 #[cfg(not(loom))]
-type SlowPathLock = spin::Mutex<SlowPath>;
+type SlowPathLock = broadside_base::hint::Mutex<SlowPath>;
 #[cfg(loom)]
 type SlowPathLock = loom::sync::Mutex<SlowPath>;
 
@@ -348,7 +348,7 @@ impl AsidAllocator {
     }
 
     #[cfg(not(loom))]
-    fn lock_slow_path(&self) -> spin::MutexGuard<'_, SlowPath> {
+    fn lock_slow_path(&self) -> broadside_base::hint::MutexGuard<'_, SlowPath> {
         self.slow.lock()
     }
 

@@ -132,12 +132,13 @@ pub struct AddressSpace {
     active: ActiveGate,
     state: AtomicU8,
     /// Serialises changes to the tables (mutators); readers (touchers, walkers) take no lock.
-    pub lock: spin::Mutex<()>,
+    pub lock: broadside_base::hint::Mutex<()>,
     /// Gathers in flight on this space (Linux's `mm->tlb_flush_pending`).
     pub flush_pending: AtomicU32,
     /// Shared objects mapped, and where.
-    pub objects:
-        spin::Mutex<alloc::vec::Vec<(alloc::sync::Arc<crate::shared::SharedObject>, VirtAddr)>>,
+    pub objects: broadside_base::hint::Mutex<
+        alloc::vec::Vec<(alloc::sync::Arc<crate::shared::SharedObject>, VirtAddr)>,
+    >,
 }
 
 /// The descriptor slot `index` of table `table_pa`, as an atomic (walkers read it locklessly).
@@ -248,9 +249,9 @@ impl AddressSpace {
             cpus_ever: [const { AtomicU64::new(0) }; MAX_CPUS / 64],
             active: ActiveGate::new(),
             state: AtomicU8::new(SpaceState::Live as u8),
-            lock: spin::Mutex::new(()),
+            lock: broadside_base::hint::Mutex::new(()),
             flush_pending: AtomicU32::new(0),
-            objects: spin::Mutex::new(alloc::vec::Vec::new()),
+            objects: broadside_base::hint::Mutex::new(alloc::vec::Vec::new()),
         })
     }
 

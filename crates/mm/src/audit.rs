@@ -126,11 +126,12 @@ fn check(what: Check) {
 }
 
 /// Counts and prints one flush gap. Never inlined: it is the sanitizer's report site, where a
-/// debugger stops (`break broadside_mm::audit::report_gap`, then `print *v`) with the caller's
+/// debugger stops (`break broadside_mm::audit::report_gap`, then `print *v`; or at
+/// `stats::detected` with every other detector, as `scripts/replay.sh` does) with the caller's
 /// frame — the free, reuse or return that found the gap — one `up` away.
 #[inline(never)]
 fn report_gap(v: &Violation) {
-    stats::count(Counter::FlushGapDetected);
+    stats::detected(Counter::FlushGapDetected);
     let n = PRINTED.fetch_add(1, Ordering::Relaxed);
     if n < MAX_PRINTED {
         kprintln!("audit: cpu{}: {v}", broadside_base::cpu_id());

@@ -303,6 +303,8 @@ impl<'a> MmuGather<'a> {
         if self.range.is_empty() && !self.fullmm {
             return;
         }
+        // Deterministic runs: let other CPUs run between the unhook and its flush.
+        broadside_base::hint::yield_point(broadside_base::hint::Site::UnhookFlush);
         let record = if self.fullmm {
             flush_tlb_mm(self.space)
         } else {
@@ -319,7 +321,7 @@ impl<'a> MmuGather<'a> {
         stats::count(Counter::GatherFlushes);
         if (self.freed_tables || self.unshared_tables) && record.leaf_only {
             // Rule 5 (see `broadside_base::rules`) broken: walk caches may still point into the freed tables.
-            stats::count(Counter::LeafOnlyFlushDetected);
+            stats::detected(Counter::LeafOnlyFlushDetected);
         }
         self.flushes += 1;
         self.last_flush = record;
@@ -339,6 +341,8 @@ impl<'a> MmuGather<'a> {
             return;
         }
         self.flush_tlb_only();
+        // Deterministic runs: let other CPUs run between the flush and the frees.
+        broadside_base::hint::yield_point(broadside_base::hint::Site::FlushFree);
         // Each page's reference is dropped now, though a pinning walker may free it later:
         // the flush must already cover it.
         let release = |p: &PageEntry| {
@@ -398,6 +402,8 @@ impl<'a> MmuGather<'a> {
     pub fn flush_unshared_tables(&mut self) {
         if self.unshared_tables && !fault_inject::planted(Bug::UnshareFlushLate) {
             self.flush_tlb_only();
+            // Deterministic runs: let other CPUs run between the unshare's flush and its sync.
+            broadside_base::hint::yield_point(broadside_base::hint::Site::Sharing);
             if self.fully_unshared_tables && crate::shared::sync_after_full_unshare() {
                 crate::tlb::sync_all_cpus();
             }
@@ -414,7 +420,7 @@ impl<'a> MmuGather<'a> {
         if self.fully_unshared_tables {
             // The object lock may already be gone: too late to make this safe (Linux warns the
             // same way). Count it as a detected bug and do the flush anyway.
-            stats::count(Counter::UnshareFlushMissed);
+            stats::detected(Counter::UnshareFlushMissed);
             self.flush_unshared_tables();
         }
         if self.space.flush_pending.load(Ordering::Acquire) > 1 && !self.fullmm {

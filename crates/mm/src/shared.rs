@@ -88,7 +88,7 @@ pub struct SharedObject {
     /// The physical 2 MiB frames the blocks alias (block i maps `frames[i % len]`).
     frames: Vec<PhysAddr>,
     /// The object lock, holding the shared level-2 table of each GiB while any space uses it.
-    pub tables: spin::Mutex<Vec<Option<PhysAddr>>>,
+    pub tables: broadside_base::hint::Mutex<Vec<Option<PhysAddr>>>,
 }
 
 impl SharedObject {
@@ -115,7 +115,7 @@ impl SharedObject {
             id,
             gib,
             frames,
-            tables: spin::Mutex::new(alloc::vec![None; gib as usize]),
+            tables: broadside_base::hint::Mutex::new(alloc::vec![None; gib as usize]),
         }))
     }
 
@@ -285,6 +285,8 @@ fn unshare_locked(
         };
         if tables[i as usize] == Some(t) {
             slot.store(Descriptor::invalid().raw(), Ordering::Release);
+            // Deterministic runs: let other CPUs run between the unhook and the count.
+            broadside_base::hint::yield_point(broadside_base::hint::Site::Sharing);
             match share_count(t) {
                 0 => {
                     // The last user frees the table, still full of valid blocks (the frames
@@ -416,6 +418,8 @@ pub fn adopt_if_exclusive(
     tables[index as usize] = None;
     frame::meta(t).owner.store(space.id, Ordering::Release);
     drop(tables);
+    // Deterministic runs: let other CPUs run once the table changed hands.
+    broadside_base::hint::yield_point(broadside_base::hint::Site::Sharing);
     // Break, invalidate, make: the block is replaced by a private one.
     let block_va = v + slot_in_table as u64 * L2_BLOCK_SIZE;
     let slot = entry(t, slot_in_table);

@@ -312,7 +312,7 @@ fn ipi_shootdown(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> 
     }
     while req.pending.load(Ordering::Acquire) != 0 {
         serve_ipi_requests();
-        core::hint::spin_loop();
+        broadside_base::hint::cpu_relax();
     }
     FlushRecord {
         leaf_only,
@@ -378,7 +378,7 @@ pub fn sync_all_cpus() {
     stats::count(Counter::SyncWaits);
     while SYNC_PENDING[me].load(Ordering::Acquire) != 0 {
         serve_ipi_requests();
-        core::hint::spin_loop();
+        broadside_base::hint::cpu_relax();
     }
 }
 

@@ -123,7 +123,7 @@ pub fn walk_and_pin(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u
         WalkOutcome::Pinned { .. } => stats::count(Counter::WalkerPins),
         WalkOutcome::NotPresent => stats::count(Counter::WalkerNotPresent),
         WalkOutcome::Retry => stats::count(Counter::WalkerRetries),
-        WalkOutcome::UseAfterFree(_) => stats::count(Counter::UafDetected),
+        WalkOutcome::UseAfterFree(_) => stats::detected(Counter::UafDetected),
     }
     outcome
 }
@@ -150,6 +150,8 @@ fn walk_masked(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u64) -
         }
         let index = table_index(va.as_u64(), level);
         let value = entry(table, index).load(Ordering::Acquire);
+        // Deterministic runs: let other CPUs run between the load and its use.
+        broadside_base::hint::yield_point(broadside_base::hint::Site::WalkerLoad);
         if value == TABLE_POISON {
             return WalkOutcome::UseAfterFree("read poison from a freed table");
         }
@@ -230,6 +232,8 @@ fn pin_and_recheck(
     if !meta.try_get() {
         return WalkOutcome::Retry; // being freed
     }
+    // Deterministic runs: let other CPUs run between the pin and the re-checks.
+    broadside_base::hint::yield_point(broadside_base::hint::Site::WalkerPin);
     // The long part of the walk: the tables must stay valid memory throughout, even once they
     // are unhooked (then the walk will back out at the end).
     let until = broadside_arch::aarch64::cpu::counter() + hold;
@@ -238,7 +242,7 @@ fn pin_and_recheck(
             unpin(head);
             return uaf;
         }
-        core::hint::spin_loop();
+        broadside_base::hint::cpu_relax();
     }
     // The final re-check (rule 4; see `broadside_base::rules`).
     match recheck(space, steps, cfg) {

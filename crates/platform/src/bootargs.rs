@@ -360,6 +360,9 @@ pub struct BootArgs {
     /// `audit=on|off`: the flush-coverage sanitizer [None: on for `selftest` and `stress`, off
     /// for the other workloads; see [`BootArgs::audit_enabled`]].
     pub audit: Option<bool>,
+    /// `yield_points=on|off`: seeded `YIELD`s at the protocols' race windows, which make
+    /// `seed=` choose the interleaving under `run.sh --deterministic` (which turns them on) [off].
+    pub yield_points: bool,
     /// `bug=` [none].
     pub bugs: Bugs,
     /// `asid_bits=`: force an ASID width below the CPU's, 2..=16 [None: the CPU's width].
@@ -486,6 +489,14 @@ const SPECS: &[KeySpec] = &[
         },
     },
     KeySpec {
+        name: "yield_points",
+        accepted: ON_OFF,
+        apply: |a, value| {
+            a.yield_points = parse_on_off(value)?;
+            Some(())
+        },
+    },
+    KeySpec {
         name: "bug",
         accepted: Bugs::ACCEPTED,
         apply: |a, value| {
@@ -576,6 +587,7 @@ impl BootArgs {
         unshare: UnshareMode::SyncLast,
         sharing: false,
         audit: None,
+        yield_points: false,
         bugs: Bugs::NONE,
         asid_bits: None,
         walkers: None,
@@ -646,7 +658,8 @@ mod tests {
     }
 
     const ALL_KEYS: &str = "workload, seconds, seed, log, timeout, hz, flush, tablefree, \
-                            unshare, sharing, audit, bug, asid_bits, walkers, touchers, mutators, \
+                            unshare, sharing, audit, yield_points, bug, asid_bits, walkers, \
+                            touchers, mutators, \
                             fail_alloc, tables, children, cpus_wait_ms";
 
     #[test]
@@ -735,6 +748,7 @@ mod tests {
         let args = parse(
             "workload=stress seconds=60 seed=0xdeadBEEF log=trace timeout=120 hz=250 \
              flush=ipi tablefree=sync-batch unshare=recheck sharing=on audit=off \
+             yield_points=on \
              bug=leaf-only-flush,skip-tlbi asid_bits=8 walkers=3 touchers=0 mutators=256 \
              fail_alloc=5 tables=512 children=1 cpus_wait_ms=60000",
         );
@@ -752,6 +766,7 @@ mod tests {
                 unshare: UnshareMode::Recheck,
                 sharing: true,
                 audit: Some(false),
+                yield_points: true,
                 bugs: Bugs::NONE.with(Bug::SkipTlbi).with(Bug::LeafOnlyFlush),
                 asid_bits: Some(8),
                 walkers: Some(3),
@@ -825,6 +840,9 @@ mod tests {
 
         assert!(parse("sharing=on").sharing);
         assert!(!parse("sharing=off").sharing);
+        assert!(parse("yield_points=on").yield_points);
+        assert!(!parse("yield_points=off").yield_points);
+        assert!(!parse("").yield_points, "off unless asked for");
     }
 
     #[test]
@@ -1014,6 +1032,7 @@ mod tests {
             ),
             ("sharing=1", "bootargs: sharing=1: one of on, off"),
             ("sharing=ON", "bootargs: sharing=ON: one of on, off"),
+            ("yield_points=1", "bootargs: yield_points=1: one of on, off"),
         ];
         for (input, expected) in cases {
             assert_eq!(error_text(input), expected, "{input:?}");
@@ -1181,6 +1200,10 @@ mod tests {
             },
             "audit" => BootArgs {
                 audit: d.audit,
+                ..args
+            },
+            "yield_points" => BootArgs {
+                yield_points: d.yield_points,
                 ..args
             },
             "bug" => BootArgs {

@@ -60,7 +60,7 @@ pub fn with_console_forced(f: impl FnOnce(&mut dyn Write)) {
             // that is wedged; the kernel exits right after this output.
             unsafe { CONSOLE.force_unlock() };
         }
-        core::hint::spin_loop();
+        broadside_base::hint::cpu_relax();
     };
     let mut sink = Sink(&mut guard);
     f(&mut sink);

@@ -95,7 +95,7 @@ pub fn fire(why: core::fmt::Arguments<'_>) -> ! {
             );
             let _ = writeln!(
                 out,
-                "watchdog: cpu{} mpidr={:#x} {} state={} role={} ticks={} last_tick={}ms_ago heartbeat={} in_walker={}",
+                "watchdog: cpu{} mpidr={:#x} {} state={} role={} ticks={} last_tick={}ms_ago heartbeat={} in_walker={} tick_pc={:#x}",
                 c.index,
                 c.mpidr.load(Ordering::Relaxed),
                 if c.is_online() { "online" } else { "OFFLINE" },
@@ -105,6 +105,7 @@ pub fn fire(why: core::fmt::Arguments<'_>) -> ! {
                 since_tick_ms,
                 c.heartbeat.load(Ordering::Relaxed),
                 c.in_walker.load(Ordering::Relaxed),
+                c.last_tick_pc.load(Ordering::Relaxed),
             );
         }
     });

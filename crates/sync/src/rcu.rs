@@ -115,15 +115,15 @@ mod shim {
     pub(super) use loom::sync::atomic::{AtomicU64, Ordering, fence};
 
     #[cfg(not(loom))]
-    pub(super) type LockGuard<'a, T> = spin::MutexGuard<'a, T>;
+    pub(super) type LockGuard<'a, T> = broadside_base::hint::MutexGuard<'a, T>;
     #[cfg(loom)]
     pub(super) type LockGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
 
-    /// `spin::Mutex` in the kernel (it does not mask IRQs: see the integration contract),
+    /// `spin::Mutex` relaxing with `YIELD` in the kernel (it does not mask IRQs: see the integration contract),
     /// `loom::sync::Mutex` under loom.
     pub(super) struct Lock<T> {
         #[cfg(not(loom))]
-        inner: spin::Mutex<T>,
+        inner: broadside_base::hint::Mutex<T>,
         #[cfg(loom)]
         inner: loom::sync::Mutex<T>,
     }
@@ -131,7 +131,7 @@ mod shim {
     impl<T> Lock<T> {
         pub(super) fn new(value: T) -> Self {
             #[cfg(not(loom))]
-            let inner = spin::Mutex::new(value);
+            let inner = broadside_base::hint::Mutex::new(value);
             #[cfg(loom)]
             let inner = loom::sync::Mutex::new(value);
             Self { inner }

@@ -129,7 +129,7 @@ mod hw {
                 if cpu == last {
                     broadside_arch::aarch64::cpu::irq_save();
                     loop {
-                        core::hint::spin_loop();
+                        broadside_base::hint::cpu_relax();
                     }
                 }
             }

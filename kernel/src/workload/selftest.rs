@@ -114,7 +114,7 @@ pub fn run(info: &BootInfo) -> Outcome {
             }
             Err(why) => {
                 failed += 1;
-                stats::count(Counter::SelftestFailures);
+                stats::detected(Counter::SelftestFailures);
                 kprintln!("selftest: {name}: FAIL: {why}");
             }
         }

@@ -41,10 +41,18 @@ pub fn wfi() {
     aarch64_cpu::asm::wfi();
 }
 
-/// A spin-wait hint.
+/// A spin-wait hint: `YIELD`, which lets the other vCPUs run under QEMU's deterministic mode
+/// (`core::hint::spin_loop` is an `ISB`, which does not; see [`broadside_base::hint`]).
 #[inline(always)]
 pub fn relax() {
-    core::hint::spin_loop();
+    broadside_base::hint::cpu_relax();
+}
+
+/// ELR_EL1: where the exception being handled was taken (read it before anything in the handler
+/// can take another exception).
+#[inline(always)]
+pub fn exception_return_address() -> u64 {
+    ELR_EL1.get()
 }
 
 /// This CPU's affinity (MPIDR_EL1 without the non-affinity bits).

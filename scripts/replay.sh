@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Reruns a configuration deterministically (as run.sh --deterministic) under GDB with the
+# broadside helpers loaded, and stops at the failure: the detector's report site
+# (broadside_base::stats::detected, through which every detector counts), the watchdog
+# (broadside_smp::watchdog::fire) or a panic or unexpected exception. The frame above
+# `detected` is the detector, with its state. Paste explore.sh's `reproduce:` arguments.
+#
+# usage: scripts/replay.sh [--batch FILE] [--rr] [--deterministic[=SHIFT]] [run.sh options]
+#                          -- KERNEL_ARGS...
+#   --batch FILE   after the stop, run the gdb commands in FILE and exit (QEMU ends with gdb)
+#   --rr           QEMU record/replay: record the run first, then replay it under GDB from a
+#                  snapshot, so reverse-stepi / reverse-continue work. QEMU 7.2 supports it
+#                  with one vCPU only: needs --smp 1 (see README, "Replaying a failure")
+#   run.sh options --smp --mem --cpu --el2 --timeout; --deterministic=SHIFT (default 3)
+# Without --batch, gdb's prompt comes up stopped at the failure. Exit status: gdb's in batch
+# mode; 1 if the run ended without a failure to stop at.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+batch="" rr=0 smp=4 mem=1G cpu=max el2=0 shift_val=$BS_DEFAULT_SHIFT
+gdb_opts=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --batch) batch=${2:?--batch needs a file}; shift 2 ;;
+        --rr) rr=1; shift ;;
+        --deterministic) shift_val=$BS_DEFAULT_SHIFT; shift ;;
+        --deterministic=*) shift_val=${1#--deterministic=}; shift ;;
+        --smp) smp=${2:?--smp needs a value}; gdb_opts+=("$1" "$2"); shift 2 ;;
+        --mem) mem=${2:?--mem needs a value}; gdb_opts+=("$1" "$2"); shift 2 ;;
+        --cpu) cpu=${2:?--cpu needs a value}; gdb_opts+=("$1" "$2"); shift 2 ;;
+        --timeout) gdb_opts+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
+        --el2) el2=1; gdb_opts+=("$1"); shift ;;
+        --) shift; break ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) bs_die "replay.sh: unknown option $1 (see --help)" ;;
+    esac
+done
+[ -z "$batch" ] || [ -f "$batch" ] || bs_die "replay.sh: --batch $batch: no such file"
+BS_ICOUNT=$shift_val
+bs_check_shift
+if [ $rr = 1 ] && [ "$smp" != 1 ]; then
+    bs_die "replay.sh: --rr needs --smp 1: QEMU 7.2 refuses record/replay with several vCPUs ('Record/replay feature is not supported for 'smp'')"
+fi
+args=$(bs_deterministic_args "$*")
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Stop at the first report site reached. `detected` is never inlined, so one breakpoint covers
+# every detector; the others are the failure paths that are not detections.
+cat >"$work/stop.gdb" <<'EOF'
+set pagination off
+set confirm off
+break broadside_base::stats::detected
+break broadside_smp::watchdog::fire
+break broadside::boot::fatal_exception
+break broadside::boot::fatal_panic
+continue
+python
+import gdb
+try:
+    f = gdb.selected_frame()
+    name = f.name() or "?"
+except gdb.error:
+    name = None
+if name is None:
+    print("replay: the run ended without reaching a failure")
+    gdb.execute("quit 1")
+print("replay: stopped at %s on %s" % (name, gdb.selected_thread().name or gdb.selected_thread().num))
+end
+bt 8
+bs-cpus
+EOF
+if [ -n "$batch" ]; then
+    cat "$batch" >>"$work/stop.gdb"
+fi
+
+export BS_ICOUNT
+if [ $rr = 1 ]; then
+    bs_need_qemu
+    command -v qemu-img >/dev/null 2>&1 || bs_need qemu-img qemu-utils
+    bs_build
+    BS_RR_DIR=$work
+    qemu-img create -q -f qcow2 "$work/snapshots.qcow2" 64M
+    echo "replay: recording the run (QEMU record/replay)" >&2
+    BS_BOOTARGS=$args
+    BS_RR_MODE=record bs_qemu_cmd "$smp" "$mem" "$cpu" "$el2" "$BS_KERNEL"
+    set +e
+    timeout -k 5 "$(bs_default_timeout)" "${BS_QEMU[@]}" </dev/null >"$work/record.log" 2>&1
+    rc=$?
+    set -e
+    echo "replay: recorded run exited $rc; replaying it under gdb" >&2
+    export BS_RR_MODE=replay BS_RR_DIR
+fi
+
+if [ -n "$batch" ]; then
+    set +e
+    BS_GDB_INIT="" "$BS_ROOT/scripts/gdb.sh" --batch "$work/stop.gdb" \
+        ${gdb_opts[@]+"${gdb_opts[@]}"} -- $args
+    rc=$?
+    set -e
+    exit $rc
+fi
+BS_GDB_INIT="$work/stop.gdb" "$BS_ROOT/scripts/gdb.sh" ${gdb_opts[@]+"${gdb_opts[@]}"} -- $args

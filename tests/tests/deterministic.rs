@@ -1,0 +1,267 @@
+//! Deterministic mode (issue 11): `run.sh --deterministic` gives the same console for the same
+//! arguments; `explore.sh` finds a planted bug within a few seeds and prints a reproducer that
+//! fails the same way every time; `replay.sh --batch` stops GDB at the detection with the state
+//! visible; the scripts refuse bad arguments with exit 2.
+
+use broadside_tests::{Boot, Run, repo_root, run_script, run_timed};
+use std::process::Command;
+use std::time::Duration;
+
+fn deterministic(name: &str, args: &str) -> Run {
+    Boot::new(name).opts("--deterministic").args(args).run()
+}
+
+/// Boots `args` twice in deterministic mode and asserts byte-identical consoles and a pass.
+fn twice_identical(name: &str, args: &str) {
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| deterministic(&format!("{name}-a"), args));
+        let b = s.spawn(|| deterministic(&format!("{name}-b"), args));
+        (
+            a.join().expect("first boot"),
+            b.join().expect("second boot"),
+        )
+    });
+    assert_eq!(
+        a.exit_code,
+        Some(0),
+        "{}:\n{}",
+        a.boot.command_line(),
+        a.stdout
+    );
+    assert!(
+        a.stdout == b.stdout,
+        "two runs of `{}` printed different consoles (see target/boot-logs/{name}-a.log and -b.log)",
+        a.boot.command_line()
+    );
+    assert!(
+        a.stdout.contains("bootargs \"yield_points=on "),
+        "--deterministic turns yield points on:\n{}",
+        a.stdout
+    );
+}
+
+/// Stress without sharing: same arguments, same console, byte for byte.
+#[test]
+fn stress_twice_prints_the_same() {
+    twice_identical(
+        "det-stress-twice",
+        "workload=stress seconds=2 seed=2 timeout=30",
+    );
+}
+
+/// Stress with shared level-2 tables (unsharing, adoption): same arguments, same console.
+#[test]
+fn stress_sharing_twice_prints_the_same() {
+    twice_identical(
+        "det-stress-sharing-twice",
+        "workload=stress seconds=2 sharing=on seed=2 timeout=30",
+    );
+}
+
+fn script(name: &str, args: &[&str], secs: u64) -> broadside_tests::Output {
+    let mut cmd = Command::new(repo_root().join(name));
+    cmd.args(args);
+    run_timed(name, cmd, Duration::from_secs(secs))
+}
+
+/// Bad options and arguments: one `error:` line and exit 2, before anything boots.
+#[test]
+fn scripts_refuse_bad_arguments() {
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "scripts/explore.sh",
+            &["--seeds", "0", "--", "workload=stress"],
+            "--seeds 0",
+        ),
+        (
+            "scripts/explore.sh",
+            &["--seeds", "x", "--", "workload=stress"],
+            "--seeds x",
+        ),
+        (
+            "scripts/explore.sh",
+            &["--", "workload=stress", "seed=3"],
+            "seed=3",
+        ),
+        ("scripts/explore.sh", &["--bogus"], "unknown option --bogus"),
+        ("scripts/explore.sh", &[], "give the kernel arguments"),
+        (
+            "scripts/explore.sh",
+            &["--deterministic=11", "--", "workload=stress"],
+            "from 0 to 10",
+        ),
+        (
+            "scripts/run.sh",
+            &["--deterministic=x", "--", "workload=demo"],
+            "from 0 to 10",
+        ),
+        (
+            "scripts/replay.sh",
+            &["--rr", "--", "workload=stress"],
+            "--rr needs --smp 1",
+        ),
+        (
+            "scripts/replay.sh",
+            &["--batch", "/nonexistent", "--", "workload=stress"],
+            "no such file",
+        ),
+    ];
+    for (name, args, what) in cases {
+        let out = script(name, args, 60);
+        assert_eq!(
+            out.code,
+            Some(2),
+            "{name} {args:?} should exit 2:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("error: ") && out.stderr.contains(what),
+            "{name} {args:?}: no error naming {what:?}:\n{}",
+            out.stderr
+        );
+    }
+}
+
+/// `explore.sh` on `bug=skip-tlbi` fails within 4 seeds (measured: seed 1) and prints a
+/// `reproduce:` line; that command, run three times, fails the same way each time: exit 1 and
+/// the console of the explored run, byte for byte.
+#[test]
+#[ignore = "long: explore and three reruns"]
+fn explore_finds_skip_tlbi_and_its_reproducer_fails_the_same_way() {
+    let logs = repo_root().join("target/boot-logs/explore-skip-tlbi");
+    let _ = std::fs::remove_dir_all(&logs);
+    let logs_s = logs.to_str().expect("a UTF-8 path");
+    let out = run_script(
+        "scripts/explore.sh",
+        &[
+            "--seeds",
+            "4",
+            "--logs",
+            logs_s,
+            "--",
+            "workload=stress",
+            "seconds=2",
+            "bug=skip-tlbi",
+        ],
+        Duration::from_secs(300),
+    );
+    assert_eq!(
+        out.code,
+        Some(1),
+        "explore should fail:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let line = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("reproduce: "))
+        .unwrap_or_else(|| panic!("no reproduce: line:\n{}", out.stdout));
+    assert!(
+        line.starts_with("scripts/run.sh --deterministic ")
+            && line.contains(" bug=skip-tlbi seed="),
+        "reproducer {line:?}"
+    );
+    let seed = line.rsplit("seed=").next().expect("a seed");
+    let explored = std::fs::read_to_string(logs.join(format!("seed-{seed}.log")))
+        .expect("explore's log of the failing seed");
+    assert!(explored.contains("stress: DETECTED"), "{explored}");
+    for i in 1..=3 {
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", line]);
+        let rerun = run_timed(&format!("reproducer {i}"), cmd, Duration::from_secs(120));
+        assert_eq!(
+            rerun.code,
+            Some(1),
+            "rerun {i} of `{line}`:\n{}",
+            rerun.stdout
+        );
+        assert!(
+            rerun.stdout == explored,
+            "rerun {i} of `{line}` printed another console than the explored run"
+        );
+    }
+}
+
+/// `replay.sh --batch` on `bug=skip-tlbi`: GDB stops in `stats::detected` called from the
+/// toucher's probe, and `bs-pt ttbr0 va` there shows the VA's level-3 entry already invalid
+/// (unmapped) although the probe just read the page's poison through a stale translation.
+#[test]
+#[ignore = "long: a gdb session"]
+fn replay_stops_gdb_at_the_detection() {
+    let dir = repo_root().join("target/boot-logs");
+    std::fs::create_dir_all(&dir).expect("create target/boot-logs");
+    let batch = dir.join("replay-skip-tlbi.gdb");
+    std::fs::write(&batch, "up\nprint va\nbs-pt ttbr0 va\n").expect("write the batch file");
+    let out = run_script(
+        "scripts/replay.sh",
+        &[
+            "--batch",
+            batch.to_str().expect("a UTF-8 path"),
+            "--",
+            "workload=stress",
+            "seconds=2",
+            "bug=skip-tlbi",
+        ],
+        Duration::from_secs(300),
+    );
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    for (what, re) in [
+        (
+            "stopped at the report site",
+            r"replay: stopped at broadside_base::stats::detected",
+        ),
+        (
+            "a stale-TLB detection",
+            r"detected \(c=broadside_base::stats::Counter::StaleTlbDetected\)",
+        ),
+        (
+            "the detector's frame",
+            r"(?m)^#1 .*broadside::workload::stress::probe",
+        ),
+        (
+            "bs-pt walked the space",
+            r"(?m)^bs-pt: va 0x[0-9a-f]+ +root 0x[0-9a-f]+ \(TTBR0_EL1=",
+        ),
+        (
+            "bs-pt found no mapping",
+            r"(?m)^result: translation fault at level [0-3]",
+        ),
+        (
+            "the kernel saw it too",
+            r"stress: DETECTED on cpu[0-9]+: space [0-9]+ va 0x[0-9a-f]+ read Poison",
+        ),
+    ] {
+        assert!(
+            regex::Regex::new(re).expect("regex").is_match(&text),
+            "replay output lacks {what} ({re}):\n{text}"
+        );
+    }
+}
+
+/// `explore.sh` over 20 seeds of a correct configuration exits 0, every seed passing (measured:
+/// about 20 s on 2 cores).
+#[test]
+#[ignore = "long: 20 boots"]
+fn explore_twenty_seeds_of_a_correct_configuration_pass() {
+    let out = run_script(
+        "scripts/explore.sh",
+        &["--seeds", "20", "--", "workload=stress", "seconds=2"],
+        Duration::from_secs(600),
+    );
+    assert_eq!(
+        out.code,
+        Some(0),
+        "explore over 20 seeds failed:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let passes = out
+        .stdout
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("pass"))
+        .count();
+    assert_eq!(passes, 20, "a table row per seed:\n{}", out.stdout);
+    assert!(!out.stdout.contains("reproduce:"), "{}", out.stdout);
+}
