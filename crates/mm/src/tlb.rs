@@ -31,8 +31,6 @@ use spin::Once;
 pub struct TlbPolicy {
     /// FEAT_TLBIRANGE and FEAT_TTL, from the ID registers.
     pub features: TlbFeatures,
-    /// `flush=`: broadcast TLBI or the IPI baseline.
-    pub mode: FlushMode,
     /// `bug=skip-tlbi`: issue no invalidation at all (negative control).
     pub skip_tlbi: bool,
     /// `bug=local-tlbi`: invalidate only the initiator's TLB (negative control).
@@ -43,15 +41,38 @@ pub struct TlbPolicy {
 
 static POLICY: Once<TlbPolicy> = Once::new();
 
+/// `flush=`: 0 broadcast TLBI, 1 the IPI baseline. Apart from the policy because
+/// `workload=scale-bench` measures both in one boot.
+static FLUSH_MODE: AtomicU8 = AtomicU8::new(0);
+
 /// Fixes the policy; called once at boot.
 pub fn init(features: TlbFeatures, mode: FlushMode, bugs: broadside_platform::bootargs::Bugs) {
+    set_flush_mode(mode);
     POLICY.call_once(|| TlbPolicy {
         features,
-        mode,
         skip_tlbi: bugs.has(Bug::SkipTlbi),
         local_tlbi: bugs.has(Bug::LocalTlbi),
         leaf_only: bugs.has(Bug::LeafOnlyFlush),
     });
+}
+
+/// Switches between broadcast TLBI and the IPI baseline at run time. Only while no flush is
+/// in flight on any CPU (the scale bench switches between measurements, with the other CPUs
+/// idle).
+pub fn set_flush_mode(mode: FlushMode) {
+    let v = match mode {
+        FlushMode::Tlbi => 0,
+        FlushMode::Ipi => 1,
+    };
+    FLUSH_MODE.store(v, Ordering::Relaxed);
+}
+
+/// The flush mode in force (`flush=`, or the scale bench's current strategy).
+pub fn flush_mode() -> FlushMode {
+    match FLUSH_MODE.load(Ordering::Relaxed) {
+        1 => FlushMode::Ipi,
+        _ => FlushMode::Tlbi,
+    }
 }
 
 /// The policy. Panics before [`init`].
@@ -177,7 +198,7 @@ fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushR
             coverage: FlushCoverage::Nothing,
         };
     }
-    if p.mode == FlushMode::Ipi && !p.local_tlbi {
+    if flush_mode() == FlushMode::Ipi && !p.local_tlbi {
         return ipi_shootdown(space, plan, tables_freed);
     }
     let scope = scope_for(space);

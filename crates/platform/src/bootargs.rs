@@ -134,6 +134,9 @@ arg_enum! {
         Stress = "stress",
         /// Measures the unshare strategies side by side.
         UnshareBench = "unshare-bench",
+        /// One fixed mix of unmap, fork/exit over shared tables and protect, once per
+        /// shootdown and sync strategy, as counts per operation.
+        ScaleBench = "scale-bench",
     }
 }
 
@@ -719,6 +722,7 @@ mod tests {
             ("selftest", Workload::Selftest),
             ("stress", Workload::Stress),
             ("unshare-bench", Workload::UnshareBench),
+            ("scale-bench", Workload::ScaleBench),
         ];
         for (s, w) in workloads {
             assert_eq!(parse(&format!("workload={s}")).workload, w);
@@ -941,7 +945,7 @@ mod tests {
         let cases = [
             (
                 "workload=Demo",
-                "bootargs: workload=Demo: one of demo, selftest, stress, unshare-bench",
+                "bootargs: workload=Demo: one of demo, selftest, stress, unshare-bench, scale-bench",
             ),
             (
                 "log=warning",
