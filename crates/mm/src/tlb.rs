@@ -298,10 +298,22 @@ fn ipi_shootdown(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> 
     let is_target = |c: &&broadside_base::percpu::PerCpu| {
         c.index != me && (tables_freed || space.was_active_on(c.index))
     };
-    let targets = smp::online_cpus().filter(is_target).count() as u32;
+    // The targets are read once. Counting them and then sending to `is_target` again read
+    // `cpus_ever` twice: a CPU that loaded the space in between got an SGI it was not counted
+    // for, its acknowledgement took `pending` below zero (it wrapped), and the initiator
+    // waited forever (seen in stress with flush=ipi: 2 IPIs sent, 1 counted). A CPU that loads
+    // the space after this read needs no flush: `asid_after_table_stores` orders our table
+    // stores before the read, and its activation orders its walks after its `cpus_ever` bit.
+    let mut target_mask = [0u64; MAX_CPUS / 64];
+    let mut targets = 0u32;
+    for c in smp::online_cpus().filter(is_target) {
+        target_mask[c.index / 64] |= 1 << (c.index % 64);
+        targets += 1;
+    }
+    let is_counted = |i: usize| target_mask[i / 64] & (1 << (i % 64)) != 0;
     // Set before the first SGI goes out, so no acknowledgement can arrive before it.
     req.pending.store(targets, Ordering::Relaxed);
-    for c in smp::online_cpus().filter(is_target) {
+    for c in smp::online_cpus().filter(|c| is_counted(c.index)) {
         INBOX[c.index][me / 64].fetch_or(1 << (me % 64), Ordering::Release);
         gic::send_sgi(ipi::SGI_TLB_SHOOTDOWN, c.mpidr.load(Ordering::Relaxed));
         stats::count(Counter::IpisSent);
