@@ -128,3 +128,65 @@ fn boot_512_cpus_selftest() {
             s.cpus == 512 && s.passed() && s.counter("selftest_failures") == 0
         });
 }
+
+/// `scripts/scale_chart.py` (what `bench.sh --scale` charts with) on two boots' summaries: a
+/// table row per CPU count and strategy, and a chart with a panel per per-op figure and a line
+/// per strategy in each. No QEMU: the summaries are written here.
+#[test]
+fn scale_chart_tabulates_and_draws_every_strategy() {
+    let dir = std::env::temp_dir().join(format!("bs-scale-chart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut raw = String::new();
+    for cpus in [2u64, 8] {
+        let modes: Vec<String> = STRATEGIES
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                format!(
+                    "\"{m}\":{{\"ipis_sent_per_op\":{},\"tlbi_ops_per_op\":4,\"dsb_ish_per_op\":3,\"sync_waits_per_op\":{i},\"ticks_per_op\":{}}}",
+                    i as u64 * (cpus - 1),
+                    1000 * cpus + i as u64
+                )
+            })
+            .collect();
+        raw.push_str(&format!(
+            "{{\"workload\":\"scale-bench\",\"cpus\":{cpus},\"wall_s\":1,\"modes\":{{{}}}}}\n",
+            modes.join(",")
+        ));
+    }
+    std::fs::write(dir.join("raw.jsonl"), raw).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(broadside_tests::repo_root().join("scripts/scale_chart.py"))
+        .arg(&dir)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(dir.join("scale.md")).unwrap();
+    let svg = std::fs::read_to_string(dir.join("scale.svg")).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    for m in STRATEGIES {
+        assert!(md.contains(&format!("| 2 | {m} |")), "{md}");
+        assert!(md.contains(&format!("| 8 | {m} |")), "{md}");
+        assert!(svg.contains(&format!(">{m}</text>")), "legend lacks {m}");
+    }
+    // ipi's row at 8 CPUs: 7 IPIs per op, ticks 1.00x of tlbi's plus 1 tick.
+    assert!(
+        md.contains("| 8 | ipi | 7 | 4 | 3 | 1 | 8001 | 1.00x | 1 |"),
+        "{md}"
+    );
+    // Five panels, each with one line per strategy.
+    assert_eq!(svg.matches("<path ").count(), 5 * STRATEGIES.len());
+    for fig in [
+        "ipis_sent_per_op",
+        "tlbi_ops_per_op",
+        "dsb_ish_per_op",
+        "sync_waits_per_op",
+        "ticks_per_op",
+    ] {
+        assert!(svg.contains(&format!(">{fig}</text>")), "no panel {fig}");
+    }
+}
