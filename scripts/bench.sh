@@ -2,15 +2,19 @@
 # Runs workload=unshare-bench over CPU counts and level-2 table counts, and writes to a results
 # folder: raw.jsonl (one summary per boot), bench.md (a Markdown table) and chart.svg (IPIs and
 # time per fork+exit against table count, one line per mode, per CPU count).
+# With --scale, runs workload=scale-bench at each CPU count instead (default 1 2 4 ... 512) and
+# writes raw.jsonl, scale.md and scale.svg (each per-op figure against the CPU count, one line
+# per strategy; scripts/scale_chart.py draws it).
 #
 # usage: scripts/bench.sh [--cpus "2 4 8"] [--tables "16 64 256"] [--children N] [--out DIR]
-#        scripts/bench.sh --replot DIR    (rewrite bench.md and chart.svg from DIR/raw.jsonl)
+#        scripts/bench.sh --scale [--cpus "1 2 4 8 16 32 64 128 256 512"] [--out DIR]
+#        scripts/bench.sh [--scale] --replot DIR    (rewrite the table and chart from DIR/raw.jsonl)
 # Times are QEMU TCG ticks, not hardware time: read them as ratios between modes of one boot.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$BS_ROOT"
 
-cpus="2 4 8" tables="16 64 256" children=8 out="" replot=0
+cpus="" tables="16 64 256" children=8 out="" replot=0 scale=0
 while [ $# -gt 0 ]; do
     case $1 in
         --cpus) cpus=${2:?}; shift 2 ;;
@@ -18,10 +22,48 @@ while [ $# -gt 0 ]; do
         --children) children=${2:?}; shift 2 ;;
         --out) out=${2:?}; shift 2 ;;
         --replot) out=${2:?}; replot=1; shift 2 ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --scale) scale=1; shift ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) bs_die "bench.sh: unknown option $1" ;;
     esac
 done
+
+if [ $scale = 1 ]; then
+    [ -n "$cpus" ] || cpus="1 2 4 8 16 32 64 128 256 512"
+    [ -n "$out" ] || out="results/scale-$(date +%Y%m%d-%H%M%S)"
+    mkdir -p "$out"
+    failed=0
+    if [ $replot = 1 ]; then
+        [ -s "$out/raw.jsonl" ] || bs_die "bench.sh: --replot $out: no raw.jsonl there"
+    else
+        : >"$out/raw.jsonl"
+        bs_need_qemu
+        bs_build
+        for n in $cpus; do
+            printf 'scale: %3s CPUs ... ' "$n"
+            log="$out/boot-${n}cpu.log"
+            start=$(date +%s)
+            scripts/run.sh --kernel "$BS_KERNEL" --smp "$n" --timeout 1800 -- \
+                workload=scale-bench >"$log" 2>&1
+            rc=$?
+            line=$(grep '^summary: ' "$log" | tail -1 | sed 's/^summary: //')
+            if [ $rc -ne 0 ] || [ -z "$line" ]; then
+                echo "FAIL (exit $rc, see $log)"; failed=1; continue
+            fi
+            # The boot's QEMU wall time rides along for the table (not part of the summary).
+            echo "$line" | python3 -c 'import json,sys; r=json.load(sys.stdin); r["wall_s"]=int(sys.argv[1]); print(json.dumps(r))' \
+                "$(( $(date +%s) - start ))" >>"$out/raw.jsonl"
+            echo "ok ($(( $(date +%s) - start )) s)"
+        done
+    fi
+    python3 scripts/scale_chart.py "$out" || failed=1
+    echo "scale: table  $out/scale.md"
+    echo "scale: chart  $out/scale.svg"
+    echo "scale: raw    $out/raw.jsonl"
+    exit $failed
+fi
+
+[ -n "$cpus" ] || cpus="2 4 8"
 [ -n "$out" ] || out="results/bench-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 failed=0

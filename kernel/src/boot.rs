@@ -118,23 +118,23 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
     });
     let cpus = info.platform.cpus;
 
-    // GICv3: arm-gic drives one contiguous redistributor region; QEMU puts 123 there.
-    let redists = info.platform.gicr.size / (128 * 1024);
-    if cpus as u64 > redists {
-        config_error(format_args!(
-            "error: gic: {cpus} CPUs but the first redistributor region holds {redists}; broadside supports that many"
-        ));
+    // GICv3: every redistributor region the DTB names (QEMU virt: 123 redistributors in the
+    // first, the rest in a second); the GIC layer finds each CPU's by its affinity.
+    let p = &info.platform;
+    let mut regions = [(0u64, 0u64); broadside_platform::dtb::MAX_GICR_REGIONS];
+    for (slot, r) in regions.iter_mut().zip(&p.gicr[..p.gicr_regions]) {
+        *slot = (mmio_virt(r.base), r.size);
     }
-    // SAFETY: both regions were mapped as device memory by `build_kernel_tables` and nothing
-    // else uses them; `cpus` fits the region (checked above).
+    // SAFETY: the distributor and every redistributor region were mapped as device memory by
+    // `build_kernel_tables` and nothing else uses them; this is the only call.
     if let Err(e) = unsafe {
         gic::init(
-            mmio_virt(info.platform.gicd.base),
-            mmio_virt(info.platform.gicr.base),
-            cpus,
+            mmio_virt(p.gicd.base),
+            &regions[..p.gicr_regions],
+            &p.cpu_mpidrs[..cpus],
         )
     } {
-        config_error(format_args!("error: gic: {e:?}"));
+        config_error(format_args!("error: gic: {e}"));
     }
     timer::set_rate(info.args.hz);
     init_memory_policy(info);
@@ -156,6 +156,7 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
         info.platform.bootargs
     );
 
+    let bringup_start = cpu::counter();
     match smp::boot::start_secondaries(&info.platform.cpu_mpidrs[..cpus], info.args.cpus_wait_ms) {
         Ok(missing) if missing.is_empty() => {}
         Ok(missing) => {
@@ -173,7 +174,11 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
         }
         Err(e) => config_error(format_args!("error: smp: could not start CPUs: {e:?}")),
     }
-    log::info!("{} CPUs online", smp::online_count());
+    log::info!(
+        "{} CPUs online ({} ms of bring-up)",
+        smp::online_count(),
+        (cpu::counter() - bringup_start) * 1000 / cpu::counter_frequency()
+    );
 
     let outcome = workload::run(info);
     finish(outcome)
@@ -287,7 +292,10 @@ fn build_kernel_tables(
         image.end,
         Attributes::kernel_data(),
     )?;
-    for dev in [p.uart, p.gicd, p.gicr] {
+    let devices = [p.uart, p.gicd]
+        .into_iter()
+        .chain(p.gicr[..p.gicr_regions].iter().copied());
+    for dev in devices {
         let base = dev.base & !(PAGE_SIZE - 1);
         let size = (dev.end() - base).div_ceil(PAGE_SIZE) * PAGE_SIZE;
         t.map(

@@ -26,12 +26,30 @@ impl<T> IrqSpinlock<T> {
         }
     }
 
-    /// Masks IRQs, then spins for the lock.
+    /// Takes the lock with IRQs masked. While it waits for another CPU to release it, the
+    /// caller's IRQ state is back in force (IRQs unmasked, unless the caller had masked them):
+    /// a CPU that waits for a lock is in no critical section of its own, so it keeps taking its
+    /// tick (the RCU quiescent state, the stall watchdog) and the IPIs other CPUs wait on
+    /// (shootdowns and syncs). Only the attempt to take the lock, and the holding, are masked.
+    ///
+    /// Why it matters: with 128 or more CPUs on a few host cores a waiter can spin for
+    /// seconds on a contended lock (the frame allocator's) whose holder's vCPU thread is not
+    /// running; spinning masked, it took no tick for that long and the watchdog declared it
+    /// stuck, and every IPI sync waited for it too.
     pub fn lock(&self) -> IrqSpinlockGuard<'_, T> {
-        let irq = irq::save_and_mask();
-        IrqSpinlockGuard {
-            guard: core::mem::ManuallyDrop::new(self.inner.lock()),
-            irq,
+        loop {
+            let irq = irq::save_and_mask();
+            if let Some(guard) = self.inner.try_lock() {
+                return IrqSpinlockGuard {
+                    guard: core::mem::ManuallyDrop::new(guard),
+                    irq,
+                };
+            }
+            irq::restore(irq);
+            // Test-and-test-and-set: wait reading, so the waiters do not fight over the line.
+            while self.inner.is_locked() {
+                core::hint::spin_loop();
+            }
         }
     }
 

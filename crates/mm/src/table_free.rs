@@ -35,7 +35,14 @@ pub fn init(mode: TableFreeMode, free_tables_now_bug: bool) {
     FREE_NOW.store(free_tables_now_bug, Ordering::Relaxed);
 }
 
-fn mode() -> TableFreeMode {
+/// Switches the mode at run time (the scale bench measures several in one boot). Only while
+/// no table free is in flight; tables already queued for a grace period stay queued.
+pub fn set_mode(mode: TableFreeMode) {
+    init(mode, FREE_NOW.load(Ordering::Relaxed));
+}
+
+/// The mode in force (`tablefree=`, or the scale bench's current strategy).
+pub fn mode() -> TableFreeMode {
     match MODE.load(Ordering::Relaxed) {
         1 => TableFreeMode::SyncEach,
         2 => TableFreeMode::SyncBatch,

@@ -32,8 +32,6 @@ use spin::Once;
 pub struct TlbPolicy {
     /// FEAT_TLBIRANGE and FEAT_TTL, from the ID registers.
     pub features: TlbFeatures,
-    /// `flush=`: broadcast TLBI or the IPI baseline.
-    pub mode: FlushMode,
     /// `bug=skip-tlbi`: issue no invalidation at all (negative control).
     pub skip_tlbi: bool,
     /// `bug=local-tlbi`: invalidate only the initiator's TLB (negative control).
@@ -50,11 +48,15 @@ pub struct TlbPolicy {
 
 static POLICY: Once<TlbPolicy> = Once::new();
 
+/// `flush=`: 0 broadcast TLBI, 1 the IPI baseline. Apart from the policy because
+/// `workload=scale-bench` measures both in one boot.
+static FLUSH_MODE: AtomicU8 = AtomicU8::new(0);
+
 /// Fixes the policy; called once at boot.
 pub fn init(features: TlbFeatures, mode: FlushMode, bugs: broadside_platform::bootargs::Bugs) {
+    set_flush_mode(mode);
     POLICY.call_once(|| TlbPolicy {
         features,
-        mode,
         skip_tlbi: bugs.has(Bug::SkipTlbi),
         local_tlbi: bugs.has(Bug::LocalTlbi),
         leaf_only: bugs.has(Bug::LeafOnlyFlush),
@@ -62,6 +64,25 @@ pub fn init(features: TlbFeatures, mode: FlushMode, bugs: broadside_platform::bo
         no_dsb: bugs.has(Bug::NoDsb),
         narrow_range: bugs.has(Bug::NarrowRange),
     });
+}
+
+/// Switches between broadcast TLBI and the IPI baseline at run time. Only while no flush is
+/// in flight on any CPU (the scale bench switches between measurements, with the other CPUs
+/// idle).
+pub fn set_flush_mode(mode: FlushMode) {
+    let v = match mode {
+        FlushMode::Tlbi => 0,
+        FlushMode::Ipi => 1,
+    };
+    FLUSH_MODE.store(v, Ordering::Relaxed);
+}
+
+/// The flush mode in force (`flush=`, or the scale bench's current strategy).
+pub fn flush_mode() -> FlushMode {
+    match FLUSH_MODE.load(Ordering::Relaxed) {
+        1 => FlushMode::Ipi,
+        _ => FlushMode::Tlbi,
+    }
 }
 
 /// The policy. Panics before [`init`].
@@ -191,7 +212,7 @@ fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushR
             coverage: FlushCoverage::Nothing,
         };
     }
-    if p.mode == FlushMode::Ipi && !p.local_tlbi {
+    if flush_mode() == FlushMode::Ipi && !p.local_tlbi {
         return ipi_shootdown(space, plan, tables_freed);
     }
     let scope = scope_for(space);
@@ -299,10 +320,22 @@ fn ipi_shootdown(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> 
     let is_target = |c: &&broadside_base::percpu::PerCpu| {
         c.index != me && (tables_freed || space.was_active_on(c.index))
     };
-    let targets = smp::online_cpus().filter(is_target).count() as u32;
+    // The targets are read once. Counting them and then sending to `is_target` again read
+    // `cpus_ever` twice: a CPU that loaded the space in between got an SGI it was not counted
+    // for, its acknowledgement took `pending` below zero (it wrapped), and the initiator
+    // waited forever (seen in stress with flush=ipi: 2 IPIs sent, 1 counted). A CPU that loads
+    // the space after this read needs no flush: `asid_after_table_stores` orders our table
+    // stores before the read, and its activation orders its walks after its `cpus_ever` bit.
+    let mut target_mask = [0u64; MAX_CPUS / 64];
+    let mut targets = 0u32;
+    for c in smp::online_cpus().filter(is_target) {
+        target_mask[c.index / 64] |= 1 << (c.index % 64);
+        targets += 1;
+    }
+    let is_counted = |i: usize| target_mask[i / 64] & (1 << (i % 64)) != 0;
     // Set before the first SGI goes out, so no acknowledgement can arrive before it.
     req.pending.store(targets, Ordering::Relaxed);
-    for c in smp::online_cpus().filter(is_target) {
+    for c in smp::online_cpus().filter(|c| is_counted(c.index)) {
         INBOX[c.index][me / 64].fetch_or(1 << (me % 64), Ordering::Release);
         gic::send_sgi(ipi::SGI_TLB_SHOOTDOWN, c.mpidr.load(Ordering::Relaxed));
         stats::count(Counter::IpisSent);

@@ -134,6 +134,9 @@ arg_enum! {
         Stress = "stress",
         /// Measures the unshare strategies side by side.
         UnshareBench = "unshare-bench",
+        /// One fixed mix of unmap, fork/exit over shared tables and protect, once per
+        /// shootdown and sync strategy, as counts per operation.
+        ScaleBench = "scale-bench",
     }
 }
 
@@ -367,11 +370,11 @@ pub struct BootArgs {
     pub bugs: Bugs,
     /// `asid_bits=`: force an ASID width below the CPU's, 2..=16 [None: the CPU's width].
     pub asid_bits: Option<u8>,
-    /// `walkers=`: lockless walker threads, 0..=256 [None: chosen from the CPU count].
+    /// `walkers=`: lockless walker threads, 0..=512 [None: chosen from the CPU count].
     pub walkers: Option<u32>,
-    /// `touchers=`: threads that fault pages in, 0..=256 [None: chosen from the CPU count].
+    /// `touchers=`: threads that fault pages in, 0..=512 [None: chosen from the CPU count].
     pub touchers: Option<u32>,
-    /// `mutators=`: threads that unmap, remap and free, 0..=256 [None: chosen from the CPU count].
+    /// `mutators=`: threads that unmap, remap and free, 0..=512 [None: chosen from the CPU count].
     pub mutators: Option<u32>,
     /// `fail_alloc=`: injected allocation failures per mille, 0..=1000 [0].
     pub fail_alloc_per_mille: u32,
@@ -505,9 +508,9 @@ const SPECS: &[KeySpec] = &[
         },
     },
     int_key!("asid_bits", 2..=16, |a, n| a.asid_bits = Some(n)),
-    int_key!("walkers", 0..=256, |a, n| a.walkers = Some(n)),
-    int_key!("touchers", 0..=256, |a, n| a.touchers = Some(n)),
-    int_key!("mutators", 0..=256, |a, n| a.mutators = Some(n)),
+    int_key!("walkers", 0..=512, |a, n| a.walkers = Some(n)),
+    int_key!("touchers", 0..=512, |a, n| a.touchers = Some(n)),
+    int_key!("mutators", 0..=512, |a, n| a.mutators = Some(n)),
     int_key!("fail_alloc", 0..=1000, |a, n| a.fail_alloc_per_mille = n),
     int_key!("tables", 1..=512, |a, n| a.tables = n),
     int_key!("children", 1..=256, |a, n| a.children = n),
@@ -787,6 +790,7 @@ mod tests {
             ("selftest", Workload::Selftest),
             ("stress", Workload::Stress),
             ("unshare-bench", Workload::UnshareBench),
+            ("scale-bench", Workload::ScaleBench),
         ];
         for (s, w) in workloads {
             assert_eq!(parse(&format!("workload={s}")).workload, w);
@@ -902,9 +906,9 @@ mod tests {
             ("timeout", 1, 86400),
             ("hz", 10, 10000),
             ("asid_bits", 2, 16),
-            ("walkers", 0, 256),
-            ("touchers", 0, 256),
-            ("mutators", 0, 256),
+            ("walkers", 0, 512),
+            ("touchers", 0, 512),
+            ("mutators", 0, 512),
             ("fail_alloc", 0, 1000),
             ("tables", 1, 512),
             ("children", 1, 256),
@@ -976,7 +980,7 @@ mod tests {
         // 2^32 + 5 must not wrap to 5 in the u32 field.
         assert_eq!(
             error_text("walkers=4294967301"),
-            "bootargs: walkers=4294967301: an integer from 0 to 256"
+            "bootargs: walkers=4294967301: an integer from 0 to 512"
         );
     }
 
@@ -1015,7 +1019,7 @@ mod tests {
         let cases = [
             (
                 "workload=Demo",
-                "bootargs: workload=Demo: one of demo, selftest, stress, unshare-bench",
+                "bootargs: workload=Demo: one of demo, selftest, stress, unshare-bench, scale-bench",
             ),
             (
                 "log=warning",
@@ -1303,9 +1307,9 @@ mod tests {
                 ("timeout", 1, 86400),
                 ("hz", 10, 10000),
                 ("asid_bits", 2, 16),
-                ("walkers", 0, 256),
-                ("touchers", 0, 256),
-                ("mutators", 0, 256),
+                ("walkers", 0, 512),
+                ("touchers", 0, 512),
+                ("mutators", 0, 512),
                 ("fail_alloc", 0, 1000),
                 ("tables", 1, 512),
                 ("children", 1, 256),

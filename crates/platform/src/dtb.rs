@@ -10,6 +10,10 @@ use dtoolkit::{Node, Property};
 /// The most `/memory` ranges recorded.
 pub const MAX_MEMORY_RANGES: usize = 8;
 
+/// The most GICv3 redistributor regions recorded. QEMU `virt` uses two (123 redistributors in
+/// the first, the rest of its 512 in the second); a GIC node may name more.
+pub const MAX_GICR_REGIONS: usize = 8;
+
 /// A physical address range `[base, base + size)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PhysRange {
@@ -41,10 +45,10 @@ pub struct PlatformInfo {
     pub psci_method: &'static str,
     /// The GICv3 distributor.
     pub gicd: PhysRange,
-    /// The first (and only supported) redistributor region.
-    pub gicr: PhysRange,
-    /// Redistributor regions in the DTB (`#redistributor-regions`).
-    pub gicr_regions: u32,
+    /// The redistributor regions, in `reg` order (the first `gicr_regions` entries).
+    pub gicr: [PhysRange; MAX_GICR_REGIONS],
+    /// Redistributor regions in the DTB (`#redistributor-regions`, 1 when absent).
+    pub gicr_regions: usize,
     /// The PL011 UART.
     pub uart: PhysRange,
     /// The EL1 virtual timer's PPI number (INTID = 16 + PPI).
@@ -78,6 +82,12 @@ pub unsafe fn parse(va: u64, pa: u64) -> Result<PlatformInfo, DtbError> {
     // SAFETY: forwarded from the caller; `from_raw` validates the header and size.
     let fdt: Fdt<'static> =
         unsafe { Fdt::from_raw(va as *const u8) }.map_err(|_| DtbError("no valid DTB found"))?;
+    parse_fdt(fdt, pa)
+}
+
+/// Parses a validated DTB that lies at physical address `pa`. Portable: the host tests feed it
+/// DTBs that QEMU wrote (`-machine dumpdtb=`).
+pub fn parse_fdt(fdt: Fdt<'static>, pa: u64) -> Result<PlatformInfo, DtbError> {
     let dtb = PhysRange {
         base: pa,
         size: fdt.data().len() as u64,
@@ -90,7 +100,7 @@ pub unsafe fn parse(va: u64, pa: u64) -> Result<PlatformInfo, DtbError> {
         cpus: 0,
         psci_method: "",
         gicd: PhysRange::default(),
-        gicr: PhysRange::default(),
+        gicr: [PhysRange::default(); MAX_GICR_REGIONS],
         gicr_regions: 1,
         uart: PhysRange::default(),
         timer_virtual_ppi: 0,
@@ -146,7 +156,10 @@ pub unsafe fn parse(va: u64, pa: u64) -> Result<PlatformInfo, DtbError> {
         .and_then(|p| p.value_as::<&str>().ok())
         .ok_or(DtbError("/psci has no method"))?;
 
-    // GICv3: reg = <GICD> <GICR region>...
+    // GICv3: reg = <GICD> <GICR region 0> ... <GICR region N-1> [<GICC> <GICH> <GICV>], with
+    // N = `#redistributor-regions` (1 when absent): the binding
+    // Documentation/devicetree/bindings/interrupt-controller/arm,gic-v3.yaml. QEMU virt with more
+    // than 123 CPUs names two.
     let gic = fdt
         .root()
         .children()
@@ -159,11 +172,25 @@ pub unsafe fn parse(va: u64, pa: u64) -> Result<PlatformInfo, DtbError> {
         .map_err(|_| DtbError("bad GIC reg"))?
         .ok_or(DtbError("GIC has no reg"))?;
     info.gicd = reg_range(regs.next(), "GIC distributor")?;
-    info.gicr = reg_range(regs.next(), "GIC redistributor")?;
     if let Some(p) = gic.property("#redistributor-regions") {
-        info.gicr_regions = p
+        let n = p
             .value_as::<u32>()
             .map_err(|_| DtbError("bad #redistributor-regions"))?;
+        if n == 0 {
+            return Err(DtbError("#redistributor-regions is 0"));
+        }
+        if n as usize > MAX_GICR_REGIONS {
+            return Err(DtbError(
+                "more GIC redistributor regions than supported (8)",
+            ));
+        }
+        info.gicr_regions = n as usize;
+    }
+    for region in &mut info.gicr[..info.gicr_regions] {
+        *region = reg_range(
+            regs.next(),
+            "GIC redistributor region (fewer reg entries than #redistributor-regions)",
+        )?;
     }
 
     // PL011: prefer /chosen stdout-path, else the first arm,pl011.
@@ -224,4 +251,68 @@ fn reg_range(
     let base = reg.address::<u64>().map_err(|_| DtbError(what))?;
     let size = reg.size::<u64>().map_err(|_| DtbError(what))?;
     Ok(PhysRange { base, size })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// QEMU 7.2 `-M virt,gic-version=3 -smp 4`, written by `-machine dumpdtb=` (trimmed to the
+    /// header's blocks; QEMU pads the blob to 1 MiB).
+    static SMP4: &[u8] = include_bytes!("../testdata/virt-gicv3-smp4.dtb");
+    /// The same with `-smp 512`: CPUs 123 and up have their redistributors in a second region.
+    static SMP512: &[u8] = include_bytes!("../testdata/virt-gicv3-smp512.dtb");
+
+    fn parse_blob(blob: &'static [u8]) -> Result<PlatformInfo, DtbError> {
+        parse_fdt(Fdt::new(blob).expect("valid DTB"), 0x4000_0000)
+    }
+
+    #[test]
+    fn one_redistributor_region() {
+        let info = parse_blob(SMP4).unwrap();
+        assert_eq!(info.cpus, 4);
+        assert_eq!(info.gicr_regions, 1);
+        assert_eq!(
+            info.gicd,
+            PhysRange {
+                base: 0x0800_0000,
+                size: 0x1_0000
+            }
+        );
+        // QEMU sizes the first region for 123 redistributors of 128 KiB whatever -smp is.
+        assert_eq!(
+            info.gicr[0],
+            PhysRange {
+                base: 0x080a_0000,
+                size: 123 * 0x2_0000
+            }
+        );
+        assert_eq!(info.gicr[1], PhysRange::default());
+    }
+
+    #[test]
+    fn two_redistributor_regions_and_512_cpus() {
+        let info = parse_blob(SMP512).unwrap();
+        assert_eq!(info.cpus, 512);
+        assert_eq!(info.gicr_regions, 2);
+        assert_eq!(
+            info.gicr[0],
+            PhysRange {
+                base: 0x080a_0000,
+                size: 123 * 0x2_0000
+            }
+        );
+        // The second region (QEMU's VIRT_HIGH_GIC_REDIST2) holds the other 389 redistributors.
+        assert_eq!(info.gicr[1].base, 0x40_0000_0000);
+        assert!(info.gicr[1].size >= 389 * 0x2_0000, "{:?}", info.gicr[1]);
+        let total: u64 = info.gicr[..2].iter().map(|r| r.size / 0x2_0000).sum();
+        assert!(total >= 512);
+        // QEMU virt's GICv3 clusters hold 16 CPUs: Aff0 = n % 16, Aff1 = n / 16.
+        for (n, &mpidr) in info.cpu_mpidrs[..512].iter().enumerate() {
+            assert_eq!(mpidr, ((n as u64 / 16) << 8) | (n as u64 % 16), "cpu {n}");
+        }
+        // The device nodes after the GIC are still found.
+        assert_eq!(info.uart.base, 0x0900_0000);
+        assert_eq!(info.psci_method, "hvc");
+    }
 }

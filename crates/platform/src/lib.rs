@@ -10,7 +10,6 @@ pub mod boot_info;
 pub mod bootargs;
 #[cfg(target_arch = "aarch64")]
 pub mod console;
-#[cfg(target_arch = "aarch64")]
 pub mod dtb;
 #[cfg(target_arch = "aarch64")]
 pub mod exit;

@@ -95,6 +95,14 @@ pub fn idle_enter() {
     }
 }
 
+/// Whether this CPU may sleep without its tick: it has no callbacks waiting for a grace
+/// period (Linux's `rcu_needs_cpu`). Call with IRQs masked, after [`idle_enter`] (which ran
+/// the ready ones).
+pub fn may_stop_tick() -> bool {
+    RCU.get()
+        .is_none_or(|r| r.queued_callbacks(broadside_base::cpu_id()) == 0)
+}
+
 /// After WFI, before IRQs are unmasked (so no handler runs in the extended quiescent state).
 pub fn idle_exit() {
     if let Some(r) = RCU.get() {

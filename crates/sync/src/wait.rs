@@ -6,7 +6,8 @@
 //! acknowledgement would otherwise deadlock). The requests are served by a function a higher
 //! layer installs ([`set_request_server`]), since what they are is none of this layer's business.
 
-use broadside_arch::aarch64::cpu;
+use broadside_arch::aarch64::{cpu, timer};
+use core::sync::atomic::Ordering;
 use spin::Once;
 
 static REQUEST_SERVER: Once<fn()> = Once::new();
@@ -32,10 +33,28 @@ pub fn wait_relax() {
 }
 
 /// Idles this CPU until the next interrupt (a CPU with no work): an extended quiescent state.
+///
+/// Tickless while it sleeps (Linux's NO_HZ idle) when it has no RCU callbacks of its own
+/// waiting: the tick would only wake it to report a quiescent state that the extended
+/// quiescent state already reports. So an idle CPU costs nothing until an SGI wakes it, which
+/// matters under QEMU TCG, where 511 idle vCPUs ticking at 1000 Hz each take the host's time
+/// (and QEMU's global lock for every timer and GIC register access) from the CPUs that work.
+/// With callbacks queued the tick stays on, so they still advance and run. The stall watchdog
+/// watches only working CPUs; the tick clock it reads (`last_tick_at`) restarts on waking.
 pub fn idle_wait() {
     let irq = cpu::irq_save();
     crate::rcu_kernel::idle_enter();
+    let tickless = crate::rcu_kernel::may_stop_tick();
+    if tickless {
+        timer::stop();
+    }
     cpu::wfi();
+    if tickless {
+        timer::start();
+        broadside_base::percpu::this_cpu()
+            .last_tick_at
+            .store(cpu::counter(), Ordering::Relaxed);
+    }
     crate::rcu_kernel::idle_exit();
     // The pending interrupt is taken here, after the CPU has left its extended quiescent state.
     cpu::irq_restore(irq);

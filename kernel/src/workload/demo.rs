@@ -27,12 +27,13 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         kprintln!("                 {:#x}..{:#x}", r.base, r.end());
     }
     kprintln!(
-        "  GICv3          distributor {:#x}, redistributors {:#x} (+{:#x}), {} region(s)",
+        "  GICv3          distributor {:#x}, {} redistributor region(s)",
         p.gicd.base,
-        p.gicr.base,
-        p.gicr.size,
         p.gicr_regions
     );
+    for r in &p.gicr[..p.gicr_regions] {
+        kprintln!("                 {:#x}..{:#x}", r.base, r.end());
+    }
     match info.psci_version {
         Some((maj, min)) => kprintln!("  PSCI           {maj}.{min} over {}", p.psci_method),
         None => kprintln!("  PSCI           version unknown, over {}", p.psci_method),

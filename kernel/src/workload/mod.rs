@@ -6,6 +6,8 @@ use broadside_base::ExitCode;
 #[cfg(target_arch = "aarch64")]
 pub mod demo;
 #[cfg(target_arch = "aarch64")]
+pub mod scale_bench;
+#[cfg(target_arch = "aarch64")]
 pub mod selftest;
 #[cfg(target_arch = "aarch64")]
 pub mod stress;
@@ -74,6 +76,7 @@ mod hw {
             Workload::Selftest => super::selftest::run(info),
             Workload::Stress => super::stress::run(info),
             Workload::UnshareBench => super::unshare_bench::run(info),
+            Workload::ScaleBench => super::scale_bench::run(info),
         };
         audit_verdict(outcome)
     }
