@@ -48,7 +48,7 @@ impl<T> IrqSpinlock<T> {
             irq::restore(irq);
             // Test-and-test-and-set: wait reading, so the waiters do not fight over the line.
             while self.inner.is_locked() {
-                core::hint::spin_loop();
+                crate::hint::cpu_relax();
             }
         }
     }

@@ -82,7 +82,7 @@ impl Pl011 {
     pub fn put_byte(&mut self, b: u8) {
         let r = self.regs();
         while r.fr.is_set(FR::TXFF) {
-            core::hint::spin_loop();
+            broadside_base::hint::cpu_relax();
         }
         r.dr.set(b as u32);
     }
@@ -90,7 +90,7 @@ impl Pl011 {
     /// Waits until every queued byte has left the UART.
     pub fn flush(&mut self) {
         while self.regs().fr.is_set(FR::BUSY) {
-            core::hint::spin_loop();
+            broadside_base::hint::cpu_relax();
         }
     }
 }
