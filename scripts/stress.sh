@@ -63,7 +63,7 @@ runs=(
   "sharing-8cpu-recheck|0|--smp 8|workload=stress seconds=4 sharing=on unshare=recheck|$ok_run and c['tables_unshared']>0 and c['table_syncs']==0"
   "bug-unshare-no-sync|1|--smp 4|workload=stress seconds=10 sharing=on bug=unshare-no-sync walkers=2 touchers=1 audit=off|c['uaf_detected']>0"
 )
-for bug in skip-tlbi local-tlbi leaf-only-flush last-sharer-narrow-flush wrong-asid no-dsb narrow-range; do
+for bug in skip-tlbi local-tlbi leaf-only-flush last-sharer-narrow-flush protect-wide-stride wrong-asid no-dsb narrow-range; do
   runs+=("bug-$bug-audit|1|--smp 4|workload=stress seconds=1 sharing=on bug=$bug|c['flush_gap_detected']>0")
 done
 if [ $mode != quick ]; then

@@ -781,7 +781,8 @@ fn sparse_cycle(shared: &Shared, space: &AddressSpace) {
 
 /// Each kind of flush once, on one space that has run on every CPU, before the random mix starts and
 /// before any other space maps the object: a small unmap that frees its tables (a short range
-/// flush that must reach walk caches), a permission change, and with sharing the last sharer
+/// flush that must reach walk caches), a permission change over a block and pages (a mixed
+/// range: page stride, no level hint), and with sharing the last sharer
 /// of a table alone in its gather (changing one GiB's protection while no other space maps
 /// it), then of the rest (its destroy). The mix reaches these only by chance — a last sharer
 /// is usually unsharing other GiBs too, whose wider flush hides a narrow one, and small frees
@@ -808,14 +809,16 @@ fn prologue(shared: &Shared) {
         smp::work::run_on_all(activate_once, &space as *const AddressSpace as usize);
         sparse_cycle(shared, &space); // maps the sparse pages, and their tables
         sparse_cycle(shared, &space); // unmaps them: every table on the way is freed
-        map_pages_or_back_off(shared, &space, PAGES_BASE, 4);
+        // A block and four pages right after it, then one protect over both: a mixed range,
+        // whose flush must step by the page and carry no level hint.
+        map_pages_or_back_off(shared, &space, BLOCKS_BASE + L2_BLOCK_SIZE, 4);
         {
             let _g = space.lock.lock();
-            let _ = space.protect(
-                PAGES_BASE,
-                PAGES_BASE + 4 * PAGE_SIZE,
-                Attributes::user_data_ro(),
-            );
+            if space.map_block(BLOCKS_BASE, Attributes::user_data_rw()).is_none() {
+                shared.backoff();
+            }
+            let end = BLOCKS_BASE + L2_BLOCK_SIZE + 4 * PAGE_SIZE;
+            let _ = space.protect(BLOCKS_BASE, end, Attributes::user_data_ro());
         }
         if let Some(obj) = &shared.object {
             // Out of memory for the private copy only leaves the GiB unmapped: the unshare ran.
