@@ -814,7 +814,10 @@ fn prologue(shared: &Shared) {
         map_pages_or_back_off(shared, &space, BLOCKS_BASE + L2_BLOCK_SIZE, 4);
         {
             let _g = space.lock.lock();
-            if space.map_block(BLOCKS_BASE, Attributes::user_data_rw()).is_none() {
+            if space
+                .map_block(BLOCKS_BASE, Attributes::user_data_rw())
+                .is_none()
+            {
                 shared.backoff();
             }
             let end = BLOCKS_BASE + L2_BLOCK_SIZE + 4 * PAGE_SIZE;
