@@ -187,61 +187,63 @@ fn explore_finds_skip_tlbi_and_its_reproducer_fails_the_same_way() {
     }
 }
 
+/// Runs `scripts/replay.sh --batch` with `gdb_commands` (written to `target/boot-logs/NAME.gdb`)
+/// on `kernel_args`, and asserts that its output (GDB's and the console) matches every
+/// `(what, regex)` of `expect`.
+fn replay_batch(name: &str, gdb_commands: &str, kernel_args: &[&str], expect: &[(&str, &str)]) {
+    let dir = repo_root().join("target/boot-logs");
+    std::fs::create_dir_all(&dir).expect("create target/boot-logs");
+    let batch = dir.join(format!("{name}.gdb"));
+    std::fs::write(&batch, gdb_commands).expect("write the batch file");
+    let mut args = vec!["--batch", batch.to_str().expect("a UTF-8 path"), "--"];
+    args.extend_from_slice(kernel_args);
+    let out = run_script("scripts/replay.sh", &args, Duration::from_secs(300));
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    for (what, re) in expect {
+        assert!(
+            regex::Regex::new(re).expect("regex").is_match(&text),
+            "replay output lacks {what} ({re}):\n{text}"
+        );
+    }
+}
+
 /// `replay.sh --batch` on `bug=skip-tlbi`: GDB stops in `stats::detected` called from the
 /// toucher's probe, and `bs-pt ttbr0 va` there shows the VA's level-3 entry already invalid
 /// (unmapped) although the probe just read the page's poison through a stale translation.
 #[test]
 #[ignore = "long: a gdb session"]
 fn replay_stops_gdb_at_the_detection() {
-    let dir = repo_root().join("target/boot-logs");
-    std::fs::create_dir_all(&dir).expect("create target/boot-logs");
-    let batch = dir.join("replay-skip-tlbi.gdb");
-    std::fs::write(&batch, "up\nprint va\nbs-pt ttbr0 va\n").expect("write the batch file");
-    let out = run_script(
-        "scripts/replay.sh",
+    replay_batch(
+        "replay-skip-tlbi",
+        "up\nprint va\nbs-pt ttbr0 va\n",
+        &["workload=stress", "seconds=2", "bug=skip-tlbi", "audit=off"],
         &[
-            "--batch",
-            batch.to_str().expect("a UTF-8 path"),
-            "--",
-            "workload=stress",
-            "seconds=2",
-            "bug=skip-tlbi",
-            "audit=off",
+            (
+                "stopped at the report site",
+                r"replay: stopped at broadside_base::stats::detected",
+            ),
+            (
+                "a stale-TLB detection",
+                r"detected \(c=broadside_base::stats::Counter::StaleTlbDetected\)",
+            ),
+            (
+                "the detector's frame",
+                r"(?m)^#1 .*broadside::workload::stress::probe",
+            ),
+            (
+                "bs-pt walked the space",
+                r"(?m)^bs-pt: va 0x[0-9a-f]+ +root 0x[0-9a-f]+ \(TTBR0_EL1=",
+            ),
+            (
+                "bs-pt found no mapping",
+                r"(?m)^result: translation fault at level [0-3]",
+            ),
+            (
+                "the kernel saw it too",
+                r"stress: DETECTED on cpu[0-9]+: space [0-9]+ va 0x[0-9a-f]+ read Poison",
+            ),
         ],
-        Duration::from_secs(300),
     );
-    let text = format!("{}\n{}", out.stdout, out.stderr);
-    for (what, re) in [
-        (
-            "stopped at the report site",
-            r"replay: stopped at broadside_base::stats::detected",
-        ),
-        (
-            "a stale-TLB detection",
-            r"detected \(c=broadside_base::stats::Counter::StaleTlbDetected\)",
-        ),
-        (
-            "the detector's frame",
-            r"(?m)^#1 .*broadside::workload::stress::probe",
-        ),
-        (
-            "bs-pt walked the space",
-            r"(?m)^bs-pt: va 0x[0-9a-f]+ +root 0x[0-9a-f]+ \(TTBR0_EL1=",
-        ),
-        (
-            "bs-pt found no mapping",
-            r"(?m)^result: translation fault at level [0-3]",
-        ),
-        (
-            "the kernel saw it too",
-            r"stress: DETECTED on cpu[0-9]+: space [0-9]+ va 0x[0-9a-f]+ read Poison",
-        ),
-    ] {
-        assert!(
-            regex::Regex::new(re).expect("regex").is_match(&text),
-            "replay output lacks {what} ({re}):\n{text}"
-        );
-    }
 }
 
 /// `replay.sh --batch` on `bug=narrow-range` with the flush audit on: GDB stops in
@@ -250,43 +252,26 @@ fn replay_stops_gdb_at_the_detection() {
 #[test]
 #[ignore = "long: a gdb session"]
 fn replay_stops_gdb_at_the_audits_report() {
-    let dir = repo_root().join("target/boot-logs");
-    std::fs::create_dir_all(&dir).expect("create target/boot-logs");
-    let batch = dir.join("replay-narrow-range.gdb");
-    std::fs::write(&batch, "up\nprint v.obligation\nprint v.gap\n").expect("write the batch");
-    let out = run_script(
-        "scripts/replay.sh",
+    replay_batch(
+        "replay-narrow-range",
+        "up\nprint v.obligation\nprint v.gap\n",
+        &["workload=stress", "seconds=1", "bug=narrow-range"],
         &[
-            "--batch",
-            batch.to_str().expect("a UTF-8 path"),
-            "--",
-            "workload=stress",
-            "seconds=1",
-            "bug=narrow-range",
+            (
+                "a flush-gap detection",
+                r"detected \(c=broadside_base::stats::Counter::FlushGapDetected\)",
+            ),
+            (
+                "the audit's frame",
+                r"(?m)^#1 .*broadside_mm::audit::report_gap",
+            ),
+            (
+                "the obligation left open: one 4 KiB leaf",
+                r"leaf_size: 4096, walk_cache_required: false",
+            ),
+            ("nothing was issued for it", r"NothingIssued"),
         ],
-        Duration::from_secs(300),
     );
-    let text = format!("{}\n{}", out.stdout, out.stderr);
-    for (what, re) in [
-        (
-            "a flush-gap detection",
-            r"detected \(c=broadside_base::stats::Counter::FlushGapDetected\)",
-        ),
-        (
-            "the audit's frame",
-            r"(?m)^#1 .*broadside_mm::audit::report_gap",
-        ),
-        (
-            "the obligation left open: one 4 KiB leaf",
-            r"leaf_size: 4096, walk_cache_required: false",
-        ),
-        ("nothing was issued for it", r"NothingIssued"),
-    ] {
-        assert!(
-            regex::Regex::new(re).expect("regex").is_match(&text),
-            "replay output lacks {what} ({re}):\n{text}"
-        );
-    }
 }
 
 /// `explore.sh` over 20 seeds of a correct configuration exits 0, every seed passing (measured:
