@@ -12,7 +12,9 @@
 //! page's stamp, proves a stale translation was used.
 
 use crate::asid::{AsidAllocator, AsidContext};
+use crate::audit;
 use crate::gather_range::GatherRange;
+use crate::sanitizer::{Clear, Cleared, CpuMask, OpId};
 use broadside_arch::aarch64::layout::phys_to_virt;
 use broadside_arch::aarch64::{mmu, tlb};
 use broadside_arch::pte::{
@@ -98,8 +100,8 @@ static NEXT_SPACE_ID: AtomicU64 = AtomicU64::new(1);
 pub fn init_asids(bits: u32, cpus: usize) {
     ASIDS.call_once(|| {
         let allocator = AsidAllocator::new(bits, cpus);
-        if crate::audit::enabled() {
-            allocator.with_rollover_observer(crate::audit::rollover)
+        if audit::enabled() {
+            allocator.with_rollover_observer(audit::rollover)
         } else {
             allocator
         }
@@ -213,7 +215,7 @@ pub fn release_data_frame(pa: PhysAddr, order: u32) {
     if !frame::meta(pa).put() {
         return; // a walker still holds it; its put frees it
     }
-    crate::audit::check_free(pa);
+    audit::check_free(pa);
     for i in 0..(1u64 << order) {
         let w = phys_to_virt(pa + i * PAGE_SIZE).as_mut_ptr::<u64>();
         for k in 0..STAMP_WORDS {
@@ -227,7 +229,7 @@ pub fn release_data_frame(pa: PhysAddr, order: u32) {
 /// Poisons a table page and frees it. Called only when no walker (hardware or lockless) can
 /// still be inside it.
 pub fn free_table_page(pa: PhysAddr) {
-    crate::audit::check_free(pa);
+    audit::check_free(pa);
     for i in 0..512 {
         entry(pa, i).store(TABLE_POISON, Ordering::Relaxed);
     }
@@ -287,9 +289,37 @@ impl AddressSpace {
         self.cpus_ever[cpu / 64].load(Ordering::Acquire) & (1 << (cpu % 64)) != 0
     }
 
+    /// Tells the flush-coverage sanitizer (`audit=on`) that `op` just cleared or weakened
+    /// `entry` of this space. Call after the store to the descriptor.
+    ///
+    /// The space's CPUs and ASID are read after a full barrier, the flush's own argument
+    /// (`mm::tlb`'s `asid_after_table_stores`): a CPU that activates the space later walks the
+    /// new tables, so it cannot hold the old entry, and one that activated earlier is seen here.
+    pub fn audit_clear(&self, op: OpId, entry: Cleared) {
+        if !audit::enabled() {
+            return;
+        }
+        core::sync::atomic::fence(Ordering::SeqCst);
+        let asid = self.asid_number();
+        // No ASID yet: a CPU in `cpus_ever` is still inside `activate`, before the `DSB ISH`
+        // that publishes the ASID and precedes its first walk; having read no ASID after our
+        // store, we know that walk sees the cleared entry. No TLB can hold the old one.
+        let cpus = match asid {
+            Some(_) => self.cpus_ever(),
+            None => CpuMask::EMPTY,
+        };
+        audit::record(&Clear {
+            op,
+            space: self.id,
+            asid,
+            cpus,
+            entry,
+        });
+    }
+
     /// The CPUs this space has ever been active on (for the sanitizer's obligations).
     pub fn cpus_ever(&self) -> crate::sanitizer::CpuMask {
-        crate::audit::cpu_mask(self.cpus_ever.iter().map(|w| w.load(Ordering::Acquire)))
+        CpuMask::from_words(self.cpus_ever.iter().map(|w| w.load(Ordering::Acquire)))
     }
 
     /// Whether this space has only ever been active on `cpu` (or nowhere).
@@ -478,7 +508,7 @@ impl AddressSpace {
         })?;
         let mut pages = 0;
         let mut range = GatherRange::EMPTY;
-        let op = crate::audit::begin_op();
+        let op = audit::begin_op();
         let _ = self.for_each_leaf(start, end, |e, d, level, va, _| {
             let (new, frame) = match d.kind(level) {
                 DescriptorKind::Page { pa, .. } => (Descriptor::page(pa, attrs), pa),
@@ -488,10 +518,9 @@ impl AddressSpace {
             e.store(new.raw(), Ordering::Release);
             // Any permission change may be a weakening (the sanitizer does not compare them):
             // the old entry must go from every TLB before `protect` returns.
-            crate::audit::record(
-                self,
+            self.audit_clear(
                 op,
-                crate::sanitizer::Cleared::Leaf {
+                Cleared::Leaf {
                     va: va.as_u64(),
                     level,
                     frame: frame.as_u64(),
@@ -524,7 +553,7 @@ impl AddressSpace {
             true,
             level_hint,
         );
-        crate::audit::check_return(op);
+        audit::check_return(op);
         Ok(Protected { pages, flush })
     }
 

@@ -2,8 +2,9 @@
 //! [`Sanitizer`](crate::sanitizer::Sanitizer) with what this kernel actually does, and turns
 //! its verdicts into `flush_gap_detected`.
 //!
-//! - **Clears.** The page-table code calls [`record`] right after it clears or weakens a valid
-//!   entry: the gather for every leaf it unmaps and every table it unhooks or unshares,
+//! - **Clears.** The page-table code calls `AddressSpace::audit_clear` (which reads the space's
+//!   ASID and CPUs and calls [`record`]) right after it clears or weakens a valid entry: the
+//!   gather for every leaf it unmaps and every table it unhooks or unshares,
 //!   `protect` for every leaf whose permissions it rewrites, adoption for the block it
 //!   replaces. Kernel (TTBR1) entries are never cleared after boot (`memory::kmap` only adds
 //!   mappings), so there is nothing to record for them.
@@ -23,8 +24,7 @@
 //! exit 1. Every call serialises on one IRQ-safe lock: correct first, and measured
 //! (README, "The flush-coverage sanitizer").
 
-use crate::aspace::AddressSpace;
-use crate::sanitizer::{Check, Clear, Cleared, CpuMask, OpId, Sanitizer, Scope, Violation, decode};
+use crate::sanitizer::{Check, Clear, OpId, Sanitizer, Scope, Violation, decode};
 use broadside_arch::PhysAddr;
 use broadside_arch::aarch64::tlb::{self, TlbEvent};
 use broadside_base::IrqSpinlock;
@@ -62,33 +62,12 @@ pub fn begin_op() -> OpId {
     OpId(NEXT_OP.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Records that `entry` of `space` was just cleared or weakened by `op`. Call after the store
-/// to the descriptor.
-///
-/// The space's CPUs and ASID are read after a full barrier, the flush's own argument
-/// (`mm::tlb`'s `asid_after_table_stores`): a CPU that activates the space later walks the new
-/// tables, so it cannot hold the old entry, and one that activated earlier is seen here.
-pub fn record(space: &AddressSpace, op: OpId, entry: Cleared) {
+/// Records one clear (see `AddressSpace::audit_clear`, which describes the space's side).
+pub fn record(clear: &Clear) {
     if !enabled() {
         return;
     }
-    core::sync::atomic::fence(Ordering::SeqCst);
-    let asid = space.asid_number();
-    // No ASID yet: a CPU in `cpus_ever` is still inside `activate`, before the `DSB ISH` that
-    // publishes the ASID and precedes its first walk; having read no ASID after our store, we
-    // know that walk sees the cleared entry. No TLB can hold the old one.
-    let cpus = match asid {
-        Some(_) => space.cpus_ever(),
-        None => CpuMask::EMPTY,
-    };
-    let clear = Clear {
-        op,
-        space: space.id,
-        asid,
-        cpus,
-        entry,
-    };
-    let recorded = with(|s| s.record(&clear));
+    let recorded = with(|s| s.record(clear));
     stats::add(Counter::FlushObligations, recorded as u64);
 }
 
@@ -165,17 +144,4 @@ fn observe(event: TlbEvent) {
 /// The ASID allocator's rollover observer (installed by `aspace::init_asids` when auditing).
 pub(crate) fn rollover(kept: &dyn Fn(usize) -> Option<u16>) {
     with(|s| s.rollover(kept));
-}
-
-/// The CPUs in `space`'s `cpus_ever` set, as the sanitizer's mask.
-pub(crate) fn cpu_mask(words: impl Iterator<Item = u64>) -> CpuMask {
-    CpuMask::from_cpus(words.enumerate().flat_map(|(w, mut bits)| {
-        core::iter::from_fn(move || {
-            (bits != 0).then(|| {
-                let b = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                w * 64 + b
-            })
-        })
-    }))
 }

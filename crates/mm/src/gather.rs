@@ -264,7 +264,7 @@ impl<'a> MmuGather<'a> {
 
     /// Tells the sanitizer what this gather just cleared.
     fn record(&self, entry: Cleared) {
-        audit::record(self.space, self.op, entry);
+        self.space.audit_clear(self.op, entry);
     }
 
     /// Queues the unhooked table page `pa`, whose span the caller has already tracked, for

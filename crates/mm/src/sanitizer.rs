@@ -68,6 +68,19 @@ impl CpuMask {
     /// No CPU.
     pub const EMPTY: Self = Self([0; MASK_WORDS]);
 
+    /// The CPUs whose bits are set in `words`, 64 CPUs a word from CPU 0 (a kernel bitmap).
+    pub fn from_words(words: impl IntoIterator<Item = u64>) -> Self {
+        Self::from_cpus(words.into_iter().enumerate().flat_map(|(w, mut bits)| {
+            core::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let b = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    w * 64 + b
+                })
+            })
+        }))
+    }
+
     /// Only `cpu`.
     ///
     /// # Panics
@@ -1141,6 +1154,13 @@ mod tests {
             s.dsb(0);
         }
         s
+    }
+
+    #[test]
+    fn cpu_masks_from_bitmap_words() {
+        let m = CpuMask::from_words([0b101, 0, 1 << 63]);
+        assert_eq!(m.iter().collect::<Vec<_>>(), [0, 2, 191]);
+        assert!(CpuMask::from_words([]).is_empty());
     }
 
     #[test]

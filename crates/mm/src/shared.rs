@@ -427,8 +427,7 @@ pub fn adopt_if_exclusive(
     slot.store(Descriptor::invalid().raw(), Ordering::Release);
     let op = crate::audit::begin_op();
     if let DescriptorKind::Block { pa, .. } = old.kind(2) {
-        crate::audit::record(
-            space,
+        space.audit_clear(
             op,
             crate::sanitizer::Cleared::Leaf {
                 va: block_va.as_u64(),
