@@ -4,17 +4,19 @@
 # time per fork+exit against table count, one line per mode, per CPU count).
 # With --scale, runs workload=scale-bench at each CPU count instead (default 1 2 4 ... 512) and
 # writes raw.jsonl, scale.md and scale.svg (each per-op figure against the CPU count, one line
-# per strategy; scripts/scale_chart.py draws it).
+# per strategy; scripts/scale_chart.py draws it). With --deterministic[=SHIFT] each boot runs under
+# `-icount` (run.sh --deterministic): a tick is then a fixed number of instructions executed by
+# the whole machine, so ticks_per_op is the same on every run and every host.
 #
 # usage: scripts/bench.sh [--cpus "2 4 8"] [--tables "16 64 256"] [--children N] [--out DIR]
-#        scripts/bench.sh --scale [--cpus "1 2 4 8 16 32 64 128 256 512"] [--out DIR]
+#        scripts/bench.sh --scale [--deterministic[=SHIFT]] [--cpus "1 2 4 ... 512"] [--out DIR]
 #        scripts/bench.sh [--scale] --replot DIR    (rewrite the table and chart from DIR/raw.jsonl)
 # Times are QEMU TCG ticks, not hardware time: read them as ratios between modes of one boot.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$BS_ROOT"
 
-cpus="" tables="16 64 256" children=8 out="" replot=0 scale=0
+cpus="" tables="16 64 256" children=8 out="" replot=0 scale=0 det=""
 while [ $# -gt 0 ]; do
     case $1 in
         --cpus) cpus=${2:?}; shift 2 ;;
@@ -23,11 +25,18 @@ while [ $# -gt 0 ]; do
         --out) out=${2:?}; shift 2 ;;
         --replot) out=${2:?}; replot=1; shift 2 ;;
         --scale) scale=1; shift ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --deterministic|--deterministic=*) det=$1; shift ;;
+        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) bs_die "bench.sh: unknown option $1" ;;
     esac
 done
 
+[ -z "$det" ] || [ $scale = 1 ] || bs_die "bench.sh: $det goes with --scale"
+case $det in
+    "") clock=host ;;
+    --deterministic) clock="icount shift=$BS_DEFAULT_SHIFT" ;;
+    *) clock="icount shift=${det#--deterministic=}" ;;
+esac
 if [ $scale = 1 ]; then
     [ -n "$cpus" ] || cpus="1 2 4 8 16 32 64 128 256 512"
     [ -n "$out" ] || out="results/scale-$(date +%Y%m%d-%H%M%S)"
@@ -43,16 +52,17 @@ if [ $scale = 1 ]; then
             printf 'scale: %3s CPUs ... ' "$n"
             log="$out/boot-${n}cpu.log"
             start=$(date +%s)
-            scripts/run.sh --kernel "$BS_KERNEL" --smp "$n" --timeout 1800 -- \
+            scripts/run.sh --kernel "$BS_KERNEL" --smp "$n" --timeout 1800 $det -- \
                 workload=scale-bench >"$log" 2>&1
             rc=$?
             line=$(grep '^summary: ' "$log" | tail -1 | sed 's/^summary: //')
             if [ $rc -ne 0 ] || [ -z "$line" ]; then
                 echo "FAIL (exit $rc, see $log)"; failed=1; continue
             fi
-            # The boot's QEMU wall time rides along for the table (not part of the summary).
-            echo "$line" | python3 -c 'import json,sys; r=json.load(sys.stdin); r["wall_s"]=int(sys.argv[1]); print(json.dumps(r))' \
-                "$(( $(date +%s) - start ))" >>"$out/raw.jsonl"
+            # The boot's QEMU wall time and its clock ride along for the table (not part of
+            # the summary).
+            echo "$line" | python3 -c 'import json,sys; r=json.load(sys.stdin); r["wall_s"]=int(sys.argv[1]); r["clock"]=sys.argv[2]; print(json.dumps(r))' \
+                "$(( $(date +%s) - start ))" "$clock" >>"$out/raw.jsonl"
             echo "ok ($(( $(date +%s) - start )) s)"
         done
     fi

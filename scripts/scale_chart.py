@@ -41,14 +41,28 @@ def load(path):
     return sorted(rows, key=lambda r: r["cpus"])
 
 
+def clock_note(rows):
+    """What a tick is in these runs: host time, or virtual time under `-icount`."""
+    clocks = {r.get("clock", "host") for r in rows}
+    if len(clocks) == 1 and next(iter(clocks)).startswith("icount"):
+        return (
+            f"Ticks are CNTVCT under QEMU `-icount` ({next(iter(clocks))}, `bench.sh --scale "
+            "--deterministic`): virtual time, a fixed number of instructions executed by the whole "
+            "machine, the same on every run; not hardware time. `wall s` is the boot's QEMU wall time."
+        )
+    return (
+        "Ticks are CNTVCT under QEMU TCG on the host's cores, not hardware time; `wall s` is the "
+        "whole boot's QEMU wall time."
+    )
+
+
 def table(rows):
     md = [
         "# scale-bench",
         "",
         "One op = protect 512 pages, unmap them (freeing 3 tables), fork+exit over 4 shared",
         "level-2 tables, in a space that ran on every CPU; the other CPUs idle. Counts are exact",
-        "(totals over 8 ops / 8). Ticks are CNTVCT under QEMU TCG on the host's cores, not",
-        "hardware time; `wall s` is the whole boot's QEMU wall time.",
+        "(totals over 8 ops / 8). " + clock_note(rows),
         "",
         "| CPUs | strategy | ipis_sent_per_op | tlbi_ops_per_op | dsb_ish_per_op | sync_waits_per_op | ticks_per_op | ticks vs tlbi | wall s |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -67,6 +81,7 @@ def table(rows):
 
 def chart(rows):
     cpus = [r["cpus"] for r in rows]
+    clock = ", ".join(sorted({r.get("clock", "host") for r in rows}))
     PW, PH, L, T, GAP = 420, 240, 90, 90, 110
     cols = 2
     nrows = math.ceil(len(FIGURES) / cols)
@@ -75,7 +90,7 @@ def chart(rows):
     svg = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
         f'<rect width="{W}" height="{H}" fill="white"/>',
-        f'<text x="{W / 2}" y="24" text-anchor="middle" font-size="16">scale-bench: cost per op against CPU count, one line per strategy (QEMU TCG; ticks are not hardware time)</text>',
+        f'<text x="{W / 2}" y="24" text-anchor="middle" font-size="16">scale-bench: cost per op against CPU count, one line per strategy (QEMU TCG, clock: {clock}; ticks are not hardware time)</text>',
     ]
     for j, m in enumerate(STRATEGIES):
         lx = L + j * 150
