@@ -213,14 +213,18 @@ fn usable_ranges(
 
 /// Fixes the TLB, table-free, ASID and fault-injection policies from the arguments.
 fn init_memory_policy(info: &BootInfo) {
-    use broadside_platform::bootargs::Bug;
     let f = &info.features;
+    // First: every mm module asks it which bugs are planted (`bug=`).
+    broadside_mm::fault_inject::init(
+        info.args.fail_alloc_per_mille,
+        info.args.seed,
+        info.args.bugs,
+    );
     broadside_mm::tlb::init(
         broadside_arch::tlbi::TlbFeatures::from_id_regs(f.isar0, f.mmfr2),
         info.args.flush,
-        info.args.bugs,
     );
-    broadside_mm::table_free::init(info.args.tablefree, info.args.bugs.has(Bug::FreeTablesNow));
+    broadside_mm::table_free::set_mode(info.args.tablefree);
     let bits = info
         .args
         .asid_bits
@@ -234,12 +238,7 @@ fn init_memory_policy(info: &BootInfo) {
     // Before the ASID allocator, whose rollovers it observes, and before any space exists.
     broadside_mm::audit::init(info.args.audit_enabled(), info.platform.cpus);
     broadside_mm::aspace::init_asids(bits, info.platform.cpus);
-    broadside_mm::fault_inject::init(
-        info.args.fail_alloc_per_mille,
-        info.args.seed,
-        info.args.bugs,
-    );
-    broadside_mm::shared::init(info.args.unshare, info.args.bugs.has(Bug::UnshareNoSync));
+    broadside_mm::shared::set_mode(info.args.unshare);
     if info.args.yield_points {
         broadside_base::hint::enable(info.args.seed);
     }

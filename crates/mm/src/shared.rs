@@ -30,7 +30,7 @@ use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame::{self, FrameKind};
 use broadside_platform::bootargs::{Bug, UnshareMode};
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 /// Frame-metadata owner tag of a shared object's tables and frames: this bit | the object id.
 pub const OBJECT_OWNER_BIT: u64 = 1 << 63;
@@ -38,11 +38,12 @@ pub const OBJECT_OWNER_BIT: u64 = 1 << 63;
 const SHARE_SHIFT: u32 = 8;
 
 static MODE: AtomicU8 = AtomicU8::new(1);
-static NO_SYNC_BUG: AtomicBool = AtomicBool::new(false);
 static NEXT_OBJECT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Fixes the unshare mode at boot (`unshare=`, `bug=unshare-no-sync`).
-pub fn init(mode: UnshareMode, no_sync_bug: bool) {
+/// Fixes the unshare mode at boot (`unshare=`), or switches it at run time (the benches
+/// measure all three in one boot). Only while no unshare is in flight. `bug=unshare-no-sync`
+/// is asked of [`fault_inject::planted`] where it acts.
+pub fn set_mode(mode: UnshareMode) {
     MODE.store(
         match mode {
             UnshareMode::SyncEach => 0,
@@ -51,13 +52,6 @@ pub fn init(mode: UnshareMode, no_sync_bug: bool) {
         },
         Ordering::Relaxed,
     );
-    NO_SYNC_BUG.store(no_sync_bug, Ordering::Relaxed);
-}
-
-/// Switches the mode at run time (the bench measures all three in one boot). Only while no
-/// unshare is in flight.
-pub fn set_mode(mode: UnshareMode) {
-    init(mode, NO_SYNC_BUG.load(Ordering::Relaxed));
 }
 
 /// The unshare mode in force (`unshare=`).
@@ -71,12 +65,12 @@ pub fn unshare_mode() -> UnshareMode {
 
 /// Whether a full unshare must be followed by a walker sync (`sync-last` without the bug).
 pub fn sync_after_full_unshare() -> bool {
-    unshare_mode() == UnshareMode::SyncLast && !NO_SYNC_BUG.load(Ordering::Relaxed)
+    unshare_mode() == UnshareMode::SyncLast && !fault_inject::planted(Bug::UnshareNoSync)
 }
 
 /// Whether lockless walkers re-check the upper-level entries they came through (`recheck`).
 pub fn walker_rechecks_upper() -> bool {
-    unshare_mode() == UnshareMode::Recheck && !NO_SYNC_BUG.load(Ordering::Relaxed)
+    unshare_mode() == UnshareMode::Recheck && !fault_inject::planted(Bug::UnshareNoSync)
 }
 
 /// A shared memory object.

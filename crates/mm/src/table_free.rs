@@ -12,18 +12,20 @@
 //! control the use-after-free detectors must catch.
 
 use crate::aspace::free_table_page;
+use crate::fault_inject::planted;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use broadside_arch::PhysAddr;
+use broadside_platform::bootargs::Bug;
 use broadside_platform::bootargs::TableFreeMode;
 use broadside_sync::rcu::RcuCallback;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 static MODE: AtomicU8 = AtomicU8::new(0);
-static FREE_NOW: AtomicBool = AtomicBool::new(false);
-
-/// Fixes the mode at boot.
-pub fn init(mode: TableFreeMode, free_tables_now_bug: bool) {
+/// Fixes the mode at boot (`tablefree=`), or switches it at run time (the scale bench
+/// measures several in one boot). Only while no table free is in flight; tables already queued
+/// for a grace period stay queued.
+pub fn set_mode(mode: TableFreeMode) {
     MODE.store(
         match mode {
             TableFreeMode::Rcu => 0,
@@ -32,13 +34,6 @@ pub fn init(mode: TableFreeMode, free_tables_now_bug: bool) {
         },
         Ordering::Relaxed,
     );
-    FREE_NOW.store(free_tables_now_bug, Ordering::Relaxed);
-}
-
-/// Switches the mode at run time (the scale bench measures several in one boot). Only while
-/// no table free is in flight; tables already queued for a grace period stay queued.
-pub fn set_mode(mode: TableFreeMode) {
-    init(mode, FREE_NOW.load(Ordering::Relaxed));
 }
 
 /// The mode in force (`tablefree=`, or the scale bench's current strategy).
@@ -62,7 +57,7 @@ fn free_batch_after_gp(arg: usize) {
 
 /// Frees a batch of unhooked, already-invalidated tables (`tlb_remove_table_free`).
 pub fn free_table_batch(batch: Vec<PhysAddr>) {
-    if FREE_NOW.load(Ordering::Relaxed) {
+    if planted(Bug::FreeTablesNow) {
         batch.into_iter().for_each(free_table_page);
         return;
     }
@@ -90,7 +85,7 @@ pub fn free_table_batch(batch: Vec<PhysAddr>) {
 /// Frees one table with no batch to put it in (the allocation failed): the caller has already
 /// invalidated it; wait for walkers synchronously, then free (`tlb_remove_table_one`).
 pub fn free_table_now(pa: PhysAddr) {
-    if !FREE_NOW.load(Ordering::Relaxed) {
+    if !planted(Bug::FreeTablesNow) {
         match mode() {
             TableFreeMode::Rcu => broadside_sync::synchronize_rcu(),
             _ => crate::tlb::sync_all_cpus(),

@@ -13,6 +13,7 @@
 //! it serves requests aimed at itself, so two CPUs flushing each other never deadlock.
 
 use crate::aspace::AddressSpace;
+use crate::fault_inject::planted;
 pub use crate::gather_range::FlushCoverage;
 use broadside_arch::VirtAddr;
 use broadside_arch::aarch64::tlb::Scope;
@@ -28,22 +29,14 @@ use broadside_smp::{self as smp, ipi};
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use spin::Once;
 
-/// Run-wide TLB policy, fixed at boot from the arguments and the CPU's features.
+/// Run-wide TLB policy, fixed at boot from the CPU's features. The planted bugs this module
+/// obeys are asked of [`fault_inject::planted`] where each one acts: `skip-tlbi` (no
+/// invalidation), `local-tlbi` (the initiator's TLB only), `leaf-only-flush` (freed tables
+/// flushed leaf-only, against [rule 5](broadside_base::rules#rule-5)), `wrong-asid` (an ASID
+/// one bit off), `no-dsb` (TLBIs left uncompleted), `narrow-range` (a range one page short).
 pub struct TlbPolicy {
     /// FEAT_TLBIRANGE and FEAT_TTL, from the ID registers.
     pub features: TlbFeatures,
-    /// `bug=skip-tlbi`: issue no invalidation at all (negative control).
-    pub skip_tlbi: bool,
-    /// `bug=local-tlbi`: invalidate only the initiator's TLB (negative control).
-    pub local_tlbi: bool,
-    /// `bug=leaf-only-flush`: flush freed tables leaf-only (negative control for [rule 5](broadside_base::rules#rule-5)).
-    pub leaf_only: bool,
-    /// `bug=wrong-asid`: name an ASID one bit off the space's (sanitizer control).
-    pub wrong_asid: bool,
-    /// `bug=no-dsb`: issue the TLBIs but leave them uncompleted (sanitizer control).
-    pub no_dsb: bool,
-    /// `bug=narrow-range`: stop a range flush one page short of its end (sanitizer control).
-    pub narrow_range: bool,
 }
 
 static POLICY: Once<TlbPolicy> = Once::new();
@@ -53,17 +46,9 @@ static POLICY: Once<TlbPolicy> = Once::new();
 static FLUSH_MODE: AtomicU8 = AtomicU8::new(0);
 
 /// Fixes the policy; called once at boot.
-pub fn init(features: TlbFeatures, mode: FlushMode, bugs: broadside_platform::bootargs::Bugs) {
+pub fn init(features: TlbFeatures, mode: FlushMode) {
     set_flush_mode(mode);
-    POLICY.call_once(|| TlbPolicy {
-        features,
-        skip_tlbi: bugs.has(Bug::SkipTlbi),
-        local_tlbi: bugs.has(Bug::LocalTlbi),
-        leaf_only: bugs.has(Bug::LeafOnlyFlush),
-        wrong_asid: bugs.has(Bug::WrongAsid),
-        no_dsb: bugs.has(Bug::NoDsb),
-        narrow_range: bugs.has(Bug::NarrowRange),
-    });
+    POLICY.call_once(|| TlbPolicy { features });
 }
 
 /// Switches between broadcast TLBI and the IPI baseline at run time. Only while no flush is
@@ -118,8 +103,7 @@ pub enum FlushHow {
 }
 
 fn scope_for(space: &AddressSpace) -> Scope {
-    let p = policy();
-    if p.local_tlbi || space.only_active_on(broadside_base::cpu_id()) {
+    if planted(Bug::LocalTlbi) || space.only_active_on(broadside_base::cpu_id()) {
         Scope::Local
     } else {
         Scope::Broadcast
@@ -142,9 +126,9 @@ pub fn flush_tlb_range(
         // Never active anywhere: no TLB can hold its translations.
         return FlushRecord::default();
     };
-    let last_level_only = last_level_only || p.leaf_only;
+    let last_level_only = last_level_only || planted(Bug::LeafOnlyFlush);
     let (start, mut end) = (start.as_u64(), end.as_u64());
-    if p.narrow_range {
+    if planted(Bug::NarrowRange) {
         end = (end - PAGE_SIZE).max(start);
     }
     let req = FlushRequest {
@@ -196,14 +180,17 @@ pub fn flush_tlb_mm(space: &AddressSpace) -> FlushRecord {
 fn asid_after_table_stores(space: &AddressSpace) -> Option<u16> {
     tlb::order_stores_before_loads();
     let asid = space.asid_number()?;
-    Some(if policy().wrong_asid { asid ^ 1 } else { asid })
+    Some(if planted(Bug::WrongAsid) {
+        asid ^ 1
+    } else {
+        asid
+    })
 }
 
 fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushRecord {
-    let p = policy();
     let leaf_only = plan.ops().any(|op| op.is_leaf_only());
     let ops = plan.op_count() as u32;
-    if p.skip_tlbi {
+    if planted(Bug::SkipTlbi) {
         tlb::begin(Scope::Broadcast);
         return FlushRecord {
             leaf_only,
@@ -212,11 +199,11 @@ fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushR
             coverage: FlushCoverage::Nothing,
         };
     }
-    if flush_mode() == FlushMode::Ipi && !p.local_tlbi {
+    if flush_mode() == FlushMode::Ipi && !planted(Bug::LocalTlbi) {
         return ipi_shootdown(space, plan, tables_freed);
     }
     let scope = scope_for(space);
-    if p.no_dsb {
+    if planted(Bug::NoDsb) {
         tlb::issue_plan_nosync(plan, scope);
     } else {
         tlb::flush_plan(plan, scope);
@@ -296,7 +283,7 @@ fn ipi_shootdown(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> 
     let me = broadside_base::cpu_id();
     let req = &REQUESTS[me];
     // The local part first, with the same plan.
-    if policy().no_dsb {
+    if planted(Bug::NoDsb) {
         tlb::issue_plan_nosync(plan, Scope::Local);
     } else {
         tlb::flush_plan(plan, Scope::Local);
