@@ -333,7 +333,11 @@ fn cpu_local_init(cpu_index: usize) {
         gic::init_secondary(cpu_index);
     }
     gic::enable_private(IntId::ppi(info.platform.timer_virtual_ppi), cpu_index, tick);
-    gic::enable_private(IntId::sgi(smp::ipi::SGI_KICK), cpu_index, sgi_received);
+    gic::enable_private(
+        IntId::sgi(smp::ipi::SGI_KICK),
+        cpu_index,
+        smp::work::kick_received,
+    );
     gic::enable_private(
         IntId::sgi(smp::ipi::SGI_PING),
         cpu_index,
@@ -370,22 +374,18 @@ pub fn secondary_cpu_main(cpu_index: usize) -> ! {
     smp::work::idle_loop()
 }
 
-fn sgi_received() {
-    stats::count(Counter::SgisReceived);
-}
-
 /// The timer interrupt: re-arm, count, report a quiescent state, check the watchdog.
 fn tick() {
     timer::rearm();
     let this = smp::this_cpu();
     let now = cpu::counter();
-    let ticks = this.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+    this.ticks.fetch_add(1, Ordering::Relaxed);
     this.last_tick_at.store(now, Ordering::Relaxed);
     this.last_tick_pc
         .store(cpu::exception_return_address(), Ordering::Relaxed);
     stats::count(Counter::TimerTicks);
     broadside_sync::rcu_kernel::quiescent();
-    watchdog::check(now, ticks);
+    watchdog::check(now);
 }
 
 // ---- exits -------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! The kernel's own failure paths (negative controls of the reports): a panic, a fault and an
 //! FP/SIMD instruction end with exit 3 and a report; a hung CPU is caught by the watchdog's stall
-//! detector, exit 4.
+//! detector (also when it is the only CPU at work and the others idle), and a CPU that sleeps
+//! through the kick for its work by the lost-wakeup check, exit 4.
 
 use broadside_tests::Boot;
 use std::time::Duration;
@@ -74,5 +75,51 @@ fn hang_is_caught_by_the_stall_detector() {
     .check("summary says fail", |s| !s.passed() && s.exit_code == 4);
     if run.elapsed >= Duration::from_secs(40) {
         run.fail("the deadline, not the stall detector, ended it (the host waited 40 s or more)");
+    }
+}
+
+/// The boot CPU hangs with IRQs masked while every other CPU idles. Idle CPUs are tickless but
+/// for a slow tick, and that tick must run the watchdog's scan and name cpu0. (Before the slow
+/// tick nothing ran the scan: such a hang was silent until the host's timeout.)
+#[test]
+fn boot_cpu_hang_is_named_by_the_idle_cpus() {
+    let run = Boot::new("bug=hang-boot (watchdog)")
+        .smp(4)
+        .args("bug=hang-boot timeout=60")
+        .expect_exit(4);
+    run.line(
+        "the stall detector names cpu0, seen by an idle CPU",
+        r"^watchdog: cpu0 stopped taking timer ticks: .*ms before the run deadline \(seen by cpu[1-3]\)$",
+    )
+    .line("cpu0 was working", r"^watchdog: cpu0 .*state=working ")
+    .check("summary says fail", |s| !s.passed() && s.exit_code == 4);
+    if run.elapsed >= Duration::from_secs(40) {
+        run.fail("the deadline, not the stall detector, ended it (the host waited 40 s or more)");
+    }
+}
+
+/// `bug=idle-lost-wakeup`: secondaries look for work with IRQs on and take the kick before they
+/// sleep, so they sleep with their work posted. The lost-wakeup check must name one of them,
+/// long before the deadline. (The race behind it hung a CI run: the stress prologue's
+/// `run_on_all` waited for a CPU that had slept through its kick.)
+#[test]
+fn lost_wakeup_is_named_by_the_watchdog() {
+    let run = Boot::new("bug=idle-lost-wakeup (watchdog)")
+        .smp(4)
+        .args("workload=stress seconds=2 bug=idle-lost-wakeup timeout=60")
+        .expect_exit(4);
+    run.line(
+        "a CPU named for the work it did not start",
+        r"^watchdog: cpu[1-3] has not started the work posted to it [0-9]+ ms ago \(limit [0-9]+ ms\): it slept through its kick \(a lost wakeup\)",
+    )
+    .line(
+        "it took its kick and is idle with the work still posted",
+        r"^watchdog: cpu[1-3] .*state=idle .*kicks=1 work=posted ",
+    )
+    .check("summary says fail", |s| !s.passed() && s.exit_code == 4);
+    if run.elapsed >= Duration::from_secs(40) {
+        run.fail(
+            "the deadline, not the lost-wakeup check, ended it (the host waited 40 s or more)",
+        );
     }
 }

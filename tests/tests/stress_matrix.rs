@@ -135,6 +135,19 @@ fn stress_8cpu_3_mutators() {
     );
 }
 
+/// More CPUs than roles: the role-less CPUs go back to the idle loop, and the run ends. (They
+/// used to idle inside the stress loop, where, with tickless idle, nothing woke them to see the
+/// stop: the run hung until the watchdog named one of them.)
+#[test]
+fn stress_4cpu_with_a_cpu_left_without_a_role() {
+    pass(
+        "stress-4cpu-roleless",
+        "--smp 4",
+        "workload=stress seconds=1 mutators=1 touchers=1 walkers=1",
+        |s| c(s, "walker_walks") > 0 && c(s, "mutator_ops") > 0,
+    );
+}
+
 #[test]
 #[ignore = "long: stress matrix"]
 fn stress_cortex_a72() {

@@ -137,6 +137,11 @@ pub struct PerCpu {
     pub work_arg: AtomicUsize,
     /// Bumped when the posted work finished.
     pub work_done: AtomicU64,
+    /// Counter value when work was last posted here (the watchdog's lost-wakeup check: work
+    /// still pending long after this was posted is work the CPU slept through).
+    pub work_posted_at: AtomicU64,
+    /// Kick SGIs taken: how `run_on_all` wakes this CPU for posted work.
+    pub kicks: AtomicU64,
 }
 
 impl PerCpu {
@@ -157,6 +162,8 @@ impl PerCpu {
             work_fn: AtomicUsize::new(0),
             work_arg: AtomicUsize::new(0),
             work_done: AtomicU64::new(0),
+            work_posted_at: AtomicU64::new(0),
+            kicks: AtomicU64::new(0),
         }
     }
 

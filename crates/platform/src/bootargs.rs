@@ -253,6 +253,12 @@ arg_enum! {
         Fp = "fp",
         /// Spin forever with IRQs masked on the last CPU (the watchdog path, exit 4).
         Hang = "hang",
+        /// Spin forever with IRQs masked on the boot CPU while the others idle (the watchdog's
+        /// scan must still run, from the idle CPUs' slow tick: exit 4).
+        HangBoot = "hang-boot",
+        /// The idle loop looks for posted work before masking IRQs, so a kick taken between the
+        /// look and the `WFI` is lost (the watchdog's lost-wakeup check: exit 4).
+        IdleLostWakeup = "idle-lost-wakeup",
         /// The last secondary CPU waits `cpus_wait_ms` plus a second before coming online, so
         /// the boot CPU's wait must time out and name it (the late-CPU path, exit 4).
         LateCpu = "late-cpu",
@@ -871,6 +877,8 @@ mod tests {
             ("fault", Bug::Fault),
             ("fp", Bug::Fp),
             ("hang", Bug::Hang),
+            ("hang-boot", Bug::HangBoot),
+            ("idle-lost-wakeup", Bug::IdleLostWakeup),
             ("late-cpu", Bug::LateCpu),
         ];
         assert_eq!(Bug::ALL.len(), bugs.len());
@@ -1053,7 +1061,8 @@ mod tests {
                         leaf-only-flush, free-tables-now, walker-irqs-on, unshare-no-sync, \
                         map-dying, last-sharer-narrow-flush, protect-wide-stride, \
                         map-object-no-undo, unshare-flush-late, gather-no-local-batch, \
-                        wrong-asid, no-dsb, narrow-range, panic, fault, fp, hang, late-cpu";
+                        wrong-asid, no-dsb, narrow-range, panic, fault, fp, hang, hang-boot, \
+                        idle-lost-wakeup, late-cpu";
         for value in [
             "",
             "nope",

@@ -31,6 +31,12 @@ pub const fn stall_limit_ms(online_cpus: usize) -> u64 {
     if ms > STALL_MAX_MS { STALL_MAX_MS } else { ms }
 }
 
+/// The slow tick an idle CPU keeps while tickless: half the stall limit, so that a CPU stuck
+/// with IRQs masked while every other CPU idles is still seen within one and a half limits.
+pub const fn idle_watch_ms(online_cpus: usize) -> u64 {
+    stall_limit_ms(online_cpus) / 2
+}
+
 /// Milliseconds in `ticks` of a counter running at `freq_hz` (0 if the frequency is unknown).
 pub const fn ticks_to_ms(ticks: u64, freq_hz: u64) -> u64 {
     if freq_hz == 0 {
@@ -67,6 +73,15 @@ mod tests {
         assert_eq!(stall_limit_ms(usize::MAX), 60_000, "no overflow");
         for cpus in 1..600 {
             assert!(stall_limit_ms(cpus) >= stall_limit_ms(cpus - 1));
+        }
+    }
+
+    #[test]
+    fn idle_watch_tick_fits_twice_in_the_limit() {
+        for cpus in [1, 4, 64, 256, 512, 600] {
+            let watch = idle_watch_ms(cpus);
+            assert!(watch >= 1_000, "{cpus} CPUs: a slow tick, not a busy one");
+            assert!(2 * watch <= stall_limit_ms(cpus), "{cpus} CPUs");
         }
     }
 

@@ -1,6 +1,9 @@
-//! The watchdog: every CPU's tick checks the run's deadline (`timeout=`) and, every few ticks,
-//! whether a working CPU has stopped taking ticks (stuck with IRQs masked: the stall rule of
-//! [`crate::stall`]). When it fires it prints why, every CPU's state, and exits with code 4.
+//! The watchdog: every CPU's tick checks the run's deadline (`timeout=`) and, every
+//! [`SCAN_EVERY_MS`], one tick scans every CPU for two things: a working CPU that has stopped
+//! taking ticks (stuck with IRQs masked: the stall rule of [`crate::stall`]), and a CPU that has
+//! not started work posted to it long ago (asleep through its kick: a lost wakeup). Idle CPUs
+//! keep a slow tick (`stall::idle_watch_ms`), so the scan runs even when the one working CPU is
+//! the stuck one. When it fires it prints why, every CPU's state, and exits with code 4.
 
 use broadside_arch::aarch64::cpu;
 use broadside_base::ExitCode;
@@ -27,15 +30,18 @@ pub fn arm(seconds: u32) {
     );
 }
 
-/// Ticks between one CPU's scans of every CPU for a stall: the scan is O(CPUs) and the stall
-/// limit is seconds, so each CPU need not do it on every tick.
-const STALL_SCAN_EVERY: u64 = 16;
+/// Milliseconds between two scans of every CPU. The scan is O(CPUs) and the limits are
+/// seconds, so one tick on one CPU does it this often, whichever CPU's tick comes first.
+pub const SCAN_EVERY_MS: u64 = 50;
+/// Counter value at or after which the next scan is due (claimed by one tick).
+static NEXT_SCAN_AT: AtomicU64 = AtomicU64::new(0);
 
-/// Two checks, from every CPU's tick: the run's deadline (`timeout=`), and the stall rule of
-/// `smp::stall` — a working CPU that has taken no tick for longer than the limit is stuck with
-/// IRQs masked. The stall check is what names a stuck CPU within seconds; the deadline only
-/// says the run as a whole took too long.
-pub fn check(now: u64, ticks: u64) {
+/// The checks, from every CPU's tick: the run's deadline (`timeout=`), and, when a scan is due,
+/// the stall rule of `smp::stall` — a working CPU that has taken no tick for longer than the
+/// limit is stuck with IRQs masked — and the lost-wakeup rule: work posted to a CPU and not
+/// started within the same limit. The scans are what name a stuck CPU within seconds; the
+/// deadline only says the run as a whole took too long.
+pub fn check(now: u64) {
     let freq = cpu::counter_frequency();
     if now > WATCHDOG_DEADLINE.load(Ordering::Relaxed) {
         fire(format_args!(
@@ -47,24 +53,47 @@ pub fn check(now: u64, ticks: u64) {
             ),
         ));
     }
-    if !ticks.is_multiple_of(STALL_SCAN_EVERY) {
-        return;
+    let due = NEXT_SCAN_AT.load(Ordering::Relaxed);
+    let next = now + crate::stall::ms_to_ticks(SCAN_EVERY_MS, freq);
+    if now < due
+        || NEXT_SCAN_AT
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return; // not due, or another CPU's tick claimed this scan
     }
     let limit_ms = crate::stall::stall_limit_ms(online_count());
     let limit = crate::stall::ms_to_ticks(limit_ms, freq);
+    let ms = |ticks: u64| crate::stall::ticks_to_ms(ticks, freq);
+    let armed_ms = ms(now.saturating_sub(WATCHDOG_ARMED_AT.load(Ordering::Relaxed)));
+    let deadline_ms = ms(WATCHDOG_DEADLINE
+        .load(Ordering::Relaxed)
+        .saturating_sub(now));
     for c in online_cpus() {
         let last = c.last_tick_at.load(Ordering::Relaxed);
         if crate::stall::is_stalled(now, last, limit) && c.state() == CpuState::Working {
-            let ms = |ticks: u64| crate::stall::ticks_to_ms(ticks, freq);
-            let deadline = WATCHDOG_DEADLINE.load(Ordering::Relaxed);
             fire(format_args!(
                 "cpu{} stopped taking timer ticks: last tick {} ms ago (limit {} ms), {} ms after the watchdog was armed, {} ms before the run deadline",
                 c.index,
                 ms(now - last),
                 limit_ms,
-                ms(now.saturating_sub(WATCHDOG_ARMED_AT.load(Ordering::Relaxed))),
-                ms(deadline.saturating_sub(now)),
+                armed_ms,
+                deadline_ms,
             ));
+        }
+        // Acquire: pairs with `run_on_all`'s Release store of the work, so `work_posted_at`
+        // is this posting's (or newer), never the previous one's.
+        if c.work_fn.load(Ordering::Acquire) != 0 {
+            let posted = c.work_posted_at.load(Ordering::Relaxed);
+            if crate::stall::is_stalled(now, posted, limit) {
+                fire(format_args!(
+                    "cpu{} has not started the work posted to it {} ms ago (limit {} ms): it slept through its kick (a lost wakeup), {} ms after the watchdog was armed",
+                    c.index,
+                    ms(now.saturating_sub(posted)),
+                    limit_ms,
+                    armed_ms,
+                ));
+            }
         }
     }
 }
@@ -95,7 +124,7 @@ pub fn fire(why: core::fmt::Arguments<'_>) -> ! {
             );
             let _ = writeln!(
                 out,
-                "watchdog: cpu{} mpidr={:#x} {} state={} role={} ticks={} last_tick={}ms_ago heartbeat={} in_walker={} tick_pc={:#x}",
+                "watchdog: cpu{} mpidr={:#x} {} state={} role={} ticks={} last_tick={}ms_ago heartbeat={} in_walker={} kicks={} work={} tick_pc={:#x}",
                 c.index,
                 c.mpidr.load(Ordering::Relaxed),
                 if c.is_online() { "online" } else { "OFFLINE" },
@@ -105,6 +134,12 @@ pub fn fire(why: core::fmt::Arguments<'_>) -> ! {
                 since_tick_ms,
                 c.heartbeat.load(Ordering::Relaxed),
                 c.in_walker.load(Ordering::Relaxed),
+                c.kicks.load(Ordering::Relaxed),
+                if c.work_fn.load(Ordering::Relaxed) != 0 {
+                    "posted"
+                } else {
+                    "none"
+                },
                 c.last_tick_pc.load(Ordering::Relaxed),
             );
         }

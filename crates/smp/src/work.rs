@@ -1,9 +1,12 @@
 //! Running a function on every online CPU: the boot CPU posts `fn(cpu, arg)` to each secondary's
-//! per-CPU slot, runs it itself, and waits for all of them. Secondaries wait for work in
-//! [`idle_loop`], in WFI between timer ticks (an RCU extended quiescent state).
+//! per-CPU slot, kicks it with an SGI, runs the function itself, and waits for all of them.
+//! Secondaries wait for work in [`idle_loop`], in WFI (an RCU extended quiescent state, tickless
+//! but for the watchdog's slow tick). The watchdog names a CPU that sleeps through its kick.
 
 use super::percpu::{self, CpuState};
 use broadside_arch::aarch64::cpu;
+use broadside_platform::boot_info::boot_info_opt;
+use broadside_platform::bootargs::Bug;
 use core::sync::atomic::Ordering;
 
 /// A function every CPU runs: `(logical cpu index, argument)`.
@@ -19,6 +22,7 @@ pub fn run_on_all(f: WorkFn, arg: usize) {
         }
         expected[c.index] = c.work_done.load(Ordering::Acquire) + 1;
         c.work_arg.store(arg, Ordering::Relaxed);
+        c.work_posted_at.store(cpu::counter(), Ordering::Relaxed);
         c.work_fn.store(f as *const () as usize, Ordering::Release);
         broadside_arch::aarch64::gic::send_sgi(
             super::ipi::SGI_KICK,
@@ -26,9 +30,12 @@ pub fn run_on_all(f: WorkFn, arg: usize) {
         );
     }
     let this = percpu::this_cpu();
+    let before = this.state();
     this.set_state(CpuState::Working);
     f(me, arg);
-    this.set_state(CpuState::Idle);
+    // Back to what the caller was doing (the boot CPU runs its workload as `Working`), also
+    // while it waits: it waits with IRQs on, so its ticks go on.
+    this.set_state(before);
     for c in percpu::online_cpus() {
         if c.index == me {
             continue;
@@ -39,9 +46,16 @@ pub fn run_on_all(f: WorkFn, arg: usize) {
     }
 }
 
+/// The kick SGI's handler: counts it. The kick's work is done by [`idle_loop`], which it wakes.
+pub fn kick_received() {
+    percpu::this_cpu().kicks.fetch_add(1, Ordering::Relaxed);
+    broadside_base::stats::count(broadside_base::stats::Counter::SgisReceived);
+}
+
 /// A secondary CPU's loop: run posted work, otherwise sleep until the next interrupt.
 pub fn idle_loop() -> ! {
     let this = percpu::this_cpu();
+    let lost_wakeup = boot_info_opt().is_some_and(|i| i.args.bugs.has(Bug::IdleLostWakeup));
     loop {
         let f = this.work_fn.swap(0, Ordering::Acquire);
         if f != 0 {
@@ -53,7 +67,35 @@ pub fn idle_loop() -> ! {
             this.work_done.fetch_add(1, Ordering::Release);
             continue;
         }
-        broadside_sync::wait::idle_wait();
+        let watch_ticks = crate::stall::ms_to_ticks(
+            crate::stall::idle_watch_ms(percpu::online_count()),
+            cpu::counter_frequency(),
+        );
+        if lost_wakeup {
+            sleep_through_the_next_kick(this, watch_ticks);
+        } else {
+            broadside_sync::wait::idle_wait(
+                || this.work_fn.load(Ordering::Relaxed) != 0,
+                watch_ticks,
+            );
+        }
         cpu::relax();
+    }
+}
+
+/// `bug=idle-lost-wakeup`: the idle loop's old order, which looked for work with IRQs on and
+/// then slept. A kick taken between the look and the `WFI` is lost: the CPU sleeps with its
+/// work posted. The plant makes the race certain rather than rare (after the look it waits,
+/// IRQs on, for the kick to land) and the loss lasting (it then sleeps until another kick,
+/// as the loop did before idle CPUs kept a slow tick, so the tick's wake-ups do not rescue
+/// it). Only the watchdog's lost-wakeup check ends such a run.
+fn sleep_through_the_next_kick(this: &percpu::PerCpu, watch_ticks: u64) {
+    let kicks = this.kicks.load(Ordering::Relaxed);
+    while this.kicks.load(Ordering::Relaxed) == kicks {
+        cpu::relax();
+    }
+    let missed = this.kicks.load(Ordering::Relaxed);
+    while this.kicks.load(Ordering::Relaxed) == missed {
+        broadside_sync::wait::idle_wait(|| false, watch_ticks);
     }
 }

@@ -32,25 +32,44 @@ pub fn wait_relax() {
     cpu::relax();
 }
 
-/// Idles this CPU until the next interrupt (a CPU with no work): an extended quiescent state.
+/// Idles this CPU until the next interrupt unless `woken()` already says there is something to
+/// do: an extended quiescent state.
+///
+/// `woken` is asked with IRQs masked, and the CPU stays masked into `WFI`: a wake-up (a kick
+/// SGI) sent after the look stays pending and ends the `WFI` at once, since a pending IRQ wakes
+/// `WFI` whatever PSTATE.I says (Arm ARM, "Wait For Interrupt"). Looking before masking lost
+/// wake-ups: a kick taken between the look and the `WFI` left the CPU asleep with its work
+/// posted (`bug=idle-lost-wakeup` plants that order again). Linux's idle loop has the same
+/// shape: `local_irq_disable()`, then `need_resched()`, then `cpu_idle_poll` or the WFI.
 ///
 /// Tickless while it sleeps (Linux's NO_HZ idle) when it has no RCU callbacks of its own
 /// waiting: the tick would only wake it to report a quiescent state that the extended
-/// quiescent state already reports. So an idle CPU costs nothing until an SGI wakes it, which
-/// matters under QEMU TCG, where 511 idle vCPUs ticking at 1000 Hz each take the host's time
-/// (and QEMU's global lock for every timer and GIC register access) from the CPUs that work.
-/// With callbacks queued the tick stays on, so they still advance and run. The stall watchdog
-/// watches only working CPUs; the tick clock it reads (`last_tick_at`) restarts on waking.
-pub fn idle_wait() {
+/// quiescent state already reports. So an idle CPU costs next to nothing until an SGI wakes it,
+/// which matters under QEMU TCG, where 511 idle vCPUs ticking at 1000 Hz each take the host's
+/// time (and QEMU's global lock for every timer and GIC register access) from the CPUs that
+/// work. One slow tick stays, `watch_ticks` counter ticks away: the watchdog runs in ticks, and
+/// a CPU stuck with IRQs masked while every other CPU sleeps must still be named. With
+/// callbacks queued the periodic tick stays on, so they still advance and run. The stall
+/// watchdog watches only working CPUs; the tick clock it reads (`last_tick_at`) restarts on
+/// waking.
+pub fn idle_wait(woken: impl Fn() -> bool, watch_ticks: u64) {
     let irq = cpu::irq_save();
+    if woken() {
+        cpu::irq_restore(irq);
+        return;
+    }
     crate::rcu_kernel::idle_enter();
     let tickless = crate::rcu_kernel::may_stop_tick();
     if tickless {
-        timer::stop();
+        timer::start_after(watch_ticks);
     }
     cpu::wfi();
     if tickless {
-        timer::start();
+        // Woken by the slow tick: leave it pending, so the tick handler runs (and re-arms the
+        // periodic tick). Woken by anything else: the periodic tick starts again from now.
+        if !timer::fired() {
+            timer::start();
+        }
         broadside_base::percpu::this_cpu()
             .last_tick_at
             .store(cpu::counter(), Ordering::Relaxed);

@@ -70,6 +70,10 @@ mod hw {
 
     /// Runs the workload the arguments name on the boot CPU (which farms work out to the others).
     pub fn run(info: &'static BootInfo) -> Outcome {
+        // Working, for the watchdog: a boot CPU stuck with IRQs masked is then named by the
+        // others' ticks (idle ones keep a slow tick for this).
+        let this = broadside_smp::this_cpu();
+        this.set_state(broadside_smp::CpuState::Working);
         plant_fatal_bugs(info);
         let outcome = match info.args.workload {
             Workload::Demo => super::demo::run(info),
@@ -78,6 +82,7 @@ mod hw {
             Workload::UnshareBench => super::unshare_bench::run(info),
             Workload::ScaleBench => super::scale_bench::run(info),
         };
+        this.set_state(broadside_smp::CpuState::Idle);
         audit_verdict(outcome)
     }
 
@@ -100,7 +105,7 @@ mod hw {
         outcome
     }
 
-    /// `bug=panic`, `bug=fault`, `bug=fp` and `bug=hang`: the negative controls of the kernel's
+    /// `bug=panic`, `bug=fault`, `bug=fp`, `bug=hang` and `bug=hang-boot`: the negative controls of the kernel's
     /// own failure paths (exit 3 with a report, exit 4 with every CPU's state).
     fn plant_fatal_bugs(info: &BootInfo) {
         use broadside_platform::bootargs::Bug;
@@ -123,6 +128,14 @@ mod hw {
             // fatal (no fix-up covers it), so no register or memory is changed behind Rust.
             unsafe { core::arch::asm!(".inst 0x9e6703e0", options(nomem, nostack)) };
             panic!("bug=fp: an FP/SIMD instruction ran although CPACR_EL1.FPEN = 0b00");
+        }
+        if bugs.has(Bug::HangBoot) {
+            // The boot CPU spins with IRQs masked while every other CPU idles, tickless but for
+            // the slow tick that keeps the watchdog's scan going: that tick must name it.
+            broadside_arch::aarch64::cpu::irq_save();
+            loop {
+                broadside_base::hint::cpu_relax();
+            }
         }
         if bugs.has(Bug::Hang) {
             // The last CPU spins with IRQs masked while the others wait for it with IRQs on.

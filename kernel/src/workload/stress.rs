@@ -424,6 +424,12 @@ fn cpu_main(cpu_index: usize, arg: usize) {
     // SAFETY: `run` passes a pointer to its `Shared`, which outlives `run_on_all`.
     let shared = unsafe { &*(arg as *const Shared) };
     let r = shared.roles[cpu_index];
+    if r == Role::None {
+        // More CPUs than roles: nothing to do here. Back to the idle loop, which `run_on_all`
+        // wakes again (a CPU idling in this loop instead slept through the end of the run:
+        // with tickless idle nothing woke it to see `stop`).
+        return;
+    }
     let this = smp::this_cpu();
     this.set_role(r);
     let mut rng = cpu_rng(shared.seed, cpu_index);
@@ -443,7 +449,9 @@ fn cpu_main(cpu_index: usize, arg: usize) {
                 touch(shared, &mut rng);
                 walk(shared, &mut rng);
             }
-            _ => broadside_sync::wait::idle_wait(),
+            Role::None | Role::Selftest | Role::Bench => {
+                unreachable!("stress gives every CPU it keeps a stress role")
+            }
         }
         this.heartbeat.fetch_add(1, Ordering::Relaxed);
         broadside_sync::rcu_kernel::quiescent();

@@ -26,6 +26,19 @@ pub fn start() {
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
 }
 
+/// Arms this CPU's timer for `ticks` counter ticks from now and enables it: one slow tick in
+/// place of the periodic ones (tickless idle keeps this one for the watchdog).
+pub fn start_after(ticks: u64) {
+    CNTV_CVAL_EL0.set(super::cpu::counter() + ticks);
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
+}
+
+/// Whether this CPU's timer condition is met (CNTV_CTL_EL0.ISTATUS): its interrupt is pending,
+/// or will be once IRQs are unmasked.
+pub fn fired() -> bool {
+    CNTV_CTL_EL0.is_set(CNTV_CTL_EL0::ISTATUS)
+}
+
 /// Re-arms the timer one period after its last deadline, from the tick handler; skips missed
 /// periods rather than firing a burst.
 pub fn rearm() {
@@ -35,9 +48,4 @@ pub fn rearm() {
         next = now + period();
     }
     CNTV_CVAL_EL0.set(next);
-}
-
-/// Stops this CPU's timer.
-pub fn stop() {
-    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR + CNTV_CTL_EL0::IMASK::SET);
 }
