@@ -35,7 +35,7 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
     semihosting::set_exit_with_code(|code| semihosting_crate::process::exit(code));
     exception::set_fatal_handler(fatal_exception);
     exit::set_reporter(report);
-    broadside_sync::wait::set_request_server(broadside_mm::tlb::serve_ipi_requests);
+    broadside_sync::requests::set_request_server(broadside_mm::tlb::serve_ipi_requests);
     smp::cpu(0).mpidr.store(cpu::mpidr(), Ordering::Relaxed);
     broadside_memory::heap::init_bootstrap();
     let image = ImageLayout::get();

@@ -26,7 +26,7 @@
 //! upward import does not build. Lower layers reach what only a higher one knows through hooks
 //! the kernel installs at boot: how an unexpected exception is reported
 //! (`exception::set_fatal_handler`), how a run's summary is printed (`exit::set_reporter`), what a
-//! CPU serves while it waits for others (`wait::set_request_server`).
+//! CPU serves while it waits for others (`requests::set_request_server`).
 //!
 //! | layer (crate) | modules | concern |
 //! |---|---|---|

@@ -13,6 +13,11 @@
 use core::fmt;
 use core::ops::{Add, AddAssign, Sub, SubAssign};
 
+/// log2 of the translation granule and of the smallest mapping.
+pub const PAGE_SHIFT: u32 = 12;
+/// The translation granule: 4 KiB.
+pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+
 macro_rules! address_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
@@ -66,7 +71,7 @@ macro_rules! address_type {
             /// The offset of the address inside its 4 KiB page.
             #[inline(always)]
             pub const fn page_offset(self) -> u64 {
-                self.0 & (crate::pte::PAGE_SIZE - 1)
+                self.0 & (PAGE_SIZE - 1)
             }
 
             /// `self + bytes`, or `None` if that overflows.

@@ -21,11 +21,8 @@
 //! decoding drops them.
 
 use crate::addr::PhysAddr;
-
-/// log2 of the translation granule and of the smallest mapping.
-pub const PAGE_SHIFT: u32 = 12;
-/// The translation granule: 4 KiB.
-pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+/// The granule, defined with the address types (a page offset is an address property).
+pub use crate::addr::{PAGE_SHIFT, PAGE_SIZE};
 /// Descriptors in one table page (4 KiB / 8 bytes).
 pub const ENTRIES_PER_TABLE: usize = 512;
 /// Bits of VA translated by one table level.

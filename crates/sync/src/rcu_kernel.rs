@@ -75,7 +75,7 @@ pub fn synchronize_rcu() {
 /// at this CPU, then let the tick and IPIs in if the caller had IRQs unmasked — this CPU is
 /// waiting, not walking — or else report its quiescent state and run its callbacks directly.
 fn while_waiting(r: &Rcu, cpu: usize, was_masked: bool) {
-    crate::wait::serve_requests();
+    crate::requests::serve_requests();
     if was_masked {
         r.note_quiescent_state(cpu);
         run_callbacks(r, cpu);

@@ -46,7 +46,9 @@ class PteRs(unittest.TestCase):
         self.assertEqual(pte.VA_BITS, rust_const(self.src, "VA_BITS"))
         self.assertEqual(pte.level_size(1), rust_const(self.src, "L1_BLOCK_SIZE"))
         self.assertEqual(pte.level_size(2), rust_const(self.src, "L2_BLOCK_SIZE"))
-        self.assertEqual(pte.level_size(3), 1 << rust_const(self.src, "PAGE_SHIFT"))
+        # The granule is defined with the address types (crates/arch/src/addr.rs).
+        addr = source("crates/arch/src/addr.rs")
+        self.assertEqual(pte.level_size(3), 1 << rust_const(addr, "PAGE_SHIFT"))
 
     def test_access_permission_and_shareability_encodings(self):
         for variant, name in (("El1ReadWrite", "EL1-RW"), ("El1El0ReadWrite", "EL1/EL0-RW"),
