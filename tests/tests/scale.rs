@@ -105,7 +105,10 @@ fn scale_bench_exact_counts_16_cpus() {
 /// configuration measured twice in a boot, agree within 1%; and at 64 CPUs every strategy that
 /// interrupts the other CPUs costs more than `tlbi` (1.11x, 1.17x and 1.06x measured for
 /// `ipi`, `sync-each` and `sync-last`; 2.31x, 4.00x and 2.01x at 512 CPUs), while `tlbi`'s own
-/// cost stays within 1% of its 1-CPU figure.
+/// cost stays within 3% of its 1-CPU figure. That figure is exact for one binary but moves with
+/// the kernel's memory layout: a change to code that runs only after the measurement (the
+/// summary's JSON writer) took the 64-CPU/1-CPU difference from 0.25% to 1.49%, so the bound
+/// leaves room for that and still sits well below the 6% of the cheapest interrupting strategy.
 #[test]
 fn scale_bench_ticks_are_reproducible_and_ordered_under_icount() {
     let ticks = |cpus: u32| {
@@ -133,8 +136,9 @@ fn scale_bench_ticks_are_reproducible_and_ordered_under_icount() {
         "64 CPUs: {tlbi} {ipi} {sync_each} {sync_last}"
     );
     let [tlbi_1, ..] = ticks(1);
+    let within_3_percent = |a: u64, b: u64| a.abs_diff(b) * 100 <= 3 * a.max(b);
     assert!(
-        within_1_percent(tlbi, tlbi_1),
+        within_3_percent(tlbi, tlbi_1),
         "tlbi at 1 CPU {tlbi_1}, at 64 {tlbi}"
     );
 }

@@ -34,6 +34,17 @@ impl<'w, W: Write + ?Sized> JsonObject<'w, W> {
         })
     }
 
+    /// Continues an object whose braces are written by someone else: members only, with the
+    /// same commas and escaping, and no `{` now or `}` at the end. For a workload's own
+    /// members, rendered ahead of time and spliced into the summary by [`Self::raw_members`].
+    pub fn members(out: &'w mut W) -> Self {
+        JsonObject {
+            out,
+            has_members: false,
+            closed: true,
+        }
+    }
+
     /// Writes `"key":value` with `value` an unsigned integer.
     pub fn u64(&mut self, key: &str, value: u64) -> Result<&mut Self, fmt::Error> {
         self.key(key)?;
@@ -174,6 +185,31 @@ mod tests {
         build(&mut obj).unwrap();
         obj.finish().unwrap();
         out
+    }
+
+    #[test]
+    fn members_write_no_braces_and_splice_into_an_object() {
+        let mut members = String::new();
+        {
+            let mut m = JsonObject::members(&mut members);
+            let mut modes = m.object("modes").unwrap();
+            modes.object("tlbi").unwrap().u64("ops", 3).unwrap();
+            modes.object("ipi").unwrap().u64("ops", 4).unwrap();
+            modes.finish().unwrap();
+            m.u64("rounds", 8).unwrap();
+        }
+        assert_eq!(
+            members,
+            r#""modes":{"tlbi":{"ops":3},"ipi":{"ops":4}},"rounds":8"#
+        );
+        let out = render(|o| {
+            o.u64("cpus", 4)?.raw_members(&members)?;
+            Ok(())
+        });
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["modes"]["ipi"]["ops"], 4);
+        assert_eq!(v["rounds"], 8);
+        assert_eq!(JsonObject::members(&mut String::new()).finish(), Ok(()));
     }
 
     #[test]

@@ -52,7 +52,7 @@ use broadside_platform::boot_info::BootInfo;
 use broadside_platform::bootargs::{FlushMode, TableFreeMode, UnshareMode};
 use broadside_platform::kprintln;
 use broadside_smp as smp;
-use core::fmt::Write as _;
+use broadside_summary::json::JsonObject;
 
 /// Rounds of the mix per strategy: the per-op figures are totals over this many.
 pub const ROUNDS: u64 = 8;
@@ -287,6 +287,36 @@ fn one_op(parent: &Arc<AddressSpace>) {
     child.destroy();
 }
 
+/// The summary's members: `modes` (per strategy: the per-op figures, `ops`, and the totals
+/// behind them) and `scale` (the mix's size and the counter frequency).
+fn summary_members(results: &[StrategyResult]) -> Result<String, core::fmt::Error> {
+    let mut json = String::new();
+    let mut members = JsonObject::members(&mut json);
+    let mut modes = members.object("modes")?;
+    for r in results {
+        let c = |k| r.counts.get(k);
+        let mut mode = modes.object(r.strategy.name)?;
+        for (name, k) in PER_OP {
+            mode.u64(name, c(k) / ROUNDS)?;
+        }
+        mode.u64("ticks_per_op", r.ticks / ROUNDS)?
+            .u64("ops", ROUNDS)?;
+        for k in TOTALS {
+            mode.u64(k.name(), c(k))?;
+        }
+        mode.finish()?;
+    }
+    modes.finish()?;
+    members
+        .object("scale")?
+        .u64("ops", ROUNDS)?
+        .u64("pages", PAGES)?
+        .u64("shared_gib", SHARED_GIB)?
+        .u64("counter_hz", cpu::counter_frequency())?;
+    drop(members);
+    Ok(json)
+}
+
 fn report(results: &[StrategyResult]) -> Outcome {
     kprintln!(
         "scale-bench: {:<10} {:>16} {:>15} {:>14} {:>17} {:>12} {:>14}",
@@ -299,8 +329,7 @@ fn report(results: &[StrategyResult]) -> Outcome {
         "ticks_per_op"
     );
     let mut ok = true;
-    let mut json = String::from("\"modes\":{");
-    for (i, r) in results.iter().enumerate() {
+    for r in results {
         let c = |k| r.counts.get(k);
         kprintln!(
             "scale-bench: {:<10} {:>16} {:>15} {:>14} {:>17} {:>12} {:>14}",
@@ -313,29 +342,8 @@ fn report(results: &[StrategyResult]) -> Outcome {
             r.ticks / ROUNDS
         );
         ok &= c(Counter::UafDetected) == 0 && c(Counter::LeafOnlyFlushDetected) == 0;
-        if i > 0 {
-            json.push(',');
-        }
-        let _ = write!(json, "\"{}\":{{", r.strategy.name);
-        for (name, k) in PER_OP {
-            let _ = write!(json, "\"{name}\":{},", c(k) / ROUNDS);
-        }
-        let _ = write!(
-            json,
-            "\"ticks_per_op\":{},\"ops\":{ROUNDS}",
-            r.ticks / ROUNDS
-        );
-        for k in TOTALS {
-            let _ = write!(json, ",\"{}\":{}", k.name(), c(k));
-        }
-        json.push('}');
     }
-    json.push('}');
-    let _ = write!(
-        json,
-        ",\"scale\":{{\"ops\":{ROUNDS},\"pages\":{PAGES},\"shared_gib\":{SHARED_GIB},\"counter_hz\":{}}}",
-        cpu::counter_frequency()
-    );
+    let json = summary_members(results).expect("a String takes every write");
     kprintln!(
         "scale-bench: per-op figures are totals / {ROUNDS}; ticks are CNTVCT at {} Hz under QEMU TCG, not hardware time",
         cpu::counter_frequency()

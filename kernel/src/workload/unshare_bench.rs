@@ -40,7 +40,7 @@ use broadside_platform::boot_info::BootInfo;
 use broadside_platform::bootargs::UnshareMode;
 use broadside_platform::kprintln;
 use broadside_smp as smp;
-use core::fmt::Write as _;
+use broadside_summary::json::JsonObject;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const OBJECT_BASE: VirtAddr = VirtAddr::new(0x100_0000_0000);
@@ -321,6 +321,35 @@ fn adopt_tables(bench: &Bench, parent: &AddressSpace, obj: &Arc<SharedObject>) -
     adopted
 }
 
+/// The summary's members: `modes` (per mode: the counters, the adoptions and the ticks) and
+/// `bench` (the scenario's size, the walks made, the counter frequency).
+fn summary_members(bench: &Bench, results: &[ModeResult]) -> Result<String, core::fmt::Error> {
+    let mut json = String::new();
+    let mut members = JsonObject::members(&mut json);
+    let mut modes = members.object("modes")?;
+    for r in results {
+        let mut mode = modes.object(r.mode.name())?;
+        for k in REPORTED {
+            mode.u64(k.name(), r.counts.get(k))?;
+        }
+        mode.u64("tables_adopted", r.tables_adopted)?
+            .u64("adopt_tlbi_ops", r.adopt_tlbi_ops)?
+            .u64("ticks_per_fork_exit", r.ticks_per_fork_exit)?
+            .u64("ticks_per_unmap", r.ticks_per_unmap)?;
+        mode.finish()?;
+    }
+    modes.finish()?;
+    members
+        .object("bench")?
+        .u64("tables", bench.tables)?
+        .u64("children", bench.children as u64)?
+        .u64("adopt", bench.adopt)?
+        .u64("walks", bench.walks.load(Ordering::Relaxed))?
+        .u64("counter_hz", cpu::counter_frequency())?;
+    drop(members);
+    Ok(json)
+}
+
 fn report(bench: &Bench) -> Outcome {
     let results = bench.results.lock();
     kprintln!(
@@ -339,8 +368,7 @@ fn report(bench: &Bench) -> Outcome {
         "ticks_per_unmap"
     );
     let mut ok = true;
-    let mut json = String::from("\"modes\":{");
-    for (i, r) in results.iter().enumerate() {
+    for r in results.iter() {
         let c = |k| r.counts.get(k);
         kprintln!(
             "unshare-bench: {:<10} {:>9} {:>11} {:>9} {:>8} {:>10} {:>13} {:>15} {:>12} {:>14} {:>18} {:>15}",
@@ -362,29 +390,8 @@ fn report(bench: &Bench) -> Outcome {
         ok &= c(Counter::UafDetected) == 0
             && c(Counter::StaleTlbDetected) == 0
             && r.tables_adopted == bench.adopt;
-        if i > 0 {
-            json.push(',');
-        }
-        let _ = write!(json, "\"{}\":{{", r.mode.name());
-        for k in REPORTED {
-            let _ = write!(json, "\"{}\":{},", k.name(), c(k));
-        }
-        let _ = write!(
-            json,
-            "\"tables_adopted\":{},\"adopt_tlbi_ops\":{},\"ticks_per_fork_exit\":{},\"ticks_per_unmap\":{}}}",
-            r.tables_adopted, r.adopt_tlbi_ops, r.ticks_per_fork_exit, r.ticks_per_unmap
-        );
     }
-    json.push('}');
-    let _ = write!(
-        json,
-        ",\"bench\":{{\"tables\":{},\"children\":{},\"adopt\":{},\"walks\":{},\"counter_hz\":{}}}",
-        bench.tables,
-        bench.children,
-        bench.adopt,
-        bench.walks.load(Ordering::Relaxed),
-        cpu::counter_frequency()
-    );
+    let json = summary_members(bench, &results).expect("a String takes every write");
     kprintln!(
         "unshare-bench: ticks are CNTVCT at {} Hz under QEMU TCG: compare modes as ratios, not as hardware times",
         cpu::counter_frequency()
