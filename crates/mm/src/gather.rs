@@ -383,7 +383,9 @@ impl<'a> MmuGather<'a> {
         self.unshared_tables = true;
         self.fully_unshared_tables |= fully;
         stats::count(Counter::TablesUnshared);
-        if crate::shared::unshare_mode() == broadside_platform::bootargs::UnshareMode::SyncEach {
+        if crate::unshare_sync::unshare_mode()
+            == broadside_platform::bootargs::UnshareMode::SyncEach
+        {
             self.flush_tlb_only();
             crate::tlb::sync_all_cpus();
             self.unshared_tables = false;
@@ -404,7 +406,7 @@ impl<'a> MmuGather<'a> {
             self.flush_tlb_only();
             // Deterministic runs: let other CPUs run between the unshare's flush and its sync.
             broadside_base::hint::yield_point(broadside_base::hint::Site::Sharing);
-            if self.fully_unshared_tables && crate::shared::sync_after_full_unshare() {
+            if self.fully_unshared_tables && crate::unshare_sync::sync_after_full_unshare() {
                 crate::tlb::sync_all_cpus();
             }
             self.unshared_tables = false;

@@ -26,4 +26,6 @@ pub mod table_free;
 #[cfg(target_arch = "aarch64")]
 pub mod tlb;
 #[cfg(target_arch = "aarch64")]
+pub mod unshare_sync;
+#[cfg(target_arch = "aarch64")]
 pub mod walker;

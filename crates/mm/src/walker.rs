@@ -90,13 +90,14 @@ pub struct WalkConfig {
 
 impl WalkConfig {
     /// The configuration the run's arguments ask for: IRQs masked unless `bug=walker-irqs-on`,
-    /// upper levels re-checked with `unshare=recheck` (see [`shared::walker_rechecks_upper`]).
+    /// upper levels re-checked with `unshare=recheck` (see
+    /// [`unshare_sync::walker_rechecks_upper`]).
     ///
-    /// [`shared::walker_rechecks_upper`]: crate::shared::walker_rechecks_upper
+    /// [`unshare_sync::walker_rechecks_upper`]: crate::unshare_sync::walker_rechecks_upper
     pub fn for_run(bugs: Bugs) -> Self {
         Self {
             mask_irqs: !bugs.has(Bug::WalkerIrqsOn),
-            recheck_upper: crate::shared::walker_rechecks_upper(),
+            recheck_upper: crate::unshare_sync::walker_rechecks_upper(),
         }
     }
 }
