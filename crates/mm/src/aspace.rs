@@ -1,9 +1,9 @@
 //! Address spaces: a TTBR0 root, an ASID, the CPUs the space has been active on, and the
 //! operations that change its tables — map (4 KiB pages and 2 MiB blocks of fresh, stamped
 //! frames), unmap, change protection, destroy. Every change that removes or weakens a
-//! translation goes through an mmu_gather (`crate::gather`, which also holds unmap and the
-//! teardown) or a range flush: unhook, invalidate, then free
-//! ([rule 1](broadside_base::rules#rule-1)).
+//! translation goes through an mmu_gather (`crate::gather`, which also holds unmap; the
+//! teardown, `destroy`, is in `crate::exit_mmap`) or a range flush: unhook, invalidate, then
+//! free ([rule 1](broadside_base::rules#rule-1)).
 //!
 //! Data frames are stamped so a reader can tell whose page it sees: the first words of every
 //! 4 KiB page hold a magic value mixed with the space id, the page's VA, its PA and the frame's
@@ -603,8 +603,8 @@ impl AddressSpace {
         }
     }
 
-    /// Marks the space Dead (the gather's teardown, with the space lock held, once every
-    /// table but the root is unhooked).
+    /// Marks the space Dead (the teardown in `crate::exit_mmap`, with the space lock held, once
+    /// every table but the root is unhooked).
     pub(crate) fn mark_dead(&self) {
         self.state.store(SpaceState::Dead as u8, Ordering::Release);
     }

@@ -19,7 +19,7 @@
 //! - The kernel checks [rule 5](broadside_base::rules#rule-5) itself: a flush covering freed tables that was issued leaf-only is
 //!   counted in `leaf_only_flush_detected`, since QEMU's TLB cannot show the difference.
 
-use crate::aspace::{AddressSpace, SpaceState, entry, release_data_frame};
+use crate::aspace::{AddressSpace, entry, release_data_frame};
 use crate::audit;
 use crate::fault_inject;
 use crate::gather_range::GatherRange;
@@ -138,7 +138,13 @@ impl<'a> MmuGather<'a> {
     }
 
     /// Returns whether `table` is empty afterwards.
-    fn unmap_level(&mut self, table: PhysAddr, level: u8, start: VirtAddr, end: VirtAddr) -> bool {
+    pub(crate) fn unmap_level(
+        &mut self,
+        table: PhysAddr,
+        level: u8,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) -> bool {
         assert!(
             self.space.owns_table(table),
             "unmap: space {} reached table {table:#x} (level {level}) at va {start:#x}, owned by \
@@ -452,37 +458,4 @@ fn new_batch<T>(capacity: usize) -> Option<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(capacity).ok()?;
     Some(v)
-}
-
-/// The teardown of an address space belongs here, with the gather that frees its tables (Linux's
-/// `exit_mmap` runs `unmap_vmas` and `free_pgtables` under one `mmu_gather`): the address-space
-/// layer only marks a space dying and drains its users.
-impl AddressSpace {
-    /// Destroys the space: [`Self::begin_destroy`], then [`Self::end_destroy`].
-    pub fn destroy(&self) {
-        self.begin_destroy();
-        self.end_destroy();
-    }
-
-    /// Tears a dying space down: unshares every object it maps (its list is final, since
-    /// nothing can be mapped any more), then unmaps everything left — tables this space owns —
-    /// with a full-mm gather: every page and table freed after one ASID flush.
-    ///
-    /// The root goes last, and only after the space is marked Dead: a lockless walker that saw
-    /// the space not Dead (with IRQs masked) started before the root was queued for freeing, so
-    /// the grace period covers it.
-    pub fn end_destroy(&self) {
-        debug_assert_eq!(
-            self.state(),
-            SpaceState::Dying,
-            "end_destroy before begin_destroy"
-        );
-        crate::shared::unmap_all_objects(self);
-        let _guard = self.lock.lock();
-        let mut g = MmuGather::new_fullmm(self);
-        g.unmap_level(self.root, 0, VirtAddr::ZERO, VirtAddr::new(1 << 48));
-        self.mark_dead();
-        g.remove_table(self.root, VirtAddr::ZERO, 0);
-        g.finish();
-    }
 }

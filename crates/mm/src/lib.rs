@@ -14,6 +14,8 @@ pub mod aspace;
 #[cfg(target_arch = "aarch64")]
 pub mod audit;
 #[cfg(target_arch = "aarch64")]
+pub mod exit_mmap;
+#[cfg(target_arch = "aarch64")]
 pub mod fault_inject;
 #[cfg(target_arch = "aarch64")]
 pub mod gather;
