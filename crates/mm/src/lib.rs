@@ -20,6 +20,8 @@ pub mod fault_inject;
 #[cfg(target_arch = "aarch64")]
 pub mod gather;
 pub mod gather_range;
+#[cfg(target_arch = "aarch64")]
+pub mod mprotect;
 pub mod sanitizer;
 #[cfg(target_arch = "aarch64")]
 pub mod shared;
