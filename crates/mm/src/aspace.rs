@@ -111,7 +111,7 @@ pub struct AddressSpace {
     pub flush_pending: AtomicU32,
     /// Shared objects mapped, and where.
     pub objects: broadside_base::hint::Mutex<
-        alloc::vec::Vec<(alloc::sync::Arc<crate::shared::SharedObject>, VirtAddr)>,
+        alloc::vec::Vec<(alloc::sync::Arc<crate::mm_types::SharedObject>, VirtAddr)>,
     >,
 }
 

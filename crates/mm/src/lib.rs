@@ -21,6 +21,8 @@ pub mod fault_inject;
 pub mod gather;
 pub mod gather_range;
 #[cfg(target_arch = "aarch64")]
+pub mod mm_types;
+#[cfg(target_arch = "aarch64")]
 pub mod mprotect;
 pub mod sanitizer;
 #[cfg(target_arch = "aarch64")]

@@ -20,6 +20,7 @@
 use crate::aspace::{self, AddressSpace, MapError, STAMP_MAGIC, entry};
 use crate::fault_inject;
 use crate::gather::MmuGather;
+use crate::mm_types::SharedObject;
 use crate::tlb::FlushRecord;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -39,18 +40,6 @@ pub const OBJECT_OWNER_BIT: u64 = 1 << 63;
 const SHARE_SHIFT: u32 = 8;
 
 static NEXT_OBJECT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A shared memory object.
-pub struct SharedObject {
-    /// Unique for the kernel's lifetime; tagged into its tables' and frames' owner.
-    pub id: u64,
-    /// Size in GiB: one level-2 table per GiB.
-    pub gib: u64,
-    /// The physical 2 MiB frames the blocks alias (block i maps `frames[i % len]`).
-    frames: Vec<PhysAddr>,
-    /// The object lock, holding the shared level-2 table of each GiB while any space uses it.
-    pub tables: broadside_base::hint::Mutex<Vec<Option<PhysAddr>>>,
-}
 
 impl SharedObject {
     /// An object of `gib` GiB backed by `nframes` physical 2 MiB frames.
