@@ -20,7 +20,7 @@
 use crate::aspace::{self, AddressSpace, MapError, STAMP_MAGIC, entry};
 use crate::fault_inject;
 use crate::gather::MmuGather;
-use crate::mm_types::SharedObject;
+use crate::mm_types::{OBJECT_OWNER_BIT, SharedObject};
 use crate::tlb::FlushRecord;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -34,8 +34,6 @@ use broadside_memory::frame::{self, FrameKind};
 use broadside_platform::bootargs::Bug;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Frame-metadata owner tag of a shared object's tables and frames: this bit | the object id.
-pub const OBJECT_OWNER_BIT: u64 = 1 << 63;
 /// Share count position in `FrameMeta::level_and_share`.
 const SHARE_SHIFT: u32 = 8;
 

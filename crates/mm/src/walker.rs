@@ -13,7 +13,7 @@
 //! carry this space's stamp for this VA. Anything else is a use-after-free (`uaf_detected`).
 
 use crate::aspace::{self, AddressSpace, SpaceState, StampCheck, TABLE_POISON, entry};
-use crate::shared::OBJECT_OWNER_BIT;
+use crate::mm_types::OBJECT_OWNER_BIT;
 use broadside_arch::pte::{Descriptor, DescriptorKind, PAGE_SIZE, level_block_size, table_index};
 use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::irq;
