@@ -1,16 +1,20 @@
 //! Address spaces: a TTBR0 root, an ASID, the CPUs the space has been active on, its tables,
-//! and what needs no TLB flush — activation, map (4 KiB pages and 2 MiB blocks of fresh,
+//! and what needs no TLB shootdown — activation, map (4 KiB pages and 2 MiB blocks of fresh,
 //! stamped frames), walks and lookups, and freeing a data frame or a table page once its flush
 //! is done. Every change that removes or weakens a translation sits in a layer above, on the
-//! TLB layer (`crate::tlb`): unmap goes through an mmu_gather (`crate::gather`), a permission
-//! change through a range flush (`crate::mprotect`), the teardown through `crate::exit_mmap`;
-//! each unhooks, invalidates, then frees ([rule 1](broadside_base::rules#rule-1)).
+//! shootdown layer (`crate::tlb`): unmap goes through an mmu_gather (`crate::gather`), a
+//! permission change through a range flush (`crate::mprotect`), the teardown through
+//! `crate::exit_mmap`; each unhooks, invalidates, then frees
+//! ([rule 1](broadside_base::rules#rule-1)).
 //!
 //! Data frames are stamped so a reader can tell whose page it sees: the first words of every
 //! 4 KiB page hold a magic value mixed with the space id, the page's VA, its PA and the frame's
 //! generation; word 8 is a counter that touchers increment while the page is writable. A frame is
 //! poisoned after its flush completes and before it is freed, so a read of poison, or of another
 //! page's stamp, proves a stale translation was used.
+//!
+//! The address-space core: sits on `asid`, `audit`, `fault_inject`, `sanitizer` and `mm_types`
+//! (the shared object's data, for the list of objects a space maps).
 
 use crate::asid::{AsidAllocator, AsidContext};
 use crate::audit;

@@ -18,6 +18,9 @@
 //!   (`tlb_finish_mmu` with `mm_tlb_flush_nested`).
 //! - The kernel checks [rule 5](broadside_base::rules#rule-5) itself: a flush covering freed tables that was issued leaf-only is
 //!   counted in `leaf_only_flush_detected`, since QEMU's TLB cannot show the difference.
+//!
+//! Sits on `aspace`, `tlb`, `table_free` and `unshare_sync`, with `gather_range`, `audit`,
+//! `sanitizer` and `fault_inject`.
 
 use crate::aspace::{AddressSpace, entry, release_data_frame};
 use crate::audit;

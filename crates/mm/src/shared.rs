@@ -16,6 +16,9 @@
 //! - `sync-each`: an IPI sync per unshared table (Linux before the fix);
 //! - `sync-last`: one sync per batch, only if a table became fully unshared (the fix);
 //! - `recheck`: no sync at all; the walker re-checks the level-1 entry after pinning.
+//!
+//! Sits on `aspace`, `tlb`, `gather` and `mm_types`, with `audit`, `sanitizer` and
+//! `fault_inject`; `exit_mmap` sits on it.
 
 use crate::aspace::{self, AddressSpace, MapError, STAMP_MAGIC, entry};
 use crate::fault_inject;

@@ -11,6 +11,8 @@
 //! It also checks what the kernel promises: every table it enters must still be a table of this
 //! space at the expected level and generation, must not hold poison, and a pinned frame must
 //! carry this space's stamp for this VA. Anything else is a use-after-free (`uaf_detected`).
+//!
+//! Sits on `aspace`, `mm_types` (the shared object's owner tag) and `unshare_sync`.
 
 use crate::aspace::{self, AddressSpace, SpaceState, StampCheck, TABLE_POISON, entry};
 use crate::mm_types::OBJECT_OWNER_BIT;
