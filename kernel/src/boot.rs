@@ -238,7 +238,7 @@ fn init_memory_policy(info: &BootInfo) {
     // Before the ASID allocator, whose rollovers it observes, and before any space exists.
     broadside_mm::audit::init(info.args.audit_enabled(), info.platform.cpus);
     broadside_mm::aspace::init_asids(bits, info.platform.cpus);
-    broadside_mm::shared::set_mode(info.args.unshare);
+    broadside_mm::unshare_sync::set_mode(info.args.unshare);
     if info.args.yield_points {
         broadside_base::hint::enable(info.args.seed);
     }

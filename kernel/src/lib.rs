@@ -31,7 +31,7 @@
 //! | layer (crate) | modules | concern |
 //! |---|---|---|
 //! | kernel (`broadside`, this crate) | `main.rs`, [`boot`], [`workload`] | entry, bring-up, workloads, the summary |
-//! | mm (`broadside-mm`) | `asid`, `aspace`, `tlb`, `gather`, `gather_range`, `table_free`, `shared`, `walker`, `fault_inject`, `sanitizer` (portable core) and `audit` (its kernel glue) | address spaces; shootdown; unhook → invalidate → free; sharing; the lockless walker |
+//! | mm (`broadside-mm`) | lowest first: `asid`, `gather_range`, `fault_inject`, `mm_types`, `sanitizer` (portable core) and `audit` (its kernel glue), `unshare_sync`; `aspace`; `tlb`, `walker`; `table_free`, `mprotect`; `gather`; `shared`; `exit_mmap` (the layers: the crate's doc) | address spaces; shootdown; unhook → invalidate → free; sharing; the lockless walker; teardown |
 //! | smp (`broadside-smp`) | `boot`, `work`, `ipi`, `stall`, `watchdog` | secondaries through PSCI, run-on-all, SGIs, the watchdog |
 //! | memory (`broadside-memory`) | `frame`, `heap`, `kmap` | frames and their metadata, the heap, the kernel's tables |
 //! | sync (`broadside-sync`) | `rcu`, `rcu_kernel`, `gate`, `wait` | grace periods from ticks and idle, the activation gate, waiting |

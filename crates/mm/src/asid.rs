@@ -38,6 +38,8 @@
 //! else orders that swap before a relaxed store of the id. (loom cannot exhibit the relaxed
 //! failure: it needs a load to read from a store that executes later, which loom does not
 //! model; the ordering rests on this argument, the loom test checks the rest of the protocol.)
+//!
+//! Sits on nothing in this crate: portable, unit-, property- and loom-tested on the host.
 
 use alloc::boxed::Box;
 use alloc::vec;

@@ -1,8 +1,10 @@
-//! Address spaces: a TTBR0 root, an ASID, the CPUs the space has been active on, and the
-//! operations that change its tables — map (4 KiB pages and 2 MiB blocks of fresh, stamped
-//! frames), unmap, change protection, destroy. Every change that removes or weakens a
-//! translation goes through an mmu_gather (`crate::gather`, which also holds unmap and the
-//! teardown) or a range flush: unhook, invalidate, then free
+//! Address spaces: a TTBR0 root, an ASID, the CPUs the space has been active on, its tables,
+//! and what needs no TLB shootdown — activation, map (4 KiB pages and 2 MiB blocks of fresh,
+//! stamped frames), walks and lookups, and freeing a data frame or a table page once its flush
+//! is done. Every change that removes or weakens a translation sits in a layer above, on the
+//! shootdown layer (`crate::tlb`): unmap goes through an mmu_gather (`crate::gather`), a
+//! permission change through a range flush (`crate::mprotect`), the teardown through
+//! `crate::exit_mmap`; each unhooks, invalidates, then frees
 //! ([rule 1](broadside_base::rules#rule-1)).
 //!
 //! Data frames are stamped so a reader can tell whose page it sees: the first words of every
@@ -10,10 +12,12 @@
 //! generation; word 8 is a counter that touchers increment while the page is writable. A frame is
 //! poisoned after its flush completes and before it is freed, so a read of poison, or of another
 //! page's stamp, proves a stale translation was used.
+//!
+//! The address-space core: sits on `asid`, `audit`, `fault_inject`, `sanitizer` and `mm_types`
+//! (the shared object's data, for the list of objects a space maps).
 
 use crate::asid::{AsidAllocator, AsidContext};
 use crate::audit;
-use crate::gather_range::GatherRange;
 use crate::sanitizer::{Clear, Cleared, CpuMask, OpId};
 use broadside_arch::aarch64::layout::phys_to_virt;
 use broadside_arch::aarch64::{mmu, tlb};
@@ -64,34 +68,6 @@ pub enum MapError {
     BlockInTheWay,
 }
 
-/// Why `AddressSpace::protect` refused a range. It checks the whole range before changing any
-/// entry, so a refused call changed nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProtectError {
-    /// The space's destroy has begun.
-    SpaceNotLive,
-    /// A 2 MiB or 1 GiB block at `va` is only partly inside the range (blocks are not split).
-    PartialBlock {
-        /// Where the block starts.
-        va: VirtAddr,
-    },
-    /// The leaf at `va` is in a table shared with other spaces (a shared object's); changing it
-    /// would change every sharer's mapping. Use `shared::protect_object_gib`, which unshares.
-    SharedTable {
-        /// The leaf's address.
-        va: VirtAddr,
-    },
-}
-
-/// What a successful `protect` did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Protected {
-    /// 4 KiB units whose leaf entries were rewritten.
-    pub pages: u64,
-    /// The flush that made the change visible to every CPU (nothing if no leaf changed).
-    pub flush: crate::tlb::FlushRecord,
-}
-
 static ASIDS: Once<AsidAllocator> = Once::new();
 static NEXT_SPACE_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -139,7 +115,7 @@ pub struct AddressSpace {
     pub flush_pending: AtomicU32,
     /// Shared objects mapped, and where.
     pub objects: broadside_base::hint::Mutex<
-        alloc::vec::Vec<(alloc::sync::Arc<crate::shared::SharedObject>, VirtAddr)>,
+        alloc::vec::Vec<(alloc::sync::Arc<crate::mm_types::SharedObject>, VirtAddr)>,
     >,
 }
 
@@ -447,7 +423,7 @@ impl AddressSpace {
 
     /// Calls `f(entry, descriptor, level, entry_va, table)` for each valid leaf that maps part of
     /// `[start, end)`, in address order; stops at the first error.
-    fn for_each_leaf<E>(
+    pub(crate) fn for_each_leaf<E>(
         &self,
         start: VirtAddr,
         end: VirtAddr,
@@ -473,88 +449,6 @@ impl AddressSpace {
             va = va.align_down(step) + step;
         }
         Ok(())
-    }
-
-    /// Rewrites the permissions of every leaf in `[start, end)` (page aligned) and flushes them,
-    /// leaf-only: no break-before-make is needed for a permission change. Caller holds `lock`.
-    ///
-    /// The range is checked whole before any entry changes: a block only partly inside it, or a
-    /// leaf in a table shared with other spaces, refuses the call. The flush steps by the
-    /// smallest leaf changed (a 4 KiB stride also hits every 2 MiB block it passes through; a
-    /// 2 MiB stride would step over 4 KiB pages) and carries a level hint only when every leaf
-    /// changed was at one level (Linux's `flush_tlb_range` with the VMA's page size, and
-    /// `tlb_get_level`'s rule that a mixed gather gets no TTL).
-    pub fn protect(
-        &self,
-        start: VirtAddr,
-        end: VirtAddr,
-        attrs: Attributes,
-    ) -> Result<Protected, ProtectError> {
-        assert!(
-            start.is_aligned(PAGE_SIZE) && end.is_aligned(PAGE_SIZE),
-            "protect: [{start:#x}, {end:#x}) is not page aligned"
-        );
-        if !self.is_live() {
-            return Err(ProtectError::SpaceNotLive);
-        }
-        self.for_each_leaf(start, end, |_, _, level, va, table| {
-            if !self.owns_table(table) {
-                return Err(ProtectError::SharedTable { va });
-            }
-            if va < start || va + level_block_size(level) > end {
-                return Err(ProtectError::PartialBlock { va });
-            }
-            Ok(())
-        })?;
-        let mut pages = 0;
-        let mut range = GatherRange::EMPTY;
-        let op = audit::begin_op();
-        let _ = self.for_each_leaf(start, end, |e, d, level, va, _| {
-            let (new, frame) = match d.kind(level) {
-                DescriptorKind::Page { pa, .. } => (Descriptor::page(pa, attrs), pa),
-                DescriptorKind::Block { pa, .. } => (Descriptor::block(pa, level, attrs), pa),
-                _ => unreachable!("for_each_leaf yields leaves"),
-            };
-            e.store(new.raw(), Ordering::Release);
-            // Any permission change may be a weakening (the sanitizer does not compare them):
-            // the old entry must go from every TLB before `protect` returns.
-            self.audit_clear(
-                op,
-                Cleared::Leaf {
-                    va: va.as_u64(),
-                    level,
-                    frame: frame.as_u64(),
-                },
-            );
-            pages += level_block_size(level) / PAGE_SIZE;
-            range.leaf(va.as_u64(), level);
-            Ok::<(), ()>(())
-        });
-        if pages == 0 {
-            return Ok(Protected {
-                pages,
-                flush: crate::tlb::FlushRecord::default(),
-            });
-        }
-        let (stride, level_hint) =
-            if crate::fault_inject::planted(broadside_platform::bootargs::Bug::ProtectWideStride) {
-                // The planted bug: the largest leaf sets both, as protect used to.
-                let largest = range.cleared_levels.trailing_zeros() as u8;
-                (level_block_size(largest), Some(largest))
-            } else {
-                // The gather's rule: the smallest leaf's stride, a hint only for a single level.
-                (range.stride, range.level_hint())
-            };
-        let flush = crate::tlb::flush_tlb_range(
-            self,
-            VirtAddr::new(range.start),
-            VirtAddr::new(range.end),
-            stride,
-            true,
-            level_hint,
-        );
-        audit::check_return(op);
-        Ok(Protected { pages, flush })
     }
 
     /// The leaf descriptor and level mapping `va`, if any. Safe without the lock: it reads the
@@ -603,8 +497,8 @@ impl AddressSpace {
         }
     }
 
-    /// Marks the space Dead (the gather's teardown, with the space lock held, once every
-    /// table but the root is unhooked).
+    /// Marks the space Dead (the teardown in `crate::exit_mmap`, with the space lock held, once
+    /// every table but the root is unhooked).
     pub(crate) fn mark_dead(&self) {
         self.state.store(SpaceState::Dead as u8, Ordering::Release);
     }

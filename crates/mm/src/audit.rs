@@ -23,6 +23,8 @@
 //! counted) and is forgotten, so it is reported once. The workload's outcome turns any gap into
 //! exit 1. Every call serialises on one IRQ-safe lock: correct first, and measured
 //! (README, "The flush-coverage sanitizer").
+//!
+//! Sits on `sanitizer`.
 
 use crate::sanitizer::{Check, Clear, OpId, Sanitizer, Scope, Violation, decode};
 use broadside_arch::PhysAddr;

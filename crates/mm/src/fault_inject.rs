@@ -6,6 +6,8 @@
 //! - `bug=` plants a mistake: mm code asks [`planted`] at the one place each bug changes.
 //! - Self-tests can make the next few table allocations fail ([`fail_table_allocs`]), to drive
 //!   the undo paths of operations that run out of memory half-way.
+//!
+//! Sits on nothing in this crate: every other mm module may ask it.
 
 use broadside_base::config::MAX_CPUS;
 use broadside_platform::bootargs::{Bug, Bugs};

@@ -18,8 +18,11 @@
 //!   (`tlb_finish_mmu` with `mm_tlb_flush_nested`).
 //! - The kernel checks [rule 5](broadside_base::rules#rule-5) itself: a flush covering freed tables that was issued leaf-only is
 //!   counted in `leaf_only_flush_detected`, since QEMU's TLB cannot show the difference.
+//!
+//! Sits on `aspace`, `tlb`, `table_free` and `unshare_sync`, with `gather_range`, `audit`,
+//! `sanitizer` and `fault_inject`.
 
-use crate::aspace::{AddressSpace, SpaceState, entry, release_data_frame};
+use crate::aspace::{AddressSpace, entry, release_data_frame};
 use crate::audit;
 use crate::fault_inject;
 use crate::gather_range::GatherRange;
@@ -138,7 +141,13 @@ impl<'a> MmuGather<'a> {
     }
 
     /// Returns whether `table` is empty afterwards.
-    fn unmap_level(&mut self, table: PhysAddr, level: u8, start: VirtAddr, end: VirtAddr) -> bool {
+    pub(crate) fn unmap_level(
+        &mut self,
+        table: PhysAddr,
+        level: u8,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) -> bool {
         assert!(
             self.space.owns_table(table),
             "unmap: space {} reached table {table:#x} (level {level}) at va {start:#x}, owned by \
@@ -383,7 +392,9 @@ impl<'a> MmuGather<'a> {
         self.unshared_tables = true;
         self.fully_unshared_tables |= fully;
         stats::count(Counter::TablesUnshared);
-        if crate::shared::unshare_mode() == broadside_platform::bootargs::UnshareMode::SyncEach {
+        if crate::unshare_sync::unshare_mode()
+            == broadside_platform::bootargs::UnshareMode::SyncEach
+        {
             self.flush_tlb_only();
             crate::tlb::sync_all_cpus();
             self.unshared_tables = false;
@@ -404,7 +415,7 @@ impl<'a> MmuGather<'a> {
             self.flush_tlb_only();
             // Deterministic runs: let other CPUs run between the unshare's flush and its sync.
             broadside_base::hint::yield_point(broadside_base::hint::Site::Sharing);
-            if self.fully_unshared_tables && crate::shared::sync_after_full_unshare() {
+            if self.fully_unshared_tables && crate::unshare_sync::sync_after_full_unshare() {
                 crate::tlb::sync_all_cpus();
             }
             self.unshared_tables = false;
@@ -450,37 +461,4 @@ fn new_batch<T>(capacity: usize) -> Option<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(capacity).ok()?;
     Some(v)
-}
-
-/// The teardown of an address space belongs here, with the gather that frees its tables (Linux's
-/// `exit_mmap` runs `unmap_vmas` and `free_pgtables` under one `mmu_gather`): the address-space
-/// layer only marks a space dying and drains its users.
-impl AddressSpace {
-    /// Destroys the space: [`Self::begin_destroy`], then [`Self::end_destroy`].
-    pub fn destroy(&self) {
-        self.begin_destroy();
-        self.end_destroy();
-    }
-
-    /// Tears a dying space down: unshares every object it maps (its list is final, since
-    /// nothing can be mapped any more), then unmaps everything left — tables this space owns —
-    /// with a full-mm gather: every page and table freed after one ASID flush.
-    ///
-    /// The root goes last, and only after the space is marked Dead: a lockless walker that saw
-    /// the space not Dead (with IRQs masked) started before the root was queued for freeing, so
-    /// the grace period covers it.
-    pub fn end_destroy(&self) {
-        debug_assert_eq!(
-            self.state(),
-            SpaceState::Dying,
-            "end_destroy before begin_destroy"
-        );
-        crate::shared::unmap_all_objects(self);
-        let _guard = self.lock.lock();
-        let mut g = MmuGather::new_fullmm(self);
-        g.unmap_level(self.root, 0, VirtAddr::ZERO, VirtAddr::new(1 << 48));
-        self.mark_dead();
-        g.remove_table(self.root, VirtAddr::ZERO, 0);
-        g.finish();
-    }
 }

@@ -5,6 +5,8 @@
 //!
 //! Mirrors Linux's `struct mmu_gather` range fields (`start`, `end`, `cleared_*`,
 //! `freed_tables`) and `tlb_get_level` (include/asm-generic/tlb.h).
+//!
+//! Sits on nothing in this crate: portable, tested on the host.
 
 use broadside_arch::pte::{PAGE_SIZE, level_block_size};
 

@@ -46,6 +46,8 @@
 //! one O(n). Fully discharged pieces are dropped at once, so `n` stays near the number of
 //! clears not yet flushed. [`decode`], [`covers`] and the rules
 //! allocate nothing. Simple and correct first: the kernel glue serialises calls under one lock.
+//!
+//! Sits on nothing in this crate: portable, tested on the host (`audit` is its kernel glue).
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, btree_map};

@@ -11,14 +11,19 @@
 //! `MmuGather::flush_unshared_tables` before it drops the object lock. The danger it guards
 //! against (Linux 1013af4f58): once the last other sharer owns the table alone it may install
 //! unrelated mappings in it, and a lockless walker that entered through our old level-1 entry
-//! would then pin another space's page. `unshare=` picks the defence:
+//! would then pin another space's page. `unshare=` picks the defence (the mode is kept by
+//! `crate::unshare_sync`, which the gather and the walker ask):
 //! - `sync-each`: an IPI sync per unshared table (Linux before the fix);
 //! - `sync-last`: one sync per batch, only if a table became fully unshared (the fix);
 //! - `recheck`: no sync at all; the walker re-checks the level-1 entry after pinning.
+//!
+//! Sits on `aspace`, `tlb`, `gather` and `mm_types`, with `audit`, `sanitizer` and
+//! `fault_inject`; `exit_mmap` sits on it.
 
 use crate::aspace::{self, AddressSpace, MapError, STAMP_MAGIC, entry};
 use crate::fault_inject;
 use crate::gather::MmuGather;
+use crate::mm_types::{OBJECT_OWNER_BIT, SharedObject};
 use crate::tlb::FlushRecord;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -29,61 +34,13 @@ use broadside_arch::pte::{
 use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame::{self, FrameKind};
-use broadside_platform::bootargs::{Bug, UnshareMode};
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use broadside_platform::bootargs::Bug;
+use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Frame-metadata owner tag of a shared object's tables and frames: this bit | the object id.
-pub const OBJECT_OWNER_BIT: u64 = 1 << 63;
 /// Share count position in `FrameMeta::level_and_share`.
 const SHARE_SHIFT: u32 = 8;
 
-static MODE: AtomicU8 = AtomicU8::new(1);
 static NEXT_OBJECT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Fixes the unshare mode at boot (`unshare=`), or switches it at run time (the benches
-/// measure all three in one boot). Only while no unshare is in flight. `bug=unshare-no-sync`
-/// is asked of [`fault_inject::planted`] where it acts.
-pub fn set_mode(mode: UnshareMode) {
-    MODE.store(
-        match mode {
-            UnshareMode::SyncEach => 0,
-            UnshareMode::SyncLast => 1,
-            UnshareMode::Recheck => 2,
-        },
-        Ordering::Relaxed,
-    );
-}
-
-/// The unshare mode in force (`unshare=`).
-pub fn unshare_mode() -> UnshareMode {
-    match MODE.load(Ordering::Relaxed) {
-        0 => UnshareMode::SyncEach,
-        2 => UnshareMode::Recheck,
-        _ => UnshareMode::SyncLast,
-    }
-}
-
-/// Whether a full unshare must be followed by a walker sync (`sync-last` without the bug).
-pub fn sync_after_full_unshare() -> bool {
-    unshare_mode() == UnshareMode::SyncLast && !fault_inject::planted(Bug::UnshareNoSync)
-}
-
-/// Whether lockless walkers re-check the upper-level entries they came through (`recheck`).
-pub fn walker_rechecks_upper() -> bool {
-    unshare_mode() == UnshareMode::Recheck && !fault_inject::planted(Bug::UnshareNoSync)
-}
-
-/// A shared memory object.
-pub struct SharedObject {
-    /// Unique for the kernel's lifetime; tagged into its tables' and frames' owner.
-    pub id: u64,
-    /// Size in GiB: one level-2 table per GiB.
-    pub gib: u64,
-    /// The physical 2 MiB frames the blocks alias (block i maps `frames[i % len]`).
-    frames: Vec<PhysAddr>,
-    /// The object lock, holding the shared level-2 table of each GiB while any space uses it.
-    pub tables: broadside_base::hint::Mutex<Vec<Option<PhysAddr>>>,
-}
 
 impl SharedObject {
     /// An object of `gib` GiB backed by `nframes` physical 2 MiB frames.

@@ -10,6 +10,8 @@
 //!
 //! `bug=free-tables-now` frees right after the TLB flush with no wait at all: the negative
 //! control the use-after-free detectors must catch.
+//!
+//! Sits on `aspace` (`free_table_page`), `tlb` (`sync_all_cpus`) and `fault_inject`.
 
 use crate::aspace::free_table_page;
 use crate::fault_inject::planted;

@@ -11,6 +11,9 @@
 //! tables were freed, since any CPU's walk cache may hold them), carrying the whole request; each
 //! target performs the same plan locally and acknowledges; the initiator waits. While it waits
 //! it serves requests aimed at itself, so two CPUs flushing each other never deadlock.
+//!
+//! Sits on `aspace` (the space's CPUs and ASID), `gather_range` (`FlushCoverage`) and
+//! `fault_inject`.
 
 use crate::aspace::AddressSpace;
 use crate::fault_inject::planted;

@@ -11,9 +11,11 @@
 //! It also checks what the kernel promises: every table it enters must still be a table of this
 //! space at the expected level and generation, must not hold poison, and a pinned frame must
 //! carry this space's stamp for this VA. Anything else is a use-after-free (`uaf_detected`).
+//!
+//! Sits on `aspace`, `mm_types` (the shared object's owner tag) and `unshare_sync`.
 
 use crate::aspace::{self, AddressSpace, SpaceState, StampCheck, TABLE_POISON, entry};
-use crate::shared::OBJECT_OWNER_BIT;
+use crate::mm_types::OBJECT_OWNER_BIT;
 use broadside_arch::pte::{Descriptor, DescriptorKind, PAGE_SIZE, level_block_size, table_index};
 use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::irq;
@@ -90,13 +92,14 @@ pub struct WalkConfig {
 
 impl WalkConfig {
     /// The configuration the run's arguments ask for: IRQs masked unless `bug=walker-irqs-on`,
-    /// upper levels re-checked with `unshare=recheck` (see [`shared::walker_rechecks_upper`]).
+    /// upper levels re-checked with `unshare=recheck` (see
+    /// [`unshare_sync::walker_rechecks_upper`]).
     ///
-    /// [`shared::walker_rechecks_upper`]: crate::shared::walker_rechecks_upper
+    /// [`unshare_sync::walker_rechecks_upper`]: crate::unshare_sync::walker_rechecks_upper
     pub fn for_run(bugs: Bugs) -> Self {
         Self {
             mask_irqs: !bugs.has(Bug::WalkerIrqsOn),
-            recheck_upper: crate::shared::walker_rechecks_upper(),
+            recheck_upper: crate::unshare_sync::walker_rechecks_upper(),
         }
     }
 }

@@ -46,8 +46,9 @@ use broadside_base::percpu::Role;
 use broadside_base::stats::{Counter, Snapshot};
 use broadside_mm::aspace::AddressSpace;
 use broadside_mm::gather::MmuGather;
-use broadside_mm::shared::{self, SharedObject};
-use broadside_mm::{table_free, tlb};
+use broadside_mm::mm_types::SharedObject;
+use broadside_mm::shared;
+use broadside_mm::{table_free, tlb, unshare_sync};
 use broadside_platform::boot_info::BootInfo;
 use broadside_platform::bootargs::{FlushMode, TableFreeMode, UnshareMode};
 use broadside_platform::kprintln;
@@ -157,7 +158,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     // Back to what the arguments asked for.
     tlb::set_flush_mode(info.args.flush);
     table_free::set_mode(info.args.tablefree);
-    shared::set_mode(info.args.unshare);
+    unshare_sync::set_mode(info.args.unshare);
     report(&results)
 }
 
@@ -219,7 +220,7 @@ fn run_here(_cpu: usize, arg: usize) {
 fn measure(strategy: Strategy) -> StrategyResult {
     tlb::set_flush_mode(strategy.flush);
     table_free::set_mode(strategy.tablefree);
-    shared::set_mode(strategy.unshare);
+    unshare_sync::set_mode(strategy.unshare);
     // Table frees of the previous strategy finish first, so they are not counted here.
     broadside_sync::rcu_kernel::barrier();
 

@@ -34,7 +34,8 @@ use broadside_mm::aspace::{
     AddressSpace, MapError, SpaceState, StampCheck, WRITE_COUNTER_WORD, check_stamp,
 };
 use broadside_mm::gather::MmuGather;
-use broadside_mm::shared::{self, SharedObject};
+use broadside_mm::mm_types::SharedObject;
+use broadside_mm::shared;
 use broadside_mm::walker::{self, WalkConfig, WalkOutcome};
 use broadside_platform::boot_info::BootInfo;
 use broadside_platform::kprintln;

@@ -34,7 +34,9 @@ use broadside_base::IrqSpinlock;
 use broadside_base::percpu::Role;
 use broadside_base::stats::{Counter, Snapshot};
 use broadside_mm::aspace::AddressSpace;
-use broadside_mm::shared::{self, SharedObject};
+use broadside_mm::mm_types::SharedObject;
+use broadside_mm::shared;
+use broadside_mm::unshare_sync;
 use broadside_mm::walker::{self, WalkConfig, WalkOutcome};
 use broadside_platform::boot_info::BootInfo;
 use broadside_platform::bootargs::UnshareMode;
@@ -149,7 +151,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         free / MIB
     );
     smp::work::run_on_all(cpu_main, &bench as *const Bench as usize);
-    shared::set_mode(info.args.unshare);
+    unshare_sync::set_mode(info.args.unshare);
     report(&bench)
 }
 
@@ -221,7 +223,7 @@ fn walker_loop(bench: &Bench, cpu_index: usize) {
             // The mode changes between measurements: read it for every walk.
             let cfg = WalkConfig {
                 mask_irqs: true,
-                recheck_upper: shared::walker_rechecks_upper(),
+                recheck_upper: unshare_sync::walker_rechecks_upper(),
             };
             let va = OBJECT_BASE + next() % (bench.tables * L1_BLOCK_SIZE / PAGE_SIZE) * PAGE_SIZE;
             if let WalkOutcome::UseAfterFree(what) = walker::walk_and_pin(&space, va, cfg, 0) {
@@ -247,7 +249,7 @@ fn run_once(space: &AddressSpace) {
 
 /// Runs the scenario once in `mode` and records its counts and times.
 fn measure(bench: &Bench, mode: UnshareMode) {
-    shared::set_mode(mode);
+    unshare_sync::set_mode(mode);
     // Let table frees of the previous mode finish, so they are not counted here.
     broadside_sync::rcu_kernel::barrier();
     broadside_sync::rcu_kernel::publish_stats();
