@@ -38,6 +38,7 @@ ok_run="c['stale_tlb_detected']==0 and c['uaf_detected']==0 and c['leaf_only_flu
 runs=(
   "stress-4cpu-10s|0|--smp 4|workload=stress seconds=10|$ok_run and c['ipis_sent']==0 and c['tlbi_ops']>0 and c['tlbi_range_ops']>0 and c['pages_unmapped']>0 and c['tables_freed']>0 and c['walker_walks']>0 and c['grace_periods']>0"
   "stress-2cpu|0|--smp 2|workload=stress seconds=4|$ok_run and c['ipis_sent']==0 and c['walker_walks']>0 and c['tables_freed']>0 and c['grace_periods']>0"
+  "stress-4cpu-roleless|0|--smp 4|workload=stress seconds=1 mutators=1 touchers=1 walkers=1|$ok_run and c['walker_walks']>0 and c['mutator_ops']>0"
   # Every flush is local on one CPU. (dsb_ish counts activation barriers too, so it is not 0
   # here; that a local flush issues no DSB ISH is checked exactly by the selftest at --smp 1.)
   "stress-1cpu-local-flushes|0|--smp 1|workload=stress seconds=3|$ok_run and c['walker_walks']>0 and c['tlbi_local_ops']==c['tlbi_ops']>0"
