@@ -10,6 +10,8 @@ pub mod scale_bench;
 #[cfg(target_arch = "aarch64")]
 pub mod selftest;
 #[cfg(target_arch = "aarch64")]
+pub mod sizing;
+#[cfg(target_arch = "aarch64")]
 pub mod stress;
 #[cfg(target_arch = "aarch64")]
 pub mod summary;

@@ -36,6 +36,7 @@
 //! TCG: wall time on the host, not hardware time.
 
 use super::Outcome;
+use super::sizing::{self, free_memory, refuse};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -146,7 +147,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     let (free, ram) = free_memory(info);
     let need = need_bytes();
     if free < need {
-        super::stress::refuse("scale-bench", "the mix", need, free, ram);
+        refuse("scale-bench", "the mix", need, free, ram);
     }
     kprintln!(
         "scale-bench: {} CPUs, {ROUNDS} ops per strategy; one op = protect {PAGES} pages, unmap them (3 tables freed), fork+exit over {SHARED_GIB} shared level-2 tables; the other CPUs idle; ticks are QEMU TCG time, not hardware time",
@@ -168,27 +169,10 @@ fn need_bytes() -> u64 {
     OBJECT_FRAMES as u64 * L2_BLOCK_SIZE + SHARED_GIB * PAGE_SIZE + PAGES * PAGE_SIZE + 8 * MIB
 }
 
-fn free_memory(info: &BootInfo) -> (u64, u64) {
-    let (free_frames, _) = broadside_memory::frame::stats();
-    let p = &info.platform;
-    let ram = p.memory[..p.memory_ranges].iter().map(|r| r.size).sum();
-    (free_frames * PAGE_SIZE, ram)
-}
-
-/// An allocation the mix cannot go without: sized at start, so a failure means the memory
-/// estimate was wrong; tables waiting for a grace period are let through and it is tried once
-/// more, then the run is refused (exit 2).
-fn must<T>(what: &str, mut alloc: impl FnMut() -> Option<T>) -> T {
-    if let Some(v) = alloc() {
-        return v;
-    }
-    broadside_sync::rcu_kernel::barrier();
-    if let Some(v) = alloc() {
-        return v;
-    }
-    let info = broadside_platform::boot_info::boot_info();
-    let (free, ram) = free_memory(info);
-    super::stress::refuse("scale-bench", what, need_bytes(), free, ram)
+/// An allocation the mix cannot go without ([`sizing::must`]): sized at start, so a failure
+/// means the memory estimate was wrong.
+fn must<T>(what: &str, alloc: impl FnMut() -> Option<T>) -> T {
+    sizing::must("scale-bench", what, need_bytes, alloc)
 }
 
 fn cpu_main(cpu_index: usize, arg: usize) {

@@ -19,6 +19,7 @@
 //! and counted in the summary's `stress.map_backoffs`.
 
 use super::Outcome;
+use super::sizing::{free_memory, refuse};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use broadside_arch::aarch64::cpu;
@@ -357,26 +358,6 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         },
     ));
     out
-}
-
-/// Free frames and RAM, in bytes.
-fn free_memory(info: &BootInfo) -> (u64, u64) {
-    let (free_frames, _) = broadside_memory::frame::stats();
-    let p = &info.platform;
-    let ram = p.memory[..p.memory_ranges].iter().map(|r| r.size).sum();
-    (free_frames * PAGE_SIZE, ram)
-}
-
-/// Refuses to run for want of memory: one line naming what is needed, exit 2. The `--mem`
-/// suggestion adds what the kernel itself uses now (image, heap, metadata) to the need.
-pub(super) fn refuse(workload: &str, what: &str, need: u64, free: u64, ram: u64) -> ! {
-    let suggest = (need + ram.saturating_sub(free)).div_ceil(16 * MIB) * 16;
-    broadside_platform::exit::config_error(format_args!(
-        "error: {workload}: needs {} MiB of free memory for {what}, found {} MiB free of {} MiB RAM: boot with --mem {suggest}M or more",
-        need.div_ceil(MIB),
-        free / MIB,
-        ram / MIB
-    ))
 }
 
 impl Shared {

@@ -24,6 +24,7 @@
 //! ratios within one boot.
 
 use super::Outcome;
+use super::sizing::{self, free_memory, refuse};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -123,7 +124,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     let base = base_need(tables, info.args.children);
     let adopt = (free.saturating_sub(base) / 2 / L2_BLOCK_SIZE).min(tables);
     if adopt == 0 {
-        super::stress::refuse(
+        refuse(
             "unshare-bench",
             "the object, the spaces and one adopted block",
             base + 2 * L2_BLOCK_SIZE,
@@ -155,34 +156,11 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     report(&bench)
 }
 
-/// Free frames and RAM, in bytes.
-fn free_memory(info: &BootInfo) -> (u64, u64) {
-    let (free_frames, _) = broadside_memory::frame::stats();
-    let p = &info.platform;
-    let ram = p.memory[..p.memory_ranges].iter().map(|r| r.size).sum();
-    (free_frames * PAGE_SIZE, ram)
-}
-
-/// An allocation the scenario cannot go without. The start-up sizing should make it succeed;
-/// if it does not, table frees still waiting for a grace period are let through and it is
-/// tried once more, and then the run is refused (exit 2) naming the memory it needs.
-fn must<T>(bench: &Bench, what: &str, mut alloc: impl FnMut() -> Option<T>) -> T {
-    if let Some(v) = alloc() {
-        return v;
-    }
-    broadside_sync::rcu_kernel::barrier();
-    if let Some(v) = alloc() {
-        return v;
-    }
-    let info = broadside_platform::boot_info::boot_info();
-    let (free, ram) = free_memory(info);
-    super::stress::refuse(
-        "unshare-bench",
-        what,
-        base_need(bench.tables, bench.children) + bench.adopt * L2_BLOCK_SIZE,
-        free,
-        ram,
-    )
+/// An allocation the scenario cannot go without ([`sizing::must`]): the start-up sizing should
+/// make it succeed.
+fn must<T>(bench: &Bench, what: &str, alloc: impl FnMut() -> Option<T>) -> T {
+    let need = || base_need(bench.tables, bench.children) + bench.adopt * L2_BLOCK_SIZE;
+    sizing::must("unshare-bench", what, need, alloc)
 }
 
 fn cpu_main(cpu_index: usize, arg: usize) {
