@@ -54,21 +54,26 @@ pub fn check(now: u64) {
         ));
     }
     let due = NEXT_SCAN_AT.load(Ordering::Relaxed);
+    if now < due {
+        return; // most ticks: one load and a compare
+    }
     let next = now + crate::stall::ms_to_ticks(SCAN_EVERY_MS, freq);
-    if now < due
-        || NEXT_SCAN_AT
-            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
+    if NEXT_SCAN_AT
+        .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
     {
-        return; // not due, or another CPU's tick claimed this scan
+        return; // another CPU's tick claimed this scan
     }
     let limit_ms = crate::stall::stall_limit_ms(online_count());
     let limit = crate::stall::ms_to_ticks(limit_ms, freq);
     let ms = |ticks: u64| crate::stall::ticks_to_ms(ticks, freq);
-    let armed_ms = ms(now.saturating_sub(WATCHDOG_ARMED_AT.load(Ordering::Relaxed)));
-    let deadline_ms = ms(WATCHDOG_DEADLINE
-        .load(Ordering::Relaxed)
-        .saturating_sub(now));
+    // Only a report needs these (each a u128 division): not worked out on every scan.
+    let armed_ms = || ms(now.saturating_sub(WATCHDOG_ARMED_AT.load(Ordering::Relaxed)));
+    let deadline_ms = || {
+        ms(WATCHDOG_DEADLINE
+            .load(Ordering::Relaxed)
+            .saturating_sub(now))
+    };
     for c in online_cpus() {
         let last = c.last_tick_at.load(Ordering::Relaxed);
         if crate::stall::is_stalled(now, last, limit) && c.state() == CpuState::Working {
@@ -77,8 +82,8 @@ pub fn check(now: u64) {
                 c.index,
                 ms(now - last),
                 limit_ms,
-                armed_ms,
-                deadline_ms,
+                armed_ms(),
+                deadline_ms(),
             ));
         }
         // Acquire: pairs with `run_on_all`'s Release store of the work, so `work_posted_at`
@@ -91,7 +96,7 @@ pub fn check(now: u64) {
                     c.index,
                     ms(now.saturating_sub(posted)),
                     limit_ms,
-                    armed_ms,
+                    armed_ms(),
                 ));
             }
         }
