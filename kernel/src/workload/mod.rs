@@ -88,6 +88,20 @@ mod hw {
         audit_verdict(outcome)
     }
 
+    /// Activates `space` on every online CPU and back, so it counts as active on all of them
+    /// (as a process whose threads ran everywhere): its flushes must then reach every CPU.
+    pub fn activate_everywhere(space: &broadside_mm::aspace::AddressSpace) {
+        use broadside_mm::aspace::AddressSpace;
+        fn visit(_cpu: usize, arg: usize) {
+            // SAFETY: `arg` points to the caller's space, alive across `run_on_all`.
+            let space = unsafe { &*(arg as *const AddressSpace) };
+            if space.activate() {
+                space.deactivate();
+            }
+        }
+        broadside_smp::work::run_on_all(visit, space as *const AddressSpace as usize);
+    }
+
     /// With `audit=on`, any flush gap fails the run, whatever the workload's own checks said;
     /// the line shows the audit looked (how many obligations it recorded and checks it made).
     fn audit_verdict(mut outcome: Outcome) -> Outcome {

@@ -191,15 +191,6 @@ fn cpu_main(cpu_index: usize, arg: usize) {
     this.set_role(Role::None);
 }
 
-/// Loads `space` into TTBR0 on the calling CPU once (`run_on_all` calls it on every CPU).
-fn run_here(_cpu: usize, arg: usize) {
-    // SAFETY: `measure` passes its parent space, which outlives the `run_on_all` call.
-    let space = unsafe { &*(arg as *const AddressSpace) };
-    if space.activate() {
-        space.deactivate();
-    }
-}
-
 /// Runs the mix `ROUNDS` times under `strategy`.
 fn measure(strategy: Strategy) -> StrategyResult {
     tlb::set_flush_mode(strategy.flush);
@@ -216,7 +207,7 @@ fn measure(strategy: Strategy) -> StrategyResult {
         shared::map_object(&parent, &obj, OBJECT_BASE).ok()
     });
     // The parent has run on every CPU: its flushes must reach them all.
-    smp::work::run_on_all(run_here, &*parent as *const AddressSpace as usize);
+    super::activate_everywhere(&parent);
 
     // One op unmeasured, so that first-use costs (heap growth, the first ASIDs) fall outside.
     one_op(&parent);

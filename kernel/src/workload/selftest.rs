@@ -3,7 +3,7 @@
 //! and is recovered through the fix-up table; stack guard pages are unmapped). Each check prints
 //! one line; any failure makes the run exit 1.
 
-use super::Outcome;
+use super::{Outcome, activate_everywhere};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use broadside_arch::VirtAddr;
@@ -371,18 +371,6 @@ fn space_active_everywhere(pages: u64) -> Result<AddressSpace, alloc::string::St
     }
     activate_everywhere(&space);
     Ok(space)
-}
-
-/// Activates `space` on every online CPU and back, so it counts as active on all of them.
-fn activate_everywhere(space: &AddressSpace) {
-    fn visit(_cpu: usize, arg: usize) {
-        // SAFETY: `arg` points to the caller's space, alive across `run_on_all`.
-        let space = unsafe { &*(arg as *const AddressSpace) };
-        if space.activate() {
-            space.deactivate();
-        }
-    }
-    smp::work::run_on_all(visit, space as *const AddressSpace as usize);
 }
 
 /// Unmapping 512 contiguous 4 KiB pages (no table freed) costs exactly one range TLBI with

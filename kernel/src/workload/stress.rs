@@ -787,16 +787,9 @@ fn prologue(shared: &Shared) {
         .object
         .as_ref()
         .is_none_or(|obj| shared::map_object(&space, obj, SHARED_BASE).is_ok());
-    // Every CPU runs it once, so each flush below must reach them all.
-    fn activate_once(_cpu: usize, space: usize) {
-        // SAFETY: `prologue` passes its `AddressSpace`, alive until `run_on_all` returns.
-        let space = unsafe { &*(space as *const AddressSpace) };
-        if space.activate() {
-            space.deactivate();
-        }
-    }
     if mapped {
-        smp::work::run_on_all(activate_once, &space as *const AddressSpace as usize);
+        // Every CPU runs it once, so each flush below must reach them all.
+        super::activate_everywhere(&space);
         sparse_cycle(shared, &space); // maps the sparse pages, and their tables
         sparse_cycle(shared, &space); // unmaps them: every table on the way is freed
         // A block and four pages right after it, then one protect over both: a mixed range,
