@@ -236,7 +236,13 @@ fn init_memory_policy(info: &BootInfo) {
         ));
     }
     // Before the ASID allocator, whose rollovers it observes, and before any space exists.
-    broadside_mm::audit::init(info.args.audit_enabled(), info.platform.cpus);
+    let (ram_lo, ram_hi) = ram_extent(&info.platform);
+    broadside_mm::audit::init(
+        info.args.audit_enabled(),
+        info.platform.cpus,
+        ram_lo,
+        ram_hi - ram_lo,
+    );
     broadside_mm::aspace::init_asids(bits, info.platform.cpus);
     broadside_mm::unshare_sync::set_mode(info.args.unshare);
     if info.args.yield_points {

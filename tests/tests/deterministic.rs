@@ -263,7 +263,7 @@ fn replay_stops_gdb_at_the_audits_report() {
             ),
             (
                 "the audit's frame",
-                r"(?m)^#1 .*broadside_mm::audit::report_gap",
+                r"(?m)^#1 .*broadside_mm::audit::report",
             ),
             (
                 "the obligation left open: one 4 KiB leaf",

@@ -391,6 +391,46 @@ impl Descriptor {
         self.0 & DESC_VALID != 0
     }
 
+    /// What the entry is at `level`, without decoding a leaf's attributes (for hot paths that
+    /// need only the kind): `Some(true)` a table, `Some(false)` a page or block, `None` invalid
+    /// or reserved. Agrees with [`Self::kind`].
+    pub const fn is_table_at(self, level: u8) -> Option<bool> {
+        match self.kind_without_attrs(level) {
+            0 => None,
+            1 => Some(true),
+            _ => Some(false),
+        }
+    }
+
+    /// The output address of a page or block at `level`, without decoding its attributes.
+    pub const fn leaf_address(self, level: u8) -> Option<PhysAddr> {
+        match self.kind_without_attrs(level) {
+            2 => Some(self.output_address()),
+            3 => Some(self.output_address().align_down(level_block_size(level))),
+            _ => None,
+        }
+    }
+
+    /// 0 invalid or reserved, 1 table, 2 page, 3 block: [`Self::kind`]'s decision alone.
+    const fn kind_without_attrs(self, level: u8) -> u8 {
+        assert!(level <= LEAF_LEVEL, "VMSAv8-64 4K/48-bit levels are 0..=3");
+        if !self.is_valid() {
+            return 0;
+        }
+        match (level, self.0 & DESC_TABLE_OR_PAGE != 0) {
+            (LEAF_LEVEL, true) => 2,
+            (LEAF_LEVEL, false) | (ROOT_LEVEL, false) => 0,
+            (_, true) => 1,
+            (_, false) => 3,
+        }
+    }
+
+    /// Whether a leaf carries nG (its TLB entries are tagged with an ASID); read straight from
+    /// the bit, for hot paths that need nothing else of the attributes.
+    pub const fn not_global(self) -> bool {
+        self.0 & ATTR_NG != 0
+    }
+
     /// Bits [47:12]: the next table, page or block address (block addresses have their low
     /// bits zero because the constructors require alignment).
     pub const fn output_address(self) -> PhysAddr {

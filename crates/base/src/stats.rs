@@ -105,6 +105,8 @@ counters! {
     SyncWaits => "sync_waits", Sum;
     /// Gathers finished with a fully unshared table never flushed under the object lock.
     UnshareFlushMissed => "unshare_flush_missed", Sum;
+    /// 4 KiB pages moved to another frame by page migration (break, invalidate, copy, make).
+    PagesMigrated => "pages_migrated", Sum;
     /// Toucher probes: reads of stamped pages through the MMU (stress).
     Touches => "touches", Sum;
     /// Mutator operations started (stress): unmap/remap, protect, block, sparse, sharing and
@@ -122,6 +124,22 @@ counters! {
     /// Sanitizer checks made: frames checked before their free or reuse, operations checked
     /// before they returned.
     FlushChecks => "flush_checks", Sum;
+    /// Obligations a check let go because every CPU still holding them owed an ASID rollover's
+    /// local flush and did not run their ASID: each is checked again at that CPU's next TTBR0
+    /// load.
+    FlushDeferred => "flush_deferred", Sum;
+    /// TTBR0 loads of a user ASID the sanitizer checked (rollover flush done, no ASID reused,
+    /// no deferred entry made usable). Non-zero in a passing run shows it looked.
+    Ttbr0LoadsChecked => "ttbr0_loads_checked", Sum;
+    /// Obligations the sanitizer could not record because its piece budget (sized at boot) or
+    /// memory ran out: it checked less, and says so. Zero in a run it checked fully.
+    AuditDropped => "audit_dropped", Sum;
+    /// TTBR0 loads that made another space's entries, or entries a rollover flush should have
+    /// removed, usable under the loaded ASID (`asid rollover:` and `asid reuse:` reports).
+    AsidReuseDetected => "asid_reuse_detected", Sum;
+    /// Valid leaves rewritten in place where break-before-make was required
+    /// (`break-before-make:` reports).
+    BbmViolationDetected => "bbm_violation_detected", Sum;
 }
 
 /// Number of counters.

@@ -239,6 +239,15 @@ impl AsidAllocator {
         }
     }
 
+    /// Starts a new generation now, as running out of ASIDs would (`flush_context`, which Linux
+    /// reaches only from `new_context`): every CPU then flushes at its next switch, and keeps
+    /// the ASID it runs. For the self-test and the stress prologue, which script a rollover
+    /// rather than wait for thousands of address spaces (or `asid_bits=`).
+    pub fn force_rollover(&self) {
+        let mut slow = self.lock_slow_path();
+        self.roll_over(&mut slow);
+    }
+
     /// The current generation; 1 until the first rollover.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
@@ -476,6 +485,19 @@ mod tests {
         switch(&alloc, 0, &spaces[7]);
         assert_eq!(alloc.rollovers(), 1);
         assert_eq!(*SEEN.lock().unwrap(), [vec![Some(7), Some(6), None]]);
+    }
+
+    #[test]
+    fn a_forced_rollover_is_a_rollover() {
+        let alloc = AsidAllocator::new(8, 2);
+        let a = AsidContext::new();
+        assert_eq!(switch(&alloc, 0, &a), (1, false));
+        alloc.force_rollover();
+        assert_eq!(alloc.rollovers(), 1);
+        // CPU 0 kept ASID 1 and flushes at its next switch; CPU 1 too.
+        assert_eq!(switch(&alloc, 0, &a), (1, true));
+        assert_eq!(switch(&alloc, 1, &a), (1, true));
+        assert_eq!(switch(&alloc, 1, &a), (1, false));
     }
 
     #[test]

@@ -18,7 +18,7 @@
 
 use crate::asid::{AsidAllocator, AsidContext};
 use crate::audit;
-use crate::sanitizer::{Clear, Cleared, CpuMask, OpId};
+use crate::sanitizer::{Change, Clear, Cleared, CpuMask, LeafRun, OpId, Owed, SpaceSlot};
 use broadside_arch::aarch64::layout::phys_to_virt;
 use broadside_arch::aarch64::{mmu, tlb};
 use broadside_arch::pte::{
@@ -117,6 +117,9 @@ pub struct AddressSpace {
     pub objects: broadside_base::hint::Mutex<
         alloc::vec::Vec<(alloc::sync::Arc<crate::mm_types::SharedObject>, VirtAddr)>,
     >,
+    /// The space's registration with the flush-coverage sanitizer (`audit=on`), through which
+    /// it derives who may hold the space's entries from the TTBR0 loads it observes.
+    audit_slot: Option<SpaceSlot>,
 }
 
 /// The descriptor slot `index` of table `table_pa`, as an atomic (walkers read it locklessly).
@@ -136,6 +139,20 @@ fn alloc_table(space_id: u64, level: u8) -> Option<PhysAddr> {
     m.owner.store(space_id, Ordering::Relaxed);
     m.level_and_share.store(level as u32, Ordering::Relaxed);
     Some(pa)
+}
+
+/// The attributes a user leaf is written with: `attrs` as given, but global (no nG) with
+/// `bug=global-user-leaf`, whose entries then survive the ASID flushes of the teardown. Every
+/// path that writes a leaf into an address space goes through here.
+pub fn user_leaf_attrs(attrs: Attributes) -> Attributes {
+    if crate::fault_inject::planted(broadside_platform::bootargs::Bug::GlobalUserLeaf) {
+        Attributes {
+            not_global: false,
+            ..attrs
+        }
+    } else {
+        attrs
+    }
 }
 
 /// Fills a data page's stamp for `va`.
@@ -221,6 +238,7 @@ impl AddressSpace {
         let id = NEXT_SPACE_ID.fetch_add(1, Ordering::Relaxed);
         let root = alloc_table(id, 0)?;
         Some(Self {
+            audit_slot: audit::register_space(id, root),
             id,
             root,
             asid: AsidContext::new(),
@@ -265,35 +283,135 @@ impl AddressSpace {
         self.cpus_ever[cpu / 64].load(Ordering::Acquire) & (1 << (cpu % 64)) != 0
     }
 
-    /// Tells the flush-coverage sanitizer (`audit=on`) that `op` just cleared or weakened
-    /// `entry` of this space. Call after the store to the descriptor.
-    ///
-    /// The space's CPUs and ASID are read after a full barrier, the flush's own argument
-    /// (`mm::tlb`'s `asid_after_table_stores`): a CPU that activates the space later walks the
-    /// new tables, so it cannot hold the old entry, and one that activated earlier is seen here.
+    /// Who may hold this space's entries, for the flush-coverage sanitizer: the CPUs it saw
+    /// load the space, or — for a space it could not register — the kernel's own record.
+    fn audit_owed(&self) -> Owed {
+        match self.audit_slot {
+            Some(slot) => Owed::Observed(slot),
+            None => {
+                // The kernel's record is read after a full barrier, the flush's own argument
+                // (`mm::tlb`'s `asid_after_table_stores`).
+                core::sync::atomic::fence(Ordering::SeqCst);
+                let asid = self.asid_number();
+                Owed::Recorded {
+                    asid,
+                    cpus: if asid.is_some() {
+                        self.cpus_ever()
+                    } else {
+                        CpuMask::EMPTY
+                    },
+                }
+            }
+        }
+    }
+
+    /// Tells the flush-coverage sanitizer (`audit=on`) that `op` just cleared the valid leaf
+    /// `old` at `level` translating `va`. Call after the store to the descriptor.
+    pub fn audit_clear_leaf(&self, op: OpId, va: VirtAddr, level: u8, old: Descriptor) {
+        if !audit::enabled() {
+            return;
+        }
+        if let Some(entry) = Cleared::leaf(va.as_u64(), level, old) {
+            self.audit_clear(op, entry);
+        }
+    }
+
+    /// Tells the sanitizer that `op` cleared the consecutive leaves at `level` from `va` that
+    /// mapped `frames` (after the stores; before the flush that covers them). `global`: they
+    /// lacked nG.
+    pub fn audit_clear_leaves(
+        &self,
+        op: OpId,
+        va: VirtAddr,
+        level: u8,
+        global: bool,
+        frames: &[u64],
+    ) {
+        if !audit::enabled() {
+            return;
+        }
+        audit::record_leaves(&LeafRun {
+            op,
+            space: self.id,
+            owed: self.audit_owed(),
+            va: va.as_u64(),
+            level,
+            global,
+            frames,
+        });
+    }
+
+    /// Tells the sanitizer that `op` just cleared `entry` of this space (after the store).
     pub fn audit_clear(&self, op: OpId, entry: Cleared) {
         if !audit::enabled() {
             return;
         }
-        core::sync::atomic::fence(Ordering::SeqCst);
-        let asid = self.asid_number();
-        // No ASID yet: a CPU in `cpus_ever` is still inside `activate`, before the `DSB ISH`
-        // that publishes the ASID and precedes its first walk; having read no ASID after our
-        // store, we know that walk sees the cleared entry. No TLB can hold the old one.
-        let cpus = match asid {
-            Some(_) => self.cpus_ever(),
-            None => CpuMask::EMPTY,
-        };
-        audit::record(&Clear {
+        audit::record_clear(&Clear {
             op,
             space: self.id,
-            asid,
-            cpus,
+            owed: self.audit_owed(),
             entry,
         });
     }
 
-    /// The CPUs this space has ever been active on (for the sanitizer's obligations).
+    /// Tells the sanitizer that `op` just unhooked the table `table` at `level` covering `va`
+    /// (after the store that cleared its parent's entry). What the table still holds is read
+    /// from the table itself, not taken from the caller: a caller that wrongly believes it
+    /// empty is what the sanitizer is for.
+    pub fn audit_unhook_table(&self, op: OpId, va: VirtAddr, level: u8, table: PhysAddr) {
+        if !audit::enabled() {
+            return;
+        }
+        let holds = audit::table_holds(
+            (0..512).map(|i| entry(table, i).load(Ordering::Relaxed)),
+            level,
+        );
+        self.audit_clear(
+            op,
+            Cleared::Table {
+                va: va.as_u64(),
+                level,
+                table: table.as_u64(),
+                holds,
+            },
+        );
+    }
+
+    /// Tells the sanitizer that `op` just rewrote the valid leaf at `va` and `level` from `old`
+    /// to `new`, both valid (after the store): an upgrade owes nothing, a downgrade must be
+    /// flushed, anything else needed break-before-make.
+    pub fn audit_change(
+        &self,
+        op: OpId,
+        va: VirtAddr,
+        level: u8,
+        old: Descriptor,
+        new: Descriptor,
+    ) {
+        if !audit::enabled() {
+            return;
+        }
+        audit::record_change(&Change {
+            op,
+            space: self.id,
+            owed: self.audit_owed(),
+            va: va.as_u64(),
+            level,
+            old,
+            new,
+        });
+    }
+
+    /// Forgets the space's registration with the sanitizer: the end of its teardown, once no
+    /// CPU can load it and its last clear is recorded.
+    pub(crate) fn audit_unregister(&self) {
+        if let Some(slot) = self.audit_slot {
+            audit::unregister_space(slot);
+        }
+    }
+
+    /// The CPUs this space has ever been active on (the kernel's record, which the IPI
+    /// shootdown targets; the sanitizer uses it only for a space it could not register).
     pub fn cpus_ever(&self) -> crate::sanitizer::CpuMask {
         CpuMask::from_words(self.cpus_ever.iter().map(|w| w.load(Ordering::Acquire)))
     }
@@ -320,7 +438,9 @@ impl AddressSpace {
         self.cpus_ever[cpu / 64].fetch_or(1 << (cpu % 64), Ordering::AcqRel);
         let irq = broadside_base::irq::save_and_mask();
         let sw = asid_allocator().switch_to(cpu, &self.asid);
-        if sw.flush_local_tlb {
+        if sw.flush_local_tlb
+            && !crate::fault_inject::planted(broadside_platform::bootargs::Bug::RolloverSkipFlush)
+        {
             tlb::local_flush_all();
         }
         // Publish this CPU (its bit in `cpus_ever`) and the space's ASID before this CPU can
@@ -381,7 +501,10 @@ impl AddressSpace {
             frame::meta(pa).owner.store(self.id, Ordering::Relaxed);
             stamp_page(pa, self.id, v);
             // The stamp must be visible before the entry that makes it reachable.
-            e.store(Descriptor::page(pa, attrs).raw(), Ordering::Release);
+            e.store(
+                Descriptor::page(pa, user_leaf_attrs(attrs)).raw(),
+                Ordering::Release,
+            );
             mapped += 1;
         }
         tlb::begin(tlb::Scope::Broadcast);
@@ -408,7 +531,10 @@ impl AddressSpace {
         for i in 0..512 {
             stamp_page(pa + i * PAGE_SIZE, self.id, va + i * PAGE_SIZE);
         }
-        e.store(Descriptor::block(pa, 2, attrs).raw(), Ordering::Release);
+        e.store(
+            Descriptor::block(pa, 2, user_leaf_attrs(attrs)).raw(),
+            Ordering::Release,
+        );
         tlb::begin(tlb::Scope::Broadcast);
         stats::add(Counter::PagesMapped, 512);
         Some(true)

@@ -1,54 +1,103 @@
 //! The kernel side of the flush-coverage sanitizer (`audit=on`): feeds the portable
-//! [`Sanitizer`](crate::sanitizer::Sanitizer) with what this kernel actually does, and turns
-//! its verdicts into `flush_gap_detected`.
+//! [`Sanitizer`] with what this kernel actually does, and turns its verdicts into detections.
 //!
-//! - **Clears.** The page-table code calls `AddressSpace::audit_clear` (which reads the space's
-//!   ASID and CPUs and calls [`record`]) right after it clears or weakens a valid entry: the
-//!   gather for every leaf it unmaps and every table it unhooks or unshares,
-//!   `protect` for every leaf whose permissions it rewrites, adoption for the block it
-//!   replaces. Kernel (TTBR1) entries are never cleared after boot (`memory::kmap` only adds
-//!   mappings), so there is nothing to record for them.
-//! - **Invalidations.** `arch::aarch64::tlb` reports every TLBI before it issues it and every
-//!   completing `DSB` after it executed ([`TlbEvent`]); [`observe`] decodes them on the CPU that
-//!   issued them. The IPI baseline needs nothing special: each target's local TLBIs and
-//!   `DSB NSH` are reported on the target, so they discharge for that target only.
-//! - **Rollovers.** The ASID allocator reports each rollover with the ASID every CPU keeps.
+//! - **Observed, not told.** `arch::aarch64::tlb` reports every TLBI before it issues it, every
+//!   `DSB` after it executed, and every TTBR0 load before it happens, each with IRQs masked
+//!   across the report and the instruction ([`TlbEvent`]); [`observe`] hands them to the
+//!   sanitizer on the CPU that executed them. The ASID allocator reports each rollover.
+//! - **Clears and changes.** The page-table code calls [`record_clear`], [`record_table`] or
+//!   [`record_change`] (through `AddressSpace`, which names the space's registration) right
+//!   after it clears, unhooks or rewrites a valid entry: the gather for every leaf it unmaps and
+//!   every table it unhooks or unshares, `protect` and migration for every leaf they rewrite,
+//!   adoption for the block it replaces. Kernel (TTBR1) entries are never cleared after boot
+//!   (`memory::kmap` only adds mappings), so there is nothing to record for them.
 //! - **Checks.** Every frame is checked before it is poisoned and freed
 //!   (`aspace::release_data_frame`, `aspace::free_table_page`), before the gather hands it to
-//!   the table-free path, and before a shared table is adopted; every operation (one gather,
-//!   one `protect`, one adoption) before it returns; an unshared table before the object lock
-//!   that protects it is dropped.
+//!   the table-free path, and before a shared table is adopted; every operation before it
+//!   returns; an unshared table before the object lock that protects it is dropped.
 //!
-//! A violation counts `flush_gap_detected`, prints one line (the first few; every one is
-//! counted) and is forgotten, so it is reported once. The workload's outcome turns any gap into
-//! exit 1. Every call serialises on one IRQ-safe lock: correct first, and measured
-//! (README, "The flush-coverage sanitizer").
+//! Spaces register at creation ([`register_space`]) so that their TTBR0 loads are recognised,
+//! and unregister at the end of their teardown.
+//!
+//! # Memory
+//! Every table is sized at [`init`] from the RAM and the CPU count ([`config_for`]); a run that
+//! cannot afford them exits 2 naming what they need. When more obligations are open at once
+//! than the piece budget allows, the sanitizer records fewer (`audit_dropped`) and says so once
+//! on the console; when more spaces exist than the registry holds, clears of the newest are owed
+//! on the CPUs the kernel recorded for them (also said once).
+//!
+//! # Violations
+//! Each counts its detector (`flush_gap_detected`, `asid_reuse_detected`,
+//! `bbm_violation_detected`) through `stats::detected` and prints one line from the
+//! never-inlined [`report`], where a debugger stops. After [`MAX_REPORTED`] the sanitizer
+//! disarms: the run has failed, and later reports would repeat the first ones at the cost of
+//! scans over every obligation a planted bug leaves open. `workload::run` turns any detection
+//! into exit 1.
 //!
 //! Sits on `sanitizer`.
 
-use crate::sanitizer::{Check, Clear, OpId, Sanitizer, Scope, Violation, decode};
+use crate::sanitizer::{
+    Barrier, Change, Check, Clear, Cleared, Config, Holds, LeafRun, OpId, Owed, Sanitizer, Scope,
+    SpaceSlot, Violation, decode,
+};
 use broadside_arch::PhysAddr;
 use broadside_arch::aarch64::tlb::{self, TlbEvent};
-use broadside_base::IrqSpinlock;
+use broadside_base::irq;
 use broadside_base::stats::{self, Counter};
 use broadside_platform::kprintln;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use spin::Once;
 
+static SANITIZER: Once<Sanitizer> = Once::new();
 static ENABLED: AtomicBool = AtomicBool::new(false);
-static STATE: IrqSpinlock<Option<Sanitizer>> = IrqSpinlock::new(None);
 static NEXT_OP: AtomicU64 = AtomicU64::new(1);
-static PRINTED: AtomicU32 = AtomicU32::new(0);
+static REPORTED: AtomicU32 = AtomicU32::new(0);
+static SAID_DROPPED: AtomicBool = AtomicBool::new(false);
+static SAID_UNREGISTERED: AtomicBool = AtomicBool::new(false);
 
-/// Violations printed in full; later ones are only counted.
-const MAX_PRINTED: u32 = 8;
+/// Violations reported before the sanitizer disarms.
+pub const MAX_REPORTED: u32 = 8;
 
-/// Starts the sanitizer for CPUs `0..cpus` when `enabled`. Call once on the boot CPU before any
-/// address space exists, and before [`crate::aspace::init_asids`] (whose rollovers it observes).
-pub fn init(enabled: bool, cpus: usize) {
+/// The RAM the sanitizer may spend on open obligations: 1/32 of RAM, between 1 and 32 MiB.
+const PIECE_BUDGET_DIVISOR: u64 = 32;
+const MIB: u64 = 1 << 20;
+
+/// The sizes for `cpus` CPUs and `ram_bytes` of RAM from `ram_base`: a counter per 4 KiB frame,
+/// a registry of one space per 256 KiB of RAM (at least 256, at most 4096), and 1/32 of RAM (1
+/// to 32 MiB) for open obligations.
+pub fn config_for(cpus: usize, ram_base: u64, ram_bytes: u64) -> Config {
+    let piece_bytes = (ram_bytes / PIECE_BUDGET_DIVISOR).clamp(MIB, 32 * MIB) as usize;
+    Config {
+        cpus,
+        frames_base: ram_base,
+        frames: (ram_bytes >> 12) as usize,
+        max_spaces: ((ram_bytes >> 18) as usize).clamp(256, 4096),
+        obligation_bytes: piece_bytes,
+    }
+}
+
+/// Starts the sanitizer for CPUs `0..cpus` over the RAM at `ram_base` when `enabled`. Call
+/// once on the boot CPU before any address space exists, and before
+/// [`crate::aspace::init_asids`] (whose rollovers it observes). A machine too small for its
+/// tables exits 2, naming what they need.
+pub fn init(enabled: bool, cpus: usize, ram_base: u64, ram_bytes: u64) {
     if !enabled {
         return;
     }
-    *STATE.lock() = Some(Sanitizer::new(cpus));
+    let config = config_for(cpus, ram_base, ram_bytes);
+    match Sanitizer::new(config) {
+        Ok(s) => {
+            SANITIZER.call_once(|| s);
+        }
+        Err(e) => broadside_platform::exit::config_error(format_args!(
+            "error: audit: its {} need {} KiB more than the heap has ({} KiB of tables in all \
+             for {cpus} CPUs and {} MiB of RAM): boot with more memory or audit=off",
+            e.what,
+            e.bytes / 1024,
+            config.bytes() / 1024,
+            ram_bytes / MIB
+        )),
+    }
     tlb::set_observer(observe);
     ENABLED.store(true, Ordering::Release);
 }
@@ -59,18 +108,143 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// A fresh operation id: one per gather, `protect` or adoption.
+/// Runs `f` on the sanitizer with IRQs masked (its locks are not IRQ-safe, and an IPI
+/// handler's TLBIs are reported on the CPU it interrupts). Only called once [`init`] ran.
+fn with<R>(f: impl FnOnce(&Sanitizer, usize) -> R) -> R {
+    let s = SANITIZER.get().expect("audit: sanitizer not initialised");
+    let irq = irq::save_and_mask();
+    let r = f(s, broadside_base::cpu_id());
+    irq::restore(irq);
+    r
+}
+
+/// A fresh operation id: one per gather, `protect`, migration or adoption.
 pub fn begin_op() -> OpId {
     OpId(NEXT_OP.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Registers a new space whose level-0 table is `root`, so the sanitizer recognises its TTBR0
+/// loads. `None` with the audit off, or when the registry is full (said once: that space's
+/// clears are then owed on the CPUs the kernel recorded for it).
+pub fn register_space(id: u64, root: PhysAddr) -> Option<SpaceSlot> {
+    if !enabled() {
+        return None;
+    }
+    let slot = with(|s, _| s.register_space(id, root.as_u64()));
+    if slot.is_none() && !SAID_UNREGISTERED.swap(true, Ordering::Relaxed) {
+        kprintln!(
+            "audit: space {id} not registered: the registry is full; clears of such spaces are \
+             owed on the CPUs the kernel recorded for them"
+        );
+    }
+    slot
+}
+
+/// Forgets a registered space at the end of its teardown.
+pub fn unregister_space(slot: SpaceSlot) {
+    if enabled() {
+        with(|s, _| s.unregister_space(slot));
+    }
+}
+
 /// Records one clear (see `AddressSpace::audit_clear`, which describes the space's side).
-pub fn record(clear: &Clear) {
+pub fn record_clear(clear: &Clear) {
     if !enabled() {
         return;
     }
-    let recorded = with(|s| s.record(clear));
-    stats::add(Counter::FlushObligations, recorded as u64);
+    let dropped = with(|s, cpu| {
+        s.record(cpu, clear);
+        s.dropped()
+    });
+    if dropped > 0 {
+        note_dropped();
+    }
+}
+
+/// Records a run of leaves one operation cleared (see `MmuGather`, which batches them).
+pub fn record_leaves(run: &LeafRun<'_>) {
+    if !enabled() {
+        return;
+    }
+    let dropped = with(|s, cpu| {
+        s.record_run(cpu, run);
+        s.dropped()
+    });
+    if dropped > 0 {
+        note_dropped();
+    }
+}
+
+/// Records a valid leaf rewritten in place: an upgrade owes nothing, a downgrade is an
+/// obligation, a change that needed break-before-make is a violation.
+pub fn record_change(change: &Change) {
+    if !enabled() {
+        return;
+    }
+    if let Err(v) = with(|s, cpu| s.change(cpu, change)) {
+        report(&v);
+    }
+}
+
+/// What an unhooked table at `level` still held, read from the table itself (not taken from the
+/// caller: a caller that wrongly believes it empty is what the sanitizer is for). `entries` are
+/// its raw descriptors.
+pub fn table_holds(entries: impl Iterator<Item = u64>, level: u8) -> Holds {
+    // Bits [1:0]: 0b11 is a table below level 3 and a page at it; 0b01 is a block at levels 1
+    // and 2 and reserved (a fault, never cached) at 0 and 3.
+    let (table, leaf) = match level {
+        3 => (None, Some(0b11)),
+        0 => (Some(0b11), None),
+        _ => (Some(0b11), Some(0b01)),
+    };
+    let mut holds = Holds::Nothing;
+    for raw in entries {
+        let low = raw & 0b11;
+        if Some(low) == table {
+            return Holds::Tables;
+        }
+        if Some(low) == leaf {
+            holds = Holds::Leaves;
+        }
+    }
+    holds
+}
+
+/// Records an unhooked table (see [`record_clear`]).
+pub fn record_table(
+    op: OpId,
+    space: u64,
+    owed: Owed,
+    va: u64,
+    level: u8,
+    table: u64,
+    holds: Holds,
+) {
+    record_clear(&Clear {
+        op,
+        space,
+        owed,
+        entry: Cleared::Table {
+            va,
+            level,
+            table,
+            holds,
+        },
+    });
+}
+
+/// Says once on the console that the piece budget filled (the count is published at the end).
+fn note_dropped() {
+    if !SAID_DROPPED.load(Ordering::Relaxed) {
+        let st = with(|s, _| s.stats());
+        if st.dropped > 0 && !SAID_DROPPED.swap(true, Ordering::Relaxed) {
+            kprintln!(
+                "audit: its obligation budget is full ({} open): further clears are counted in \
+                 audit_dropped, not checked, until it drains",
+                st.open
+            );
+        }
+    }
 }
 
 /// Checks that `frame` may be freed, poisoned, reused or adopted now.
@@ -94,43 +268,55 @@ fn check(what: Check) {
         return;
     }
     stats::count(Counter::FlushChecks);
-    let violation = with(|s| {
-        let v = s.check(what);
-        if v.is_err() {
-            s.forget(what);
-        }
-        v
-    });
-    if let Err(v) = violation {
-        report_gap(&v);
+    // The fast path, without masking IRQs: nearly every check finds nothing owed.
+    let s = SANITIZER.get().expect("audit: sanitizer not initialised");
+    let may_fail = match what {
+        Check::Free(frame) | Check::Reuse(frame) => s.may_owe_frame(frame),
+        Check::Return(_) => s.may_owe_op(broadside_base::cpu_id()),
+        Check::Load { .. } => false,
+    };
+    if !may_fail {
+        return;
+    }
+    if let Err(v) = with(|s, cpu| s.check(cpu, what)) {
+        report(&v);
     }
 }
 
-/// Counts and prints one flush gap. Never inlined: it is the sanitizer's report site, where a
-/// debugger stops (`break broadside_mm::audit::report_gap`, then `print *v`; or at
-/// `stats::detected` with every other detector, as `scripts/replay.sh` does) with the caller's
-/// frame — the free, reuse or return that found the gap — one `up` away.
+/// Counts and prints one violation; disarms the sanitizer after [`MAX_REPORTED`]. Never
+/// inlined: it is the sanitizer's report site, where a debugger stops (`break
+/// broadside_mm::audit::report`, then `print *v`; or at `stats::detected` with every other
+/// detector, as `scripts/replay.sh` does) with the caller's frame — the free, reuse, return,
+/// load or change that found it — one `up` away.
 #[inline(never)]
-fn report_gap(v: &Violation) {
-    stats::detected(Counter::FlushGapDetected);
-    let n = PRINTED.fetch_add(1, Ordering::Relaxed);
-    if n < MAX_PRINTED {
+fn report(v: &Violation) {
+    let counter = match v {
+        Violation::FlushGap { .. } => Counter::FlushGapDetected,
+        Violation::RolloverFlushSkipped { .. } | Violation::AsidReused { .. } => {
+            Counter::AsidReuseDetected
+        }
+        Violation::BreakBeforeMake { .. } => Counter::BbmViolationDetected,
+    };
+    stats::detected(counter);
+    let n = REPORTED.fetch_add(1, Ordering::Relaxed);
+    if n < MAX_REPORTED {
         kprintln!("audit: cpu{}: {v}", broadside_base::cpu_id());
-    } else if n == MAX_PRINTED {
-        kprintln!("audit: further flush gaps are counted, not printed");
+    }
+    if n + 1 == MAX_REPORTED {
+        with(|s, _| s.disarm());
+        kprintln!(
+            "audit: disarmed after {MAX_REPORTED} violations (the run has failed; later ones \
+             would repeat them)"
+        );
     }
 }
 
-/// Runs `f` on the sanitizer under its lock. Only called once [`init`] has installed it.
-fn with<R>(f: impl FnOnce(&mut Sanitizer) -> R) -> R {
-    let mut guard = STATE.lock();
-    f(guard.as_mut().expect("audit: sanitizer not initialised"))
-}
-
-/// The TLB module's observer: decodes each TLBI on the CPU that issues it.
+/// The TLB module's observer: hands each event to the sanitizer on the CPU that executed it.
+/// Called with IRQs masked, around the instruction.
 fn observe(event: TlbEvent) {
+    let Some(s) = SANITIZER.get() else { return };
     let cpu = broadside_base::cpu_id();
-    with(|s| match event {
+    match event {
         TlbEvent::Issue(op, scope) => {
             let scope = match scope {
                 tlb::Scope::Broadcast => Scope::InnerShareable,
@@ -138,12 +324,53 @@ fn observe(event: TlbEvent) {
             };
             s.issue(cpu, decode(op, scope));
         }
-        TlbEvent::Complete(tlb::Scope::Broadcast) => s.dsb(cpu),
-        TlbEvent::Complete(tlb::Scope::Local) => s.dsb_local(cpu),
-    });
+        TlbEvent::Barrier(b) => s.barrier(
+            cpu,
+            match b {
+                tlb::Barrier::StoreBroadcast => Barrier::StoreIs,
+                tlb::Barrier::StoreLocal => Barrier::StoreLocal,
+                tlb::Barrier::FullBroadcast => Barrier::FullIs,
+                tlb::Barrier::FullLocal => Barrier::FullLocal,
+            },
+        ),
+        TlbEvent::LoadTtbr0 { root, asid } => {
+            if asid != 0 {
+                stats::count(Counter::Ttbr0LoadsChecked);
+            }
+            if let Some(v) = s.load_ttbr0(cpu, root, asid) {
+                report(&v);
+            }
+        }
+    }
 }
 
 /// The ASID allocator's rollover observer (installed by `aspace::init_asids` when auditing).
 pub(crate) fn rollover(kept: &dyn Fn(usize) -> Option<u16>) {
-    with(|s| s.rollover(kept));
+    with(|s, _| s.rollover(kept));
+}
+
+/// Violations reported so far: a workload that sees one stops early (the run has failed, and a
+/// planted flush bug left running goes on to corrupt what it frees).
+pub fn violations() -> u32 {
+    REPORTED.load(Ordering::Relaxed)
+}
+
+/// What the sanitizer counted so far (`None` with the audit off): for self-tests, which measure
+/// a scenario by the difference of two.
+pub fn stats() -> Option<crate::sanitizer::Stats> {
+    enabled().then(|| with(|s, _| s.stats()))
+}
+
+/// Publishes what the sanitizer counted into the summary's counters (call before the summary).
+pub fn publish_stats() {
+    if !enabled() {
+        return;
+    }
+    let st = with(|s, _| s.stats());
+    let have = stats::read(Counter::FlushObligations);
+    stats::add(Counter::FlushObligations, st.recorded.saturating_sub(have));
+    let have = stats::read(Counter::FlushDeferred);
+    stats::add(Counter::FlushDeferred, st.deferred.saturating_sub(have));
+    let have = stats::read(Counter::AuditDropped);
+    stats::add(Counter::AuditDropped, st.dropped.saturating_sub(have));
 }

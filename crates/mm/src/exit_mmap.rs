@@ -40,5 +40,6 @@ impl AddressSpace {
         self.mark_dead();
         g.remove_table(self.root, VirtAddr::ZERO, 0);
         g.finish();
+        self.audit_unregister();
     }
 }

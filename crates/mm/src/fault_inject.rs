@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 static PER_MILLE: AtomicU32 = AtomicU32::new(0);
 static STATE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-static BUGS: AtomicU32 = AtomicU32::new(0);
+static BUGS: AtomicU64 = AtomicU64::new(0);
 /// Table allocations to let through before failing (`u32::MAX`: none planned).
 static TABLE_ALLOCS_BEFORE_FAILING: AtomicU32 = AtomicU32::new(u32::MAX);
 /// Table allocations still to fail once the countdown above reaches zero.

@@ -26,7 +26,7 @@ use crate::aspace::{AddressSpace, entry, release_data_frame};
 use crate::audit;
 use crate::fault_inject;
 use crate::gather_range::GatherRange;
-use crate::sanitizer::{Cleared, OpId};
+use crate::sanitizer::OpId;
 use crate::table_free;
 use crate::tlb::{FlushRecord, flush_tlb_mm, flush_tlb_range};
 use alloc::vec::Vec;
@@ -47,6 +47,21 @@ pub const MAX_BATCHES: usize = 40;
 pub const TABLE_BATCH_ENTRIES: usize = 256;
 /// Pages in the batch embedded in the gather (Linux's `MMU_GATHER_BUNDLE`).
 pub const LOCAL_BATCH_ENTRIES: usize = 8;
+
+/// Leaves the gather cleared and has not yet told the sanitizer (`audit=on`): consecutive ones
+/// of one level, told as one run (one call, one obligation piece) before the flush that must
+/// cover them, or when the run breaks. Telling it later than the clear is conservative: a CPU
+/// that loads the space between the two is owed too.
+struct AuditRun {
+    va: u64,
+    level: u8,
+    global: bool,
+    frames: [u64; AUDIT_RUN_LEAVES],
+    len: usize,
+}
+
+/// The longest run of leaves told to the sanitizer at once.
+const AUDIT_RUN_LEAVES: usize = 64;
 
 /// A page (or block) to free after the flush.
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +96,8 @@ pub struct MmuGather<'a> {
     local_len: usize,
     pages: Vec<Vec<PageEntry>>,
     tables: Option<Vec<PhysAddr>>,
+    /// Cleared leaves not yet told to the sanitizer.
+    audit_run: AuditRun,
     /// Flushes this gather issued (for tests).
     pub flushes: u32,
     /// What the last flush did.
@@ -108,6 +125,13 @@ impl<'a> MmuGather<'a> {
             local_len: 0,
             pages: Vec::new(),
             tables: None,
+            audit_run: AuditRun {
+                va: 0,
+                level: 0,
+                global: false,
+                frames: [0; AUDIT_RUN_LEAVES],
+                len: 0,
+            },
             flushes: 0,
             last_flush: FlushRecord::default(),
         }
@@ -164,10 +188,10 @@ impl<'a> MmuGather<'a> {
             let d = Descriptor::from_raw(e.load(Ordering::Acquire));
             match d.kind(level) {
                 DescriptorKind::Invalid => {}
-                DescriptorKind::Page { pa, .. } | DescriptorKind::Block { pa, .. } => {
+                DescriptorKind::Page { .. } | DescriptorKind::Block { .. } => {
                     if start <= entry_start && end >= entry_end {
                         e.store(Descriptor::invalid().raw(), Ordering::Release);
-                        self.remove_page(pa, entry_start, level);
+                        self.remove_page(d, entry_start, level);
                     }
                 }
                 DescriptorKind::Table { next } => {
@@ -183,16 +207,15 @@ impl<'a> MmuGather<'a> {
         (0..512).all(|i| !Descriptor::from_raw(entry(table, i).load(Ordering::Relaxed)).is_valid())
     }
 
-    /// Records that a leaf at `level` mapping `pa` at `va` was cleared; the frame is freed after
+    /// Records that the leaf `old` at `level` mapping `va` was cleared; its frame is freed after
     /// the flush (`tlb_remove_page_size`).
-    pub fn remove_page(&mut self, pa: PhysAddr, va: VirtAddr, level: u8) {
+    pub fn remove_page(&mut self, old: Descriptor, va: VirtAddr, level: u8) {
         let size = level_block_size(level);
+        let pa = old.output_address();
         self.range.leaf(va.as_u64(), level);
-        self.record(Cleared::Leaf {
-            va: va.as_u64(),
-            level,
-            frame: pa.as_u64(),
-        });
+        if audit::enabled() {
+            self.note_cleared_leaf(va.as_u64(), level, !old.not_global(), pa.as_u64());
+        }
         stats::add(Counter::PagesUnmapped, size / PAGE_SIZE);
         if broadside_memory::frame::meta(pa).kind()
             == broadside_memory::frame::FrameKind::Shared as u32
@@ -224,6 +247,43 @@ impl<'a> MmuGather<'a> {
         }
     }
 
+    /// Adds a cleared leaf to the run the sanitizer will be told, telling it the run so far
+    /// first if this leaf does not continue it.
+    fn note_cleared_leaf(&mut self, va: u64, level: u8, global: bool, pa: u64) {
+        let r = &mut self.audit_run;
+        let size = level_block_size(level);
+        let continues = r.len > 0
+            && r.len < AUDIT_RUN_LEAVES
+            && r.level == level
+            && r.global == global
+            && va == r.va + r.len as u64 * size;
+        if !continues {
+            self.tell_audit();
+            let r = &mut self.audit_run;
+            r.va = va;
+            r.level = level;
+            r.global = global;
+        }
+        let r = &mut self.audit_run;
+        r.frames[r.len] = pa;
+        r.len += 1;
+    }
+
+    /// Tells the sanitizer the leaves cleared since it was last told.
+    fn tell_audit(&mut self) {
+        let r = &mut self.audit_run;
+        if r.len > 0 {
+            self.space.audit_clear_leaves(
+                self.op,
+                VirtAddr::new(r.va),
+                r.level,
+                r.global,
+                &r.frames[..r.len],
+            );
+            r.len = 0;
+        }
+    }
+
     /// Records that the table page `pa` at `level`, covering `va`, was unhooked while it still
     /// held valid leaves of `leaf_size` over its whole span — the last sharer of a shared
     /// level-2 table frees it full of blocks. Every one of those leaves may be cached in this
@@ -237,12 +297,8 @@ impl<'a> MmuGather<'a> {
         leaf_size: u64,
     ) {
         self.range.table_with_leaves(va.as_u64(), level, leaf_size);
-        self.record(Cleared::Table {
-            va: va.as_u64(),
-            level,
-            table: pa.as_u64(),
-            leaves: true,
-        });
+        self.tell_audit();
+        self.space.audit_unhook_table(self.op, va, level, pa);
         self.queue_table(pa);
     }
 
@@ -255,25 +311,12 @@ impl<'a> MmuGather<'a> {
         // gather already cleared and flushed; what is left is the walk-cache entry for the
         // parent's entry (see `GatherRange::table`).
         self.range.table(va.as_u64(), level);
-        if level > 0 && audit::enabled() {
-            // The root has no parent entry to invalidate: TTBR0 of a drained space. Whether
-            // the table still holds entries is read from the table, not taken from the caller:
-            // a caller that wrongly believes it empty is what the sanitizer is for.
-            let leaves = (0..512)
-                .any(|i| Descriptor::from_raw(entry(pa, i).load(Ordering::Relaxed)).is_valid());
-            self.record(Cleared::Table {
-                va: va.as_u64(),
-                level,
-                table: pa.as_u64(),
-                leaves,
-            });
+        if level > 0 {
+            // The root has no parent entry to invalidate: TTBR0 of a drained space.
+            self.tell_audit();
+            self.space.audit_unhook_table(self.op, va, level, pa);
         }
         self.queue_table(pa);
-    }
-
-    /// Tells the sanitizer what this gather just cleared.
-    fn record(&self, entry: Cleared) {
-        self.space.audit_clear(self.op, entry);
     }
 
     /// Queues the unhooked table page `pa`, whose span the caller has already tracked, for
@@ -309,6 +352,8 @@ impl<'a> MmuGather<'a> {
     /// `bs-gather`), and it must find `self` there.
     #[inline(never)]
     fn flush_tlb_only(&mut self) {
+        // Every clear is told before the barrier and TLBIs that must cover it.
+        self.tell_audit();
         if self.range.is_empty() && !self.fullmm {
             return;
         }
@@ -380,12 +425,8 @@ impl<'a> MmuGather<'a> {
     /// synchronised on the spot.
     pub fn unshare_table(&mut self, table: PhysAddr, va: VirtAddr, fully: bool) {
         self.range.unshared_table(va.as_u64());
-        self.record(Cleared::Table {
-            va: va.as_u64(),
-            level: 2,
-            table: table.as_u64(),
-            leaves: true,
-        });
+        self.tell_audit();
+        self.space.audit_unhook_table(self.op, va, 2, table);
         if audit::enabled() && self.unshared.try_reserve(1).is_ok() {
             self.unshared.push(table);
         }
@@ -448,6 +489,7 @@ impl Drop for MmuGather<'_> {
     /// what was gathered, and leave the space's count of gathers in flight.
     fn drop(&mut self) {
         self.flush_mmu();
+        self.tell_audit();
         audit::check_return(self.op);
         self.space.flush_pending.fetch_sub(1, Ordering::AcqRel);
     }

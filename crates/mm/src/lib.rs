@@ -15,8 +15,9 @@
 //!    map and walk helpers, freeing data frames and table pages. No shootdown here.
 //! 4. `tlb` (flushing a space: broadcast TLBI or IPIs) and `walker` (the lockless walker,
 //!    which reads the tables `aspace` builds).
-//! 5. `table_free` (table pages freed once walkers are gone) and `mprotect`
-//!    (`AddressSpace::protect`, a range flush).
+//! 5. `table_free` (table pages freed once walkers are gone), `mprotect`
+//!    (`AddressSpace::protect`, a range flush) and `migrate` (`AddressSpace::migrate_page`:
+//!    break, invalidate, copy, make).
 //! 6. `gather`: the mmu_gather — unmap, and unhook, invalidate, then free.
 //! 7. `shared`: shared objects and shared level-2 tables — sharing, unsharing, fork.
 //! 8. `exit_mmap`: the teardown (`AddressSpace::destroy`), which unshares the space's objects
@@ -38,6 +39,8 @@ pub mod fault_inject;
 #[cfg(target_arch = "aarch64")]
 pub mod gather;
 pub mod gather_range;
+#[cfg(target_arch = "aarch64")]
+pub mod migrate;
 #[cfg(target_arch = "aarch64")]
 pub mod mm_types;
 #[cfg(target_arch = "aarch64")]

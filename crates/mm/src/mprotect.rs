@@ -9,7 +9,6 @@
 use crate::aspace::AddressSpace;
 use crate::audit;
 use crate::gather_range::GatherRange;
-use crate::sanitizer::Cleared;
 use broadside_arch::VirtAddr;
 use broadside_arch::pte::{Attributes, Descriptor, DescriptorKind, PAGE_SIZE, level_block_size};
 use core::sync::atomic::Ordering;
@@ -78,22 +77,17 @@ impl AddressSpace {
         let mut range = GatherRange::EMPTY;
         let op = audit::begin_op();
         let _ = self.for_each_leaf(start, end, |e, d, level, va, _| {
-            let (new, frame) = match d.kind(level) {
-                DescriptorKind::Page { pa, .. } => (Descriptor::page(pa, attrs), pa),
-                DescriptorKind::Block { pa, .. } => (Descriptor::block(pa, level, attrs), pa),
+            let attrs = crate::aspace::user_leaf_attrs(attrs);
+            let new = match d.kind(level) {
+                DescriptorKind::Page { pa, .. } => Descriptor::page(pa, attrs),
+                DescriptorKind::Block { pa, .. } => Descriptor::block(pa, level, attrs),
                 _ => unreachable!("for_each_leaf yields leaves"),
             };
             e.store(new.raw(), Ordering::Release);
-            // Any permission change may be a weakening (the sanitizer does not compare them):
-            // the old entry must go from every TLB before `protect` returns.
-            self.audit_clear(
-                op,
-                Cleared::Leaf {
-                    va: va.as_u64(),
-                    level,
-                    frame: frame.as_u64(),
-                },
-            );
+            // The sanitizer classifies the change: a permission downgrade must be flushed before
+            // `protect` returns, an upgrade owes nothing, and anything but permissions needed
+            // break-before-make.
+            self.audit_change(op, va, level, d, new);
             pages += level_block_size(level) / PAGE_SIZE;
             range.leaf(va.as_u64(), level);
             Ok::<(), ()>(())

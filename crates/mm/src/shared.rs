@@ -95,6 +95,7 @@ impl SharedObject {
         m.level_and_share.store(2, Ordering::Relaxed);
         for i in 0..512u64 {
             let pa = self.frames[((index * 512 + i) % self.frames.len() as u64) as usize];
+            let attrs = aspace::user_leaf_attrs(attrs);
             entry(t, i as usize).store(Descriptor::block(pa, 2, attrs).raw(), Ordering::Relaxed);
         }
         Some(t)
@@ -377,16 +378,7 @@ pub fn adopt_if_exclusive(
     let old = Descriptor::from_raw(slot.load(Ordering::Relaxed));
     slot.store(Descriptor::invalid().raw(), Ordering::Release);
     let op = crate::audit::begin_op();
-    if let DescriptorKind::Block { pa, .. } = old.kind(2) {
-        space.audit_clear(
-            op,
-            crate::sanitizer::Cleared::Leaf {
-                va: block_va.as_u64(),
-                level: 2,
-                frame: pa.as_u64(),
-            },
-        );
-    }
+    space.audit_clear_leaf(op, block_va, 2, old);
     crate::tlb::flush_tlb_range(
         space,
         block_va,
@@ -405,7 +397,7 @@ pub fn adopt_if_exclusive(
         aspace::stamp_page(pa + p * PAGE_SIZE, space.id, block_va + p * PAGE_SIZE);
     }
     entry(t, slot_in_table).store(
-        Descriptor::block(pa, 2, Attributes::user_data_rw()).raw(),
+        Descriptor::block(pa, 2, aspace::user_leaf_attrs(Attributes::user_data_rw())).raw(),
         Ordering::Release,
     );
     broadside_arch::aarch64::tlb::begin(broadside_arch::aarch64::tlb::Scope::Broadcast);

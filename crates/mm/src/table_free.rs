@@ -8,6 +8,9 @@
 //!   batching).
 //! - `sync-batch`: one such IPI sync per batch (Linux's `tlb_remove_table_sync_one` per flush).
 //!
+//! A table with no batch to go into (the allocation failed) is freed at once after an IPI sync,
+//! in every mode ([`free_table_now`]).
+//!
 //! `bug=free-tables-now` frees right after the TLB flush with no wait at all: the negative
 //! control the use-after-free detectors must catch.
 //!
@@ -86,12 +89,15 @@ pub fn free_table_batch(batch: Vec<PhysAddr>) {
 
 /// Frees one table with no batch to put it in (the allocation failed): the caller has already
 /// invalidated it; wait for walkers synchronously, then free (`tlb_remove_table_one`).
+///
+/// In every mode the wait is an IPI sync, as Linux's `tlb_remove_table_sync_one`: the caller
+/// holds the space's lock (a spinlock), where waiting for a grace period is not allowed — its
+/// length is other CPUs' business, and one spinning on that very lock with IRQs masked would
+/// never report its quiescent state. An IPI is taken only outside a lockless walk, so once
+/// every CPU has taken it no walk that saw the table is still running.
 pub fn free_table_now(pa: PhysAddr) {
     if !planted(Bug::FreeTablesNow) {
-        match mode() {
-            TableFreeMode::Rcu => broadside_sync::synchronize_rcu(),
-            _ => crate::tlb::sync_all_cpus(),
-        }
+        crate::tlb::sync_all_cpus();
     }
     free_table_page(pa);
 }

@@ -36,7 +36,8 @@ use spin::Once;
 /// obeys are asked of [`fault_inject::planted`] where each one acts: `skip-tlbi` (no
 /// invalidation), `local-tlbi` (the initiator's TLB only), `leaf-only-flush` (freed tables
 /// flushed leaf-only, against [rule 5](broadside_base::rules#rule-5)), `wrong-asid` (an ASID
-/// one bit off), `no-dsb` (TLBIs left uncompleted), `narrow-range` (a range one page short).
+/// one bit off), `no-dsb` (TLBIs left uncompleted), `narrow-range` (a range one page short),
+/// `tlbi-before-store-barrier` (the `DSB ISHST` after the TLBIs).
 pub struct TlbPolicy {
     /// FEAT_TLBIRANGE and FEAT_TTL, from the ID registers.
     pub features: TlbFeatures,
@@ -206,11 +207,7 @@ fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushR
         return ipi_shootdown(space, plan, tables_freed);
     }
     let scope = scope_for(space);
-    if planted(Bug::NoDsb) {
-        tlb::issue_plan_nosync(plan, scope);
-    } else {
-        tlb::flush_plan(plan, scope);
-    }
+    flush_plan(plan, scope);
     FlushRecord {
         leaf_only,
         ops,
@@ -220,6 +217,19 @@ fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushR
             FlushHow::Local
         },
         coverage: FlushCoverage::Nothing,
+    }
+}
+
+/// Issues and completes `plan` on the CPUs `scope` reaches, as the planted bugs of this layer
+/// say: `no-dsb` leaves the TLBIs uncompleted, `tlbi-before-store-barrier` issues them before
+/// the store barrier that makes the clears visible to table walkers.
+fn flush_plan(plan: &FlushPlan, scope: Scope) {
+    if planted(Bug::NoDsb) {
+        tlb::issue_plan_nosync(plan, scope);
+    } else if planted(Bug::TlbiBeforeStoreBarrier) {
+        tlb::flush_plan_with_late_store_barrier(plan, scope);
+    } else {
+        tlb::flush_plan(plan, scope);
     }
 }
 
@@ -286,11 +296,7 @@ fn ipi_shootdown(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> 
     let me = broadside_base::cpu_id();
     let req = &REQUESTS[me];
     // The local part first, with the same plan.
-    if planted(Bug::NoDsb) {
-        tlb::issue_plan_nosync(plan, Scope::Local);
-    } else {
-        tlb::flush_plan(plan, Scope::Local);
-    }
+    flush_plan(plan, Scope::Local);
     let leaf_only = plan.ops().any(|op| op.is_leaf_only());
     let mut n = 0;
     if plan.op_count() <= MAX_OPS {

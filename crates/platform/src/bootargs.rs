@@ -244,6 +244,18 @@ arg_enum! {
         NoDsb = "no-dsb",
         /// A range flush stops one page short of the range's end.
         NarrowRange = "narrow-range",
+        /// A CPU switches address space after an ASID rollover without the local full flush the
+        /// rollover owes it (the ASID allocator's `flush_local_tlb` ignored).
+        RolloverSkipFlush = "rollover-skip-flush",
+        /// The store barrier (`DSB ISHST`) comes after the TLBIs instead of before them: a walk
+        /// between may cache the cleared entry again.
+        TlbiBeforeStoreBarrier = "tlbi-before-store-barrier",
+        /// User pages are mapped without nG (global), and so survive the ASID flushes of the
+        /// teardown.
+        GlobalUserLeaf = "global-user-leaf",
+        /// A page migration writes the new output address over the valid entry in place, with
+        /// no break-before-make.
+        BbmSkip = "bbm-skip",
         /// Panic on the boot CPU once the workload starts (tests the panic path, exit 3).
         Panic = "panic",
         /// Take an unexpected data abort once the workload starts (the exception path, exit 3).
@@ -266,16 +278,16 @@ arg_enum! {
 }
 
 impl Bug {
-    const fn bit(self) -> u32 {
-        1 << self as u32
+    const fn bit(self) -> u64 {
+        1 << self as u64
     }
 }
 
-const _: () = assert!(Bug::ALL.len() <= u32::BITS as usize, "Bugs is a u32 bitset");
+const _: () = assert!(Bug::ALL.len() <= u64::BITS as usize, "Bugs is a u64 bitset");
 
 /// A set of injected [`Bug`]s (`bug=a,b,...`); empty by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Bugs(u32);
+pub struct Bugs(u64);
 
 impl Bugs {
     /// No bugs injected.
@@ -290,12 +302,12 @@ impl Bugs {
     }
 
     /// The raw bitset (for keeping the set in an atomic).
-    pub const fn bits(self) -> u32 {
+    pub const fn bits(self) -> u64 {
         self.0
     }
 
     /// The set whose raw bitset is `bits` (from [`Bugs::bits`]).
-    pub const fn from_bits(bits: u32) -> Bugs {
+    pub const fn from_bits(bits: u64) -> Bugs {
         Bugs(bits)
     }
 
@@ -873,6 +885,10 @@ mod tests {
             ("wrong-asid", Bug::WrongAsid),
             ("no-dsb", Bug::NoDsb),
             ("narrow-range", Bug::NarrowRange),
+            ("rollover-skip-flush", Bug::RolloverSkipFlush),
+            ("tlbi-before-store-barrier", Bug::TlbiBeforeStoreBarrier),
+            ("global-user-leaf", Bug::GlobalUserLeaf),
+            ("bbm-skip", Bug::BbmSkip),
             ("panic", Bug::Panic),
             ("fault", Bug::Fault),
             ("fp", Bug::Fp),
@@ -1061,8 +1077,9 @@ mod tests {
                         leaf-only-flush, free-tables-now, walker-irqs-on, unshare-no-sync, \
                         map-dying, last-sharer-narrow-flush, protect-wide-stride, \
                         map-object-no-undo, unshare-flush-late, gather-no-local-batch, \
-                        wrong-asid, no-dsb, narrow-range, panic, fault, fp, hang, hang-boot, \
-                        idle-lost-wakeup, late-cpu";
+                        wrong-asid, no-dsb, narrow-range, rollover-skip-flush, \
+                        tlbi-before-store-barrier, global-user-leaf, bbm-skip, panic, fault, fp, \
+                        hang, hang-boot, idle-lost-wakeup, late-cpu";
         for value in [
             "",
             "nope",

@@ -61,29 +61,40 @@ pub fn call_rcu(cb: RcuCallback) {
     irq::restore(s);
 }
 
-/// Waits for a full grace period. The caller must not be in a read-side section.
+/// Waits for a full grace period.
+///
+/// # Panics
+/// With IRQs masked: a grace period may then never end on this CPU's account, and the wait
+/// starves its own tick and the watchdog (Linux forbids sleeping in `synchronize_rcu` with IRQs
+/// off or under a spinlock; broadside's waits spin, so the rule is the same). A wait that
+/// cannot allow that must not wait for a grace period: `mm::table_free` synchronises with an
+/// IPI instead, as Linux's `tlb_remove_table_one` does.
 pub fn synchronize_rcu() {
     let r = RCU.get().expect("RCU used before init");
+    assert_irqs_on("synchronize_rcu");
     let cpu = broadside_base::cpu_id();
-    let was_masked = irq::are_masked();
     let s = irq::save_and_mask();
-    r.synchronize_rcu(cpu, || while_waiting(r, cpu, was_masked));
+    r.synchronize_rcu(cpu, while_waiting);
     irq::restore(s);
 }
 
+fn assert_irqs_on(what: &str) {
+    assert!(
+        !irq::are_masked(),
+        "{what} with IRQs masked: a grace period would wait on a CPU that cannot take its tick"
+    );
+}
+
 /// One step of a wait for RCU (the engine calls it with IRQs masked): serve IPI requests aimed
-/// at this CPU, then let the tick and IPIs in if the caller had IRQs unmasked — this CPU is
-/// waiting, not walking — or else report its quiescent state and run its callbacks directly.
-fn while_waiting(r: &Rcu, cpu: usize, was_masked: bool) {
+/// at this CPU, then let the tick and IPIs in — this CPU is waiting, not walking — and relax
+/// with `YIELD`, so that under deterministic runs the CPUs it waits for get the host thread.
+/// The engine reports this CPU's quiescent state and scans the idle ones itself: nothing here
+/// depends on another CPU's tick.
+fn while_waiting() {
     crate::requests::serve_requests();
-    if was_masked {
-        r.note_quiescent_state(cpu);
-        run_callbacks(r, cpu);
-    } else {
-        cpu::irq_enable();
-        cpu::relax();
-        cpu::irq_save();
-    }
+    cpu::irq_enable();
+    cpu::relax();
+    cpu::irq_save();
 }
 
 /// Before this CPU sleeps in WFI (IRQs masked by the caller).
@@ -123,11 +134,14 @@ pub fn publish_stats() {
 }
 
 /// Waits until every callback queued so far has run (`rcu_barrier`).
+///
+/// # Panics
+/// With IRQs masked, as [`synchronize_rcu`].
 pub fn barrier() {
     let Some(r) = RCU.get() else { return };
+    assert_irqs_on("rcu_barrier");
     let cpu = broadside_base::cpu_id();
-    let was_masked = irq::are_masked();
     let s = irq::save_and_mask();
-    r.rcu_barrier(cpu, || while_waiting(r, cpu, was_masked));
+    r.rcu_barrier(cpu, while_waiting);
     irq::restore(s);
 }

@@ -102,20 +102,33 @@ mod hw {
         broadside_smp::work::run_on_all(visit, space as *const AddressSpace as usize);
     }
 
-    /// With `audit=on`, any flush gap fails the run, whatever the workload's own checks said;
-    /// the line shows the audit looked (how many obligations it recorded and checks it made).
+    /// With `audit=on`, any violation the sanitizer found fails the run, whatever the
+    /// workload's own checks said; the line shows the audit looked (how many obligations it
+    /// recorded, checks and TTBR0 loads it made).
     fn audit_verdict(mut outcome: Outcome) -> Outcome {
         use broadside_base::stats::{self, Counter};
         if !broadside_mm::audit::enabled() {
             return outcome;
         }
-        let gaps = stats::read(Counter::FlushGapDetected);
+        broadside_mm::audit::publish_stats();
+        let found = [
+            Counter::FlushGapDetected,
+            Counter::AsidReuseDetected,
+            Counter::BbmViolationDetected,
+        ]
+        .map(stats::read);
         broadside_platform::kprintln!(
-            "audit: {} flush obligations recorded, {} checks, flush_gap_detected={gaps}",
+            "audit: {} flush obligations recorded, {} checks, {} TTBR0 loads checked, {} deferred, {} dropped, flush_gap_detected={} asid_reuse_detected={} bbm_violation_detected={}",
             stats::read(Counter::FlushObligations),
             stats::read(Counter::FlushChecks),
+            stats::read(Counter::Ttbr0LoadsChecked),
+            stats::read(Counter::FlushDeferred),
+            stats::read(Counter::AuditDropped),
+            found[0],
+            found[1],
+            found[2],
         );
-        if gaps > 0 && outcome.passed() {
+        if found.iter().any(|&n| n > 0) && outcome.passed() {
             outcome.code = broadside_base::ExitCode::CheckFailed;
         }
         outcome

@@ -98,6 +98,14 @@ pub fn run(info: &BootInfo) -> Outcome {
             check_gather_progress_without_batches,
         ),
         (
+            "a rollover between a clear and its flush: no false alarm, no credit, a flush checked",
+            check_rollover_between_clear_and_flush,
+        ),
+        (
+            "a page migration breaks before it makes",
+            check_migration_breaks_before_make,
+        ),
+        (
             "a table freed under a lockless walk waits for the walk",
             check_walk_outlives_table_free,
         ),
@@ -641,6 +649,174 @@ fn check_protect_mixed_leaves(_: &BootInfo) -> Check {
             .covers_leaf((base + L2_BLOCK_SIZE).as_u64(), L2_BLOCK_SIZE, 2),
         "the block was not invalidated; the flush covered {:?}",
         done.flush.coverage
+    );
+    PASS
+}
+
+/// Issue 17's defects 1 and 2, and `bug=rollover-skip-flush`: a space's pages are cleared (and
+/// told to the audit) under its ASID, then the ASIDs roll over, another space takes that ASID
+/// number, and the space gets a new one before its gather flushes — by the new number. The
+/// other CPUs still hold the old-number entries, which they can use only after their own
+/// rollover flush: the audit must neither report a gap (the false alarm that made CI flaky)
+/// nor credit them before it sees those flushes (the promise it used to take), and each CPU's
+/// next switch must come after its flush (what the planted bug skips).
+fn check_rollover_between_clear_and_flush(_: &BootInfo) -> Check {
+    use broadside_mm::aspace::asid_allocator;
+    let Some(before_audit) = broadside_mm::audit::stats() else {
+        return Ok(Verdict::Skipped(
+            "the scenario checks the audit: audit=off".into(),
+        ));
+    };
+    let base = TEST_SPACE_BASE;
+    let space = space_active_everywhere(512)?;
+    // Every CPU last switched to another space, so the rollover keeps that one's ASID and not
+    // this space's: its number is free to be taken.
+    let elsewhere = AddressSpace::new().ok_or("no memory for a space")?;
+    activate_everywhere(&elsewhere);
+    let old = space.asid_number().ok_or("the space has no ASID")?;
+    let before = Snapshot::take();
+    let mut takers = Vec::new();
+    let taken = {
+        let _g = space.lock.lock();
+        let mut g = MmuGather::new_range(&space);
+        // The pages and their emptied tables are cleared; unhooking a table tells the audit.
+        g.unmap(base, base + 512 * PAGE_SIZE);
+        asid_allocator().force_rollover();
+        // Fresh spaces take the lowest free numbers, until one takes the old one.
+        while takers.len() < 4096 {
+            let t = AddressSpace::new().ok_or("no memory for a space")?;
+            let got = t.activate() && {
+                t.deactivate();
+                t.asid_number() == Some(old)
+            };
+            takers.push(t);
+            if got {
+                break;
+            }
+        }
+        // The space's next load gives it a new number; the flush names that one.
+        if space.activate() {
+            space.deactivate();
+        }
+        g.finish();
+        takers.last().and_then(|t| t.asid_number()) == Some(old)
+    };
+    let new = space.asid_number();
+    let flushed = Snapshot::take().since(&before);
+    let after_flush = broadside_mm::audit::stats().ok_or("audit off")?;
+    // Every CPU switches once more: each must flush first, which discharges the rest.
+    activate_everywhere(&elsewhere);
+    let after_switches = broadside_mm::audit::stats().ok_or("audit off")?;
+    for t in takers {
+        t.destroy();
+    }
+    elsewhere.destroy();
+    space.destroy();
+    ensure!(taken, "no fresh space took ASID {old} after the rollover");
+    ensure!(
+        new != Some(old),
+        "the space kept ASID {old} across the rollover"
+    );
+    let reported = flushed.get(Counter::FlushGapDetected) + flushed.get(Counter::AsidReuseDetected);
+    ensure!(
+        reported == 0,
+        "the audit reported {reported} violation(s) (flush_gap_detected={}, \
+         asid_reuse_detected={}): a false alarm, or a switch without its rollover flush",
+        flushed.get(Counter::FlushGapDetected),
+        flushed.get(Counter::AsidReuseDetected)
+    );
+    let others = smp::online_count() > 1;
+    ensure!(
+        !others || after_flush.deferred > before_audit.deferred,
+        "the other CPUs' old-ASID entries were not deferred to their rollover flushes"
+    );
+    ensure!(
+        !others || after_flush.open > before_audit.open,
+        "the old-ASID entries were credited before any other CPU flushed"
+    );
+    ensure!(
+        after_switches.open <= before_audit.open,
+        "{} obligation pieces still open after every CPU's rollover flush (before: {})",
+        after_switches.open,
+        before_audit.open
+    );
+    kprintln!(
+        "selftest:   asid {old} -> {new:?} across a rollover: {} deferred, {} open until the \
+         other CPUs' flushes",
+        after_flush.deferred - before_audit.deferred,
+        after_flush.open - before_audit.open
+    );
+    PASS
+}
+
+/// `bug=bbm-skip`: migrating a mapped page must go through an invalid entry and a completed
+/// invalidation before the new output address is written (break-before-make); the audit sees
+/// any valid-to-valid change of output address. The page keeps its stamp and write counter.
+fn check_migration_breaks_before_make(_: &BootInfo) -> Check {
+    let base = TEST_SPACE_BASE;
+    let space = space_active_everywhere(4)?;
+    let va = base + PAGE_SIZE;
+    let counter_before = {
+        let (d, _) = space.lookup(va).ok_or("the page is not mapped")?;
+        // SAFETY: the page is mapped in this space and in the linear map; nothing writes it.
+        unsafe {
+            phys_to_virt(d.output_address())
+                .as_ptr::<u64>()
+                .add(broadside_mm::aspace::WRITE_COUNTER_WORD)
+                .read_volatile()
+        }
+    };
+    let before = Snapshot::take();
+    let migrated = {
+        let _g = space.lock.lock();
+        space.migrate_page(va)
+    };
+    let d = Snapshot::take().since(&before);
+    let now = space.lookup(va);
+    // What the new frame holds: its stamp (for this space and VA) and the copied counter.
+    let words = now.map(|(d, _)| {
+        let w = phys_to_virt(d.output_address()).as_ptr::<u64>();
+        // SAFETY: the frame is mapped in this space and in the linear map; nothing writes it.
+        unsafe {
+            (
+                w.read_volatile(),
+                w.add(1).read_volatile(),
+                w.add(broadside_mm::aspace::WRITE_COUNTER_WORD)
+                    .read_volatile(),
+            )
+        }
+    });
+    let id = space.id;
+    space.destroy();
+    let m = migrated.map_err(|e| alloc::format!("migrate_page: {e:?}"))?;
+    ensure!(
+        d.get(Counter::BbmViolationDetected) == 0,
+        "the audit saw the output address change in place (bbm_violation_detected={})",
+        d.get(Counter::BbmViolationDetected)
+    );
+    ensure!(
+        now.is_some_and(|(d, l)| l == 3 && d.output_address() == m.to),
+        "after migration {va:#x} maps {now:?}, not the new frame {:#x}",
+        m.to
+    );
+    ensure!(
+        words
+            == Some((
+                broadside_mm::aspace::STAMP_MAGIC ^ id,
+                va.as_u64(),
+                counter_before
+            )),
+        "the new frame holds {words:x?}: not this page's stamp and write counter"
+    );
+    ensure!(
+        m.flush.how != broadside_mm::tlb::FlushHow::Nothing,
+        "nothing invalidated the old entry: {:?}",
+        m.flush
+    );
+    ensure!(
+        d.get(Counter::PagesMigrated) == 1,
+        "pages_migrated rose by {}",
+        d.get(Counter::PagesMigrated)
     );
     PASS
 }

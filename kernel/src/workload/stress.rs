@@ -10,7 +10,8 @@
 //!   a freed table or frame seen by a walk is `uaf_detected`.
 //!
 //! Faults on unmapped or read-only pages are expected and recovered through the fix-up table.
-//! CPU 0 prints a progress line each second. The run fails (exit 1) on any detection.
+//! CPU 0 prints a progress line each second. The run fails (exit 1) on any detection, and stops
+//! at once when the flush-coverage audit reports a violation.
 //!
 //! Memory: the run sizes its regions to the free memory it finds at start ([`Layout`]), and
 //! refuses with exit 2, naming the memory it needs, when even the smallest layout does not fit.
@@ -35,6 +36,7 @@ use broadside_mm::aspace::{
     AddressSpace, MapError, SpaceState, StampCheck, WRITE_COUNTER_WORD, check_stamp,
 };
 use broadside_mm::gather::MmuGather;
+use broadside_mm::migrate::MigrateError;
 use broadside_mm::mm_types::SharedObject;
 use broadside_mm::shared;
 use broadside_mm::walker::{self, WalkConfig, WalkOutcome};
@@ -327,9 +329,12 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         *slot.lock() = new_populated_space(&shared);
     }
     smp::work::run_on_all(cpu_main, &shared as *const Shared as usize);
-    // Tear down what is left, then let every queued table free run.
+    // Tear down what is left, then let every queued table free run. Each space leaves its slot
+    // before it is destroyed: the slot's lock masks IRQs, and a destroy may wait for other CPUs
+    // (the table-free fallback's IPI sync, the drain of CPUs that still have it loaded).
     for slot in &shared.spaces {
-        if let Some(s) = slot.lock().take() {
+        let taken = slot.lock().take();
+        if let Some(s) = taken {
             s.destroy();
         }
     }
@@ -445,6 +450,12 @@ fn cpu_main(cpu_index: usize, arg: usize) {
                 progress(shared, second);
             }
             if now >= shared.deadline {
+                shared.stop.store(true, Ordering::Release);
+            }
+            // The audit found a violation: the run has failed. Stop before the planted bug
+            // behind it (a frame freed while still cached) corrupts what it freed.
+            if broadside_mm::audit::violations() > 0 && !shared.stop.load(Ordering::Relaxed) {
+                kprintln!("stress: stopping early: the audit found a violation");
                 shared.stop.store(true, Ordering::Release);
             }
         }
@@ -651,7 +662,8 @@ fn mutate(shared: &Shared, rng: &mut Rng) {
         return share_cycle(shared, &space, obj, rng);
     }
     match rng.below(100) {
-        0..=34 => unmap_remap_pages(shared, &space, rng),
+        0..=29 => unmap_remap_pages(shared, &space, rng),
+        30..=34 => migrate_cycle(shared, &space, rng),
         35..=49 => unmap_remap_chunk(shared, &space, rng),
         50..=69 => protect_cycle(shared, &space, rng),
         70..=84 => block_cycle(shared, &space, rng),
@@ -685,6 +697,20 @@ fn unmap_remap_pages(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
     let start = PAGES_BASE + first * PAGE_SIZE;
     unmap_range(space, start, start + n * PAGE_SIZE);
     map_pages_or_back_off(shared, space, start, n);
+}
+
+/// Moves a few random pages of region A to new frames (page migration: break, invalidate,
+/// copy, make). Pages not mapped just now, or the space dying, are passed over; out of memory,
+/// backs off.
+fn migrate_cycle(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
+    let _g = space.lock.lock();
+    for _ in 0..1 + rng.below(8) {
+        let va = PAGES_BASE + rng.below(shared.layout.pages_len() / PAGE_SIZE) * PAGE_SIZE;
+        if space.migrate_page(va) == Err(MigrateError::OutOfMemory) {
+            shared.backoff();
+            return;
+        }
+    }
 }
 
 fn unmap_remap_chunk(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
@@ -772,12 +798,13 @@ fn sparse_cycle(shared: &Shared, space: &AddressSpace) {
 /// Each kind of flush once, on one space that has run on every CPU, before the random mix starts and
 /// before any other space maps the object: a small unmap that frees its tables (a short range
 /// flush that must reach walk caches), a permission change over a block and pages (a mixed
-/// range: page stride, no level hint), and with sharing the last sharer
+/// range: page stride, no level hint), a page migration (break-before-make), an ASID rollover
+/// every CPU must flush for before its next switch, and with sharing the last sharer
 /// of a table alone in its gather (changing one GiB's protection while no other space maps
 /// it), then of the rest (its destroy). The mix reaches these only by chance — a last sharer
-/// is usually unsharing other GiBs too, whose wider flush hides a narrow one, and small frees
-/// are often merged into an ASID-wide flush — so the audit checks each of them in every run,
-/// whatever the seed.
+/// is usually unsharing other GiBs too, whose wider flush hides a narrow one, small frees
+/// are often merged into an ASID-wide flush, and rollovers need `asid_bits=` — so the audit
+/// checks each of them in every run, whatever the seed.
 fn prologue(shared: &Shared) {
     let Some(space) = AddressSpace::new() else {
         shared.backoff();
@@ -805,7 +832,12 @@ fn prologue(shared: &Shared) {
             }
             let end = BLOCKS_BASE + L2_BLOCK_SIZE + 4 * PAGE_SIZE;
             let _ = space.protect(BLOCKS_BASE, end, Attributes::user_data_ro());
+            // Out of memory, nothing moves: only the migration's check is lost.
+            let _ = space.migrate_page(BLOCKS_BASE + L2_BLOCK_SIZE);
         }
+        // A rollover, then every CPU switches: each must flush first.
+        broadside_mm::aspace::asid_allocator().force_rollover();
+        super::activate_everywhere(&space);
         if let Some(obj) = &shared.object {
             // Out of memory for the private copy only leaves the GiB unmapped: the unshare ran.
             let ro = Attributes::user_data_ro();

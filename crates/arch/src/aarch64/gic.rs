@@ -224,7 +224,7 @@ pub fn enable_private(intid: IntId, cpu: usize, handler: fn()) {
 /// Sends SGI `sgi` to the CPU whose affinity is `mpidr`. Stores made before the call are
 /// visible to the target's handler.
 pub fn send_sgi(sgi: u32, mpidr: u64) {
-    barrier::dsb(barrier::ISHST);
+    super::tlb::store_barrier(super::tlb::Scope::Broadcast);
     let target = SgiTarget::List {
         affinity3: ((mpidr >> 32) & 0xff) as u8,
         affinity2: ((mpidr >> 16) & 0xff) as u8,
@@ -237,7 +237,7 @@ pub fn send_sgi(sgi: u32, mpidr: u64) {
 
 /// Sends SGI `sgi` to every CPU but this one.
 pub fn send_sgi_all_others(sgi: u32) {
-    barrier::dsb(barrier::ISHST);
+    super::tlb::store_barrier(super::tlb::Scope::Broadcast);
     GicCpuInterface::send_sgi(
         IntId::sgi(sgi),
         SgiTarget::All,

@@ -38,10 +38,22 @@ pub fn drop_boot_idmap() {
     super::tlb::local_flush_all();
 }
 
-/// Loads TTBR0 with table `pa` and `asid` (TCR_EL1.A1 = 0: TTBR0 carries the ASID).
+/// Loads TTBR0 with table `pa` and `asid` (TCR_EL1.A1 = 0: TTBR0 carries the ASID). The TLB
+/// module's observer is told before the write (`TlbEvent::LoadTtbr0`), with IRQs masked across
+/// the report and the write, so the flush-coverage sanitizer knows which CPU may cache which
+/// space under which ASID from the loads themselves.
 pub fn set_ttbr0(pa: PhysAddr, asid: u16) {
-    TTBR0_EL1.set(pa.as_u64() | (asid as u64) << 48);
-    barrier::isb(barrier::SY);
+    super::tlb::observed(
+        Some(super::tlb::TlbEvent::LoadTtbr0 {
+            root: pa.as_u64(),
+            asid,
+        }),
+        || {
+            TTBR0_EL1.set(pa.as_u64() | (asid as u64) << 48);
+            barrier::isb(barrier::SY);
+        },
+        None,
+    );
 }
 
 /// The current TTBR0 value (table address and ASID).

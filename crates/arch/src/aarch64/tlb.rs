@@ -59,30 +59,24 @@ pub unsafe fn replace_ttbr1(ttbr1: u64, empty_table_pa: u64) {
     }
 }
 
-/// Invalidates this CPU's entire EL1&0 TLB and waits for it (`TLBI VMALLE1; DSB NSH; ISB`).
-/// Used when a CPU drops the boot identity map, and by the ASID allocator's rollover flush.
+/// Invalidates this CPU's entire EL1&0 TLB and waits for it (`DSB NSHST; TLBI VMALLE1;
+/// DSB NSH; ISB`). Used when a CPU drops the boot identity map, and by the ASID allocator's
+/// rollover flush.
 pub fn local_flush_all() {
-    report(TlbEvent::Issue(TlbiOp::Vmalle1, Scope::Local));
-    // SAFETY: TLB invalidation only loses cached translations; the DSB and ISB complete it
-    // before the next instruction fetch or access.
-    unsafe {
-        asm!(
-            "dsb nshst",
-            "tlbi vmalle1",
-            "dsb nsh",
-            "isb",
-            options(nostack)
-        )
-    };
-    report(TlbEvent::Complete(Scope::Local));
+    store_barrier(Scope::Local);
+    issue(TlbiOp::Vmalle1, Scope::Local);
+    complete(Scope::Local);
+    // SAFETY: barrier only: the next instruction fetch and walk see the flushed TLB.
+    unsafe { asm!("isb", options(nostack, preserves_flags)) };
 }
 
 /// Publishes new (previously invalid) kernel entries to this CPU's table walker. New entries
 /// need no invalidation — no TLB can hold a translation for an invalid entry — only `DSB ISHST`
 /// so the walker sees the store, then `ISB` so this CPU's next access walks again.
 pub fn publish_new_kernel_mappings() {
-    // SAFETY: barriers only.
-    unsafe { asm!("dsb ishst", "isb", options(nostack, preserves_flags)) };
+    store_barrier(Scope::Broadcast);
+    // SAFETY: barrier only.
+    unsafe { asm!("isb", options(nostack, preserves_flags)) };
 }
 
 use crate::tlbi::{FlushPlan, TlbiOp};
@@ -90,37 +84,80 @@ use broadside_base::stats::{self, Counter};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 /// What this module tells an observer (the flush-coverage sanitizer, `mm::audit`): every TLBI
-/// before it executes, and every barrier that completes TLBIs after it executed. Reporting an
-/// issue before the instruction and a completion after it keeps the observer conservative: it
-/// can never credit a TLBI that ran before the change it is meant to invalidate, nor a DSB that
-/// has not happened yet.
+/// before it executes, every `DSB` after it executed, and every TTBR0 load before it happens.
+/// Each report and its instruction run with IRQs masked, so no interrupt handler's own
+/// maintenance can fall between them: the observer can never credit a TLBI that has not run
+/// yet (an interrupting `DSB` would otherwise complete it in its eyes), nor a DSB before it
+/// happened, nor miss a CPU that loaded a space before it was told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlbEvent {
     /// This CPU is about to issue `op` with `scope`.
     Issue(TlbiOp, Scope),
-    /// This CPU executed `DSB ISH` (`Broadcast`: completes every TLBI it issued) or `DSB NSH`
-    /// (`Local`: completes only its non-broadcast TLBIs).
-    Complete(Scope),
+    /// This CPU executed a data synchronization barrier.
+    Barrier(Barrier),
+    /// This CPU is about to load TTBR0 with the table at `root` and `asid` (the empty table and
+    /// ASID 0 when it leaves an address space).
+    LoadTtbr0 {
+        /// Physical address of the level-0 table.
+        root: u64,
+        /// The ASID in TTBR0[63:48].
+        asid: u16,
+    },
+}
+
+/// The data synchronization barriers this module executes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Barrier {
+    /// `DSB ISHST`: earlier stores (page-table writes among them) are visible to every CPU's
+    /// table walks.
+    StoreBroadcast,
+    /// `DSB NSHST`: earlier stores are visible to this CPU's table walks.
+    StoreLocal,
+    /// `DSB ISH`: every earlier access and every TLBI this CPU issued has completed in the
+    /// inner-shareable domain.
+    FullBroadcast,
+    /// `DSB NSH`: as `DSB ISH` for this CPU only; completes its non-broadcast TLBIs.
+    FullLocal,
 }
 
 /// The observer, a `fn(TlbEvent)` stored as a pointer; null when none (the common case costs
 /// one relaxed load per TLBI or barrier).
 static OBSERVER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 
-/// Installs `observer`, called on the issuing CPU for every [`TlbEvent`] from now on, with
-/// whatever IRQ state the caller of the TLB operation has. It must not issue TLB maintenance
-/// itself. Called once at boot, before other CPUs run.
+/// Installs `observer`, called on the executing CPU for every [`TlbEvent`] from now on, with
+/// IRQs masked. It must not issue TLB maintenance or load TTBR0 itself. Called once at boot,
+/// before other CPUs run.
 pub fn set_observer(observer: fn(TlbEvent)) {
     OBSERVER.store(observer as *mut (), Ordering::Release);
 }
 
-#[inline(always)]
-fn report(event: TlbEvent) {
+fn observer() -> Option<fn(TlbEvent)> {
     let f = OBSERVER.load(Ordering::Acquire);
-    if !f.is_null() {
-        // SAFETY: the only non-null value ever stored is a `fn(TlbEvent)` (`set_observer`).
-        let f: fn(TlbEvent) = unsafe { core::mem::transmute::<*mut (), fn(TlbEvent)>(f) };
-        f(event);
+    // SAFETY: the only non-null value ever stored is a `fn(TlbEvent)` (`set_observer`).
+    (!f.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), fn(TlbEvent)>(f) })
+}
+
+/// Runs `instruction` with `before` reported before it and `after` after it, IRQs masked
+/// across the three when an observer is installed (see [`TlbEvent`]).
+#[inline(always)]
+pub(crate) fn observed(
+    before: Option<TlbEvent>,
+    instruction: impl FnOnce(),
+    after: Option<TlbEvent>,
+) {
+    match observer() {
+        None => instruction(),
+        Some(f) => {
+            let irq = super::cpu::irq_save();
+            if let Some(e) = before {
+                f(e);
+            }
+            instruction();
+            if let Some(e) = after {
+                f(e);
+            }
+            super::cpu::irq_restore(irq);
+        }
     }
 }
 
@@ -136,7 +173,25 @@ pub enum Scope {
 /// Issues one TLBI. No barriers: callers order it with [`begin`] and [`complete`].
 #[inline(always)]
 fn issue(op: TlbiOp, scope: Scope) {
-    report(TlbEvent::Issue(op, scope));
+    observed(
+        Some(TlbEvent::Issue(op, scope)),
+        || issue_instruction(op, scope),
+        None,
+    );
+    stats::count(Counter::TlbiOps);
+    if op.is_range() {
+        stats::count(Counter::TlbiRangeOps);
+    }
+    if matches!(op, TlbiOp::Aside1 { .. }) {
+        stats::count(Counter::TlbiAsidOps);
+    }
+    if scope == Scope::Local {
+        stats::count(Counter::TlbiLocalOps);
+    }
+}
+
+#[inline(always)]
+fn issue_instruction(op: TlbiOp, scope: Scope) {
     macro_rules! tlbi {
         ($insn:literal, $x:expr) => {
             // SAFETY: TLB invalidation only discards cached translations.
@@ -177,29 +232,33 @@ fn issue(op: TlbiOp, scope: Scope) {
         (TlbiOp::Vaale1 { operand }, Scope::Broadcast) => tlbi!("vaale1is", operand),
         (TlbiOp::Vaale1 { operand }, Scope::Local) => tlbi!("vaale1", operand),
     }
-    stats::count(Counter::TlbiOps);
-    if op.is_range() {
-        stats::count(Counter::TlbiRangeOps);
-    }
-    if matches!(op, TlbiOp::Aside1 { .. }) {
-        stats::count(Counter::TlbiAsidOps);
-    }
-    if scope == Scope::Local {
-        stats::count(Counter::TlbiLocalOps);
-    }
+}
+
+/// Makes this CPU's earlier stores visible to the table walkers (and everything else) that
+/// `scope` reaches: `DSB ISHST` / `DSB NSHST`. Before TLBIs, so that no walk after them can
+/// cache the old entry again; before an SGI that announces data (`gic::send_sgi`).
+#[inline(always)]
+pub fn store_barrier(scope: Scope) {
+    let (instruction, barrier): (fn(), _) = match scope {
+        // SAFETY: barriers only.
+        Scope::Broadcast => (
+            || unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) },
+            Barrier::StoreBroadcast,
+        ),
+        // SAFETY: barriers only.
+        Scope::Local => (
+            || unsafe { asm!("dsb nshst", options(nostack, preserves_flags)) },
+            Barrier::StoreLocal,
+        ),
+    };
+    observed(None, instruction, Some(TlbEvent::Barrier(barrier)));
 }
 
 /// Makes page-table stores visible to the table walkers that `scope` reaches, before TLBIs
-/// tell them to re-walk (`DSB ISHST` / `DSB NSHST`).
+/// tell them to re-walk ([`store_barrier`]).
 #[inline(always)]
 pub fn begin(scope: Scope) {
-    // SAFETY: barriers only.
-    unsafe {
-        match scope {
-            Scope::Broadcast => asm!("dsb ishst", options(nostack, preserves_flags)),
-            Scope::Local => asm!("dsb nshst", options(nostack, preserves_flags)),
-        }
-    }
+    store_barrier(scope);
 }
 
 /// Waits until every TLBI this CPU issued has completed on every CPU `scope` reaches
@@ -208,11 +267,12 @@ pub fn begin(scope: Scope) {
 pub fn complete(scope: Scope) {
     match scope {
         Scope::Broadcast => dsb_ish(),
-        Scope::Local => {
+        Scope::Local => observed(
+            None,
             // SAFETY: barrier only.
-            unsafe { asm!("dsb nsh", options(nostack, preserves_flags)) };
-            report(TlbEvent::Complete(Scope::Local));
-        }
+            || unsafe { asm!("dsb nsh", options(nostack, preserves_flags)) },
+            Some(TlbEvent::Barrier(Barrier::FullLocal)),
+        ),
     }
 }
 
@@ -225,10 +285,13 @@ pub fn complete(scope: Scope) {
 /// `DSB NSH` and `DMB` are other barriers and are not counted.
 #[inline(always)]
 fn dsb_ish() {
-    // SAFETY: barrier only.
-    unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
+    observed(
+        None,
+        // SAFETY: barrier only.
+        || unsafe { asm!("dsb ish", options(nostack, preserves_flags)) },
+        Some(TlbEvent::Barrier(Barrier::FullBroadcast)),
+    );
     stats::count(Counter::DsbIsh);
-    report(TlbEvent::Complete(Scope::Broadcast));
 }
 
 /// Issues every TLBI of `plan` after [`begin`], without completing them: the caller batches
@@ -239,6 +302,18 @@ pub fn issue_plan_nosync(plan: &FlushPlan, scope: Scope) {
     for op in plan.ops() {
         issue(op, scope);
     }
+}
+
+/// `bug=tlbi-before-store-barrier` only: issues `plan`'s TLBIs, *then* the store barrier, then
+/// completes them. A walk between a TLBI and the barrier may read the old entry and cache it
+/// again after the TLBI has passed: the order the flush-coverage sanitizer must refuse to
+/// credit. Never used otherwise.
+pub fn flush_plan_with_late_store_barrier(plan: &FlushPlan, scope: Scope) {
+    for op in plan.ops() {
+        issue(op, scope);
+    }
+    store_barrier(scope);
+    complete(scope);
 }
 
 /// Issues and completes `plan`.
