@@ -5,9 +5,15 @@
 # (broadside_smp::watchdog::fire) or a panic or unexpected exception. The frame above
 # `detected` is the detector, with its state. Paste explore.sh's `reproduce:` arguments.
 #
-# usage: scripts/replay.sh [--batch FILE] [--rr] [--deterministic[=SHIFT]] [run.sh options]
-#                          -- KERNEL_ARGS...
+# usage: scripts/replay.sh [--batch FILE] [--at N | --back K] [--rr] [--deterministic[=SHIFT]]
+#                          [run.sh options] -- KERNEL_ARGS...
 #   --batch FILE   after the stop, run the gdb commands in FILE and exit (QEMU ends with gdb)
+#   --at N         stop at event N of the run instead (the events numbered in deterministic
+#                  runs: yield points, clears, unhooks, TLBIs, barriers, loads, frees, pins,
+#                  detections; `bs-events` lists each CPU's last ones), or at the failure if
+#                  it comes first
+#   --back K       run to the failure once to learn its event number F, then rerun and stop
+#                  at event F-K: K events before the failure, in the same run
 #   --rr           QEMU record/replay: record the run first, then replay it under GDB from a
 #                  snapshot, so reverse-stepi / reverse-continue work. QEMU 7.2 supports it
 #                  with one vCPU only: needs --smp 1 (see README, "Replaying a failure")
@@ -17,12 +23,14 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-batch="" rr=0 smp=4 mem=1G cpu=max el2=0 shift_val=$BS_DEFAULT_SHIFT
+batch="" rr=0 smp=4 mem=1G cpu=max el2=0 shift_val=$BS_DEFAULT_SHIFT at="" back=""
 gdb_opts=()
 while [ $# -gt 0 ]; do
     case $1 in
         --batch) batch=${2:?--batch needs a file}; shift 2 ;;
         --rr) rr=1; shift ;;
+        --at) at=${2:?--at needs an event number}; shift 2 ;;
+        --back) back=${2:?--back needs a count of events}; shift 2 ;;
         --deterministic) shift_val=$BS_DEFAULT_SHIFT; shift ;;
         --deterministic=*) shift_val=${1#--deterministic=}; shift ;;
         --smp) smp=${2:?--smp needs a value}; gdb_opts+=("$1" "$2"); shift 2 ;;
@@ -36,8 +44,13 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -z "$batch" ] || [ -f "$batch" ] || bs_die "replay.sh: --batch $batch: no such file"
+[ -z "$at" ] || [[ $at =~ ^[0-9]+$ ]] || bs_die "replay.sh: --at $at: an event number"
+[ -z "$back" ] || [[ $back =~ ^[0-9]+$ ]] || bs_die "replay.sh: --back $back: a count of events"
+[ -z "$at" ] || [ -z "$back" ] || bs_die "replay.sh: --at and --back exclude each other"
+[ $# -gt 0 ] || bs_die "replay.sh: give the kernel arguments after -- (paste explore.sh's reproduce: arguments; e.g. -- workload=stress seconds=2 bug=walker-irqs-on seed=1)"
 BS_ICOUNT=$shift_val
 bs_check_shift
+export BS_ICOUNT
 if [ $rr = 1 ] && [ "$smp" != 1 ]; then
     bs_die "replay.sh: --rr needs --smp 1: QEMU 7.2 refuses record/replay with several vCPUs ('Record/replay feature is not supported for 'smp'')"
 fi
@@ -47,10 +60,18 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # Stop at the first report site reached. `detected` is never inlined, so one breakpoint covers
-# every detector; the others are the failure paths that are not detections.
-cat >"$work/stop.gdb" <<'EOF'
+# every detector; the others are the failure paths that are not detections. With --at (or
+# --back, once the failure's number is known), also at the event asked for.
+stop_script() {
+    local stop_at=$1
+    cat <<'EOF'
 set pagination off
 set confirm off
+EOF
+    if [ -n "$stop_at" ]; then
+        printf 'bs-stop-at %s\nbreak broadside_base::events::stop_here\n' "$stop_at"
+    fi
+    cat <<'EOF'
 break broadside_base::stats::detected
 break broadside_smp::watchdog::fire
 break broadside::boot::fatal_exception
@@ -67,15 +88,41 @@ if name is None:
     print("replay: the run ended without reaching a failure")
     gdb.execute("quit 1")
 print("replay: stopped at %s on %s" % (name, gdb.selected_thread().name or gdb.selected_thread().num))
+if name.endswith("events::stop_here"):
+    event = str(int(gdb.parse_and_eval("seq")))
+else:
+    event = gdb.execute("bs-event-count", to_string=True).strip()
+print("replay: at event %s of the run" % event)
+try:
+    print("replay: " + gdb.execute("bs-event " + event, to_string=True).strip())
+    if name.endswith("stats::detected"):
+        print(gdb.execute("bs-culprit", to_string=True).rstrip())
+except gdb.error:
+    pass
 end
 bt 8
 bs-cpus
 EOF
+}
+
+# --back K: a first run to the failure, to learn its event number.
+if [ -n "$back" ]; then
+    stop_script "" >"$work/find.gdb"
+    set +e
+    found=$(BS_GDB_INIT="" "$BS_ROOT/scripts/gdb.sh" --batch "$work/find.gdb" \
+        ${gdb_opts[@]+"${gdb_opts[@]}"} -- $args 2>/dev/null |
+        sed -n 's/^replay: at event \([0-9]*\) of the run$/\1/p' | head -1)
+    set -e
+    [ -n "$found" ] || { echo "replay: the run ended without reaching a failure" >&2; exit 1; }
+    [ "$found" -gt "$back" ] || bs_die "replay.sh: --back $back: the failure is event $found"
+    at=$((found - back))
+    echo "replay: the failure is event $found; stopping $back events before it, at event $at" >&2
+fi
+stop_script "$at" >"$work/stop.gdb"
 if [ -n "$batch" ]; then
     cat "$batch" >>"$work/stop.gdb"
 fi
 
-export BS_ICOUNT
 if [ $rr = 1 ]; then
     bs_need_qemu
     command -v qemu-img >/dev/null 2>&1 || bs_need qemu-img qemu-utils

@@ -247,6 +247,7 @@ fn init_memory_policy(info: &BootInfo) {
     broadside_mm::unshare_sync::set_mode(info.args.unshare);
     if info.args.yield_points {
         broadside_base::hint::enable(info.args.seed);
+        broadside_base::events::enable();
     }
 }
 

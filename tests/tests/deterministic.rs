@@ -105,6 +105,17 @@ fn scripts_refuse_bad_arguments() {
             &["--batch", "/nonexistent", "--", "workload=stress"],
             "no such file",
         ),
+        ("scripts/replay.sh", &[], "give the kernel arguments"),
+        (
+            "scripts/replay.sh",
+            &["--at", "x", "--", "workload=stress"],
+            "an event number",
+        ),
+        (
+            "scripts/replay.sh",
+            &["--at", "5", "--back", "3", "--", "workload=stress"],
+            "exclude each other",
+        ),
     ];
     for (name, args, what) in cases {
         let out = script(name, args, 60);
@@ -273,6 +284,92 @@ fn replay_stops_gdb_at_the_audits_report() {
             ("the flush stopped a page short of it", r"RangeMissed"),
         ],
     );
+}
+
+/// Stepping back to a race's cause without record/replay: explore finds a seed where
+/// `bug=free-tables-now` lets the walker hold a freed table; `replay.sh` stops at the detection,
+/// where `bs-culprit` names the table the walker blamed and how many events back its unhook was;
+/// `replay.sh --back K` reruns the same run and stops at that unhook, on the mutator, in
+/// `MmuGather::remove_table`, with the walker still inside its walk and the table shown.
+#[test]
+#[ignore = "long: explore and three gdb sessions"]
+fn replay_steps_back_to_the_unhook_of_a_freed_table() {
+    let race = ["workload=stress", "seconds=2", "bug=free-tables-now"];
+    let mut explore = vec!["--seeds", "5", "--"];
+    explore.extend_from_slice(&race);
+    let out = run_script("scripts/explore.sh", &explore, Duration::from_secs(300));
+    let seed_arg = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("reproduce: "))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("seed=")))
+        .unwrap_or_else(|| panic!("explore found no failing seed in 5:\n{}", out.stdout))
+        .to_string();
+    let mut args = race.to_vec();
+    args.push(&seed_arg);
+
+    let dir = repo_root().join("target/boot-logs");
+    std::fs::create_dir_all(&dir).expect("create target/boot-logs");
+    let empty = dir.join("replay-back-empty.gdb");
+    std::fs::write(&empty, "").expect("write the batch file");
+    let mut at_failure = vec!["--batch", empty.to_str().expect("UTF-8")];
+    at_failure.push("--");
+    at_failure.extend_from_slice(&args);
+    let out = run_script("scripts/replay.sh", &at_failure, Duration::from_secs(300));
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    let caps = |re: &str| {
+        regex::Regex::new(re)
+            .expect("regex")
+            .captures(&text)
+            .unwrap_or_else(|| panic!("no {re} in the replay at the failure:\n{text}"))
+    };
+    let table =
+        caps(r"bs-culprit: event [0-9]+ on cpu[0-9]+ blames table (0x[0-9a-f]+)")[1].to_string();
+    let unhook = caps(&format!(
+        r"bs-culprit: event ([0-9]+) on cpu([0-9]+): unhook table {table} at va"
+    ));
+    let (unhook_seq, mutator) = (unhook[1].to_string(), unhook[2].to_string());
+    let back = caps(r"bs-culprit: back ([0-9]+) \(from event ([0-9]+)")[1].to_string();
+
+    let batch = dir.join("replay-back.gdb");
+    std::fs::write(&batch, format!("bs-table {table}\nbs-events 4\n")).expect("write the batch");
+    let mut stepped = vec![
+        "--back",
+        &back,
+        "--batch",
+        batch.to_str().expect("UTF-8"),
+        "--",
+    ];
+    stepped.extend_from_slice(&args);
+    let out = run_script("scripts/replay.sh", &stepped, Duration::from_secs(600));
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    for (what, re) in [
+        (
+            "stopped at the unhook's event",
+            format!(r"replay: at event {unhook_seq} of the run"),
+        ),
+        (
+            "the event is the unhook of the blamed table, on the mutator",
+            format!(r"replay: event {unhook_seq} on cpu{mutator}: unhook table {table}"),
+        ),
+        (
+            "in the gather",
+            r"(?m)^#2 .*broadside_mm::gather::MmuGather::remove_table".to_string(),
+        ),
+        (
+            "the walker inside its walk",
+            r"(?m)^ +[0-9]+ +0x[0-9a-f]+ +working +walker .* yes ".to_string(),
+        ),
+        (
+            "the table shown",
+            format!(r"(?m)^bs-table: {table} +frame: table "),
+        ),
+    ] {
+        assert!(
+            regex::Regex::new(&re).expect("regex").is_match(&text),
+            "the replay stepped back {back} events lacks {what} ({re}):\n{text}"
+        );
+    }
 }
 
 /// `explore.sh` over 20 seeds of a correct configuration exits 0, every seed passing (measured:

@@ -107,6 +107,7 @@ pub fn enabled() -> bool {
 #[inline(always)]
 pub fn yield_point(site: Site) {
     if enabled() {
+        crate::events::mark(crate::events::Kind::YieldPoint, site as u64, 0);
         yield_slow(site);
     }
 }

@@ -7,6 +7,7 @@
 //! - [`ExitCode`]: the exit codes of the design's contract.
 //! - [`rules`]: the six rules the TLB and table-freeing code keeps, cited by number everywhere.
 //! - [`hint`]: the spin-wait hint (`YIELD`) and the seeded yield points of deterministic runs.
+//! - [`events`]: the numbered events of a deterministic run, where a debugger can stop.
 //! - [`config`] and [`rng`]: the CPU limit, and the seeded generator behind `seed=`.
 //!
 //! The DAIF and TPIDR accesses are compiled only for the kernel (`target_arch = "aarch64"`);
@@ -17,6 +18,7 @@
 extern crate alloc;
 
 pub mod config;
+pub mod events;
 pub mod exit_code;
 pub mod hint;
 pub mod irq;

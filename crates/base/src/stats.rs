@@ -165,6 +165,7 @@ pub fn count(c: Counter) {
 #[inline(never)]
 pub fn detected(c: Counter) {
     add(c, 1);
+    crate::events::mark(crate::events::Kind::Detection, c as u64, 0);
 }
 
 /// Adds `n` to `c` on this CPU.

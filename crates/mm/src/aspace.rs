@@ -209,6 +209,7 @@ pub fn release_data_frame(pa: PhysAddr, order: u32) {
         return; // a walker still holds it; its put frees it
     }
     audit::check_free(pa);
+    broadside_base::events::mark(broadside_base::events::Kind::Free, pa.as_u64(), 0);
     for i in 0..(1u64 << order) {
         let w = phys_to_virt(pa + i * PAGE_SIZE).as_mut_ptr::<u64>();
         for k in 0..STAMP_WORDS {
@@ -223,6 +224,7 @@ pub fn release_data_frame(pa: PhysAddr, order: u32) {
 /// still be inside it.
 pub fn free_table_page(pa: PhysAddr) {
     audit::check_free(pa);
+    broadside_base::events::mark(broadside_base::events::Kind::Free, pa.as_u64(), 1);
     for i in 0..512 {
         entry(pa, i).store(TABLE_POISON, Ordering::Relaxed);
     }

@@ -33,6 +33,7 @@ use alloc::vec::Vec;
 use broadside_arch::pte::{Descriptor, DescriptorKind, table_index};
 use broadside_arch::pte::{PAGE_SIZE, level_block_size};
 use broadside_arch::{PhysAddr, VirtAddr};
+use broadside_base::events;
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame;
 use broadside_platform::bootargs::Bug;
@@ -212,6 +213,7 @@ impl<'a> MmuGather<'a> {
     pub fn remove_page(&mut self, old: Descriptor, va: VirtAddr, level: u8) {
         let size = level_block_size(level);
         let pa = old.output_address();
+        events::mark(events::Kind::Clear, va.as_u64(), pa.as_u64());
         self.range.leaf(va.as_u64(), level);
         if audit::enabled() {
             self.note_cleared_leaf(va.as_u64(), level, !old.not_global(), pa.as_u64());
@@ -297,6 +299,7 @@ impl<'a> MmuGather<'a> {
         leaf_size: u64,
     ) {
         self.range.table_with_leaves(va.as_u64(), level, leaf_size);
+        events::mark(events::Kind::Unhook, va.as_u64(), pa.as_u64());
         self.tell_audit();
         self.space.audit_unhook_table(self.op, va, level, pa);
         self.queue_table(pa);
@@ -311,6 +314,7 @@ impl<'a> MmuGather<'a> {
         // gather already cleared and flushed; what is left is the walk-cache entry for the
         // parent's entry (see `GatherRange::table`).
         self.range.table(va.as_u64(), level);
+        events::mark(events::Kind::Unhook, va.as_u64(), pa.as_u64());
         if level > 0 {
             // The root has no parent entry to invalidate: TTBR0 of a drained space.
             self.tell_audit();
@@ -425,6 +429,7 @@ impl<'a> MmuGather<'a> {
     /// synchronised on the spot.
     pub fn unshare_table(&mut self, table: PhysAddr, va: VirtAddr, fully: bool) {
         self.range.unshared_table(va.as_u64());
+        events::mark(events::Kind::Unhook, va.as_u64(), table.as_u64());
         self.tell_audit();
         self.space.audit_unhook_table(self.op, va, 2, table);
         if audit::enabled() && self.unshared.try_reserve(1).is_ok() {

@@ -18,6 +18,7 @@ use crate::aspace::{self, AddressSpace, SpaceState, StampCheck, TABLE_POISON, en
 use crate::mm_types::OBJECT_OWNER_BIT;
 use broadside_arch::pte::{Descriptor, DescriptorKind, PAGE_SIZE, level_block_size, table_index};
 use broadside_arch::{PhysAddr, VirtAddr};
+use broadside_base::events;
 use broadside_base::irq;
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame::{self, FrameKind};
@@ -197,16 +198,12 @@ fn recheck(space: &AddressSpace, steps: &[Step], cfg: WalkConfig) -> Result<bool
     for (l, s) in steps.iter().enumerate() {
         let now = entry(s.table, s.index).load(Ordering::Acquire);
         if now == TABLE_POISON {
-            return Err(WalkOutcome::UseAfterFree(
-                "a table the walk held was freed under it",
-            ));
+            return Err(table_freed_under(s.table, l));
         }
         match identity(space, s.table, l as u8, s.generation) {
             Identity::Ours => {}
             Identity::Freed => {
-                return Err(WalkOutcome::UseAfterFree(
-                    "a table the walk held was freed under it",
-                ));
+                return Err(table_freed_under(s.table, l));
             }
             Identity::Foreign => {
                 return match foreign_table(&steps[..l], cfg) {
@@ -222,6 +219,13 @@ fn recheck(space: &AddressSpace, steps: &[Step], cfg: WalkConfig) -> Result<bool
     Ok(true)
 }
 
+/// The walk's table at `level`, `table`, was freed while the walk held it. The event log names
+/// it, so a replay can find the unhook that let it go (`bs-culprit`).
+fn table_freed_under(table: PhysAddr, level: usize) -> WalkOutcome {
+    events::mark(events::Kind::Blame, table.as_u64(), level as u64);
+    WalkOutcome::UseAfterFree("a table the walk held was freed under it")
+}
+
 fn pin_and_recheck(
     space: &AddressSpace,
     va: VirtAddr,
@@ -235,6 +239,7 @@ fn pin_and_recheck(
     if !meta.try_get() {
         return WalkOutcome::Retry; // being freed
     }
+    events::mark(events::Kind::Pin, va.as_u64(), head.as_u64());
     // Deterministic runs: let other CPUs run between the pin and the re-checks.
     broadside_base::hint::yield_point(broadside_base::hint::Site::WalkerPin);
     // The long part of the walk: the tables must stay valid memory throughout, even once they

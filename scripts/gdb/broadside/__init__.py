@@ -8,6 +8,12 @@ Loaded by scripts/gdb.sh (`source scripts/gdb/broadside.py`, which imports this 
     bs-pt         walk a page table in software from guest memory, decoding every level
     bs-rcu        grace-period state, per-CPU quiescent states, queued callbacks
     bs-gather     the mmu_gather in the selected frame: range, levels, flags, queued frames
+    bs-events     the numbered events of a deterministic run, the last few of every CPU
+    bs-stop-at    stop at event N of this run (scripts/replay.sh --at N uses it)
+    bs-event-count  the number of the last event so far (replay.sh --back reads it)
+    bs-event      one event of this run, described
+    bs-culprit    the unhook and free of the frame a detector blamed, and how far back they are
+    bs-table      a page-table page: its frame metadata and its entries
 
 Every kernel data structure is read by symbol and by type from the ELF's DWARF: fields by name,
 enum variants by name, element sizes from the types. Nothing here knows a struct offset or size,
@@ -32,7 +38,7 @@ The gdb-facing ones read the target:
 
     values        one-line errors, command registration, Rust value readers, vCPU registers
     rcu           finding the kernel's RCU engine
-    cmd_cpus, cmd_counters, cmd_pt, cmd_rcu, cmd_gather   the commands
+    cmd_cpus, cmd_counters, cmd_pt, cmd_rcu, cmd_gather, cmd_events   the commands
     commands      imports the cmd_* modules, which registers them
 
 This file imports nothing, so `import broadside.pte` works without gdb.

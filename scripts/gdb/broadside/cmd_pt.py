@@ -6,7 +6,8 @@ import gdb
 
 from .kernel import (KIMAGE_VBASE_FALLBACK, PAGE_OFFSET_FALLBACK, SYM_FRAMES, SYM_PAGE_OFFSET,
                      TYPE_FRAME_KIND, TYPE_FRAMES)
-from .pte import DESC_BYTES, TTBR_BADDR_MASK, format_result, format_step, is_canonical, walk
+from .pte import (DESC_BYTES, TTBR_BADDR_MASK, decode, format_result, format_step, is_canonical,
+                  walk)
 from .values import (BsError, _code, command, deref_all, enum_names, evaluate, field, find_inner,
                      lookup, once_ready, read_regs, scalar, type_is)
 
@@ -156,3 +157,52 @@ sharers of a shared level-2 table) or "-". The last line is the translation or t
         for step in steps:
             print(format_step(step, mair, frame_meta))
         print(format_result(va, steps[-1]))
+
+
+# --------------------------------------------------------------------------------------------
+# bs-table
+# --------------------------------------------------------------------------------------------
+@command
+class BsTable(gdb.Command):
+    """Show a page-table page: bs-table PA-EXPR [LEVEL]
+
+The frame's metadata (kind, level, sharers) and every entry that is not 0: its index, raw
+value and type (decoded at LEVEL: given, else the metadata's level, else 3). A freed table
+reads as 512 poison entries; that is said in one line."""
+
+    NAME = "bs-table"
+
+    def __init__(self):
+        super().__init__(self.NAME, gdb.COMMAND_DATA)
+
+    def run(self, arg, from_tty):
+        args = gdb.string_to_argv(arg)
+        if not args:
+            raise BsError("usage: bs-table PA-EXPR [LEVEL]")
+        pa = scalar(evaluate(args[0])) & ~0xFFF
+        meta = frame_meta(pa)
+        level = int(args[1]) if len(args) > 1 else None
+        if level is None and "level=" in meta:
+            level = int(meta.split("level=")[1].split()[0])
+        level = 3 if level is None else level
+        off, _ = page_offset()
+        try:
+            page = bytes(gdb.selected_inferior().read_memory(off + pa, 4096))
+            raws = [int.from_bytes(page[i * 8:i * 8 + 8], "little") for i in range(512)]
+        except gdb.MemoryError:
+            raws = [read_u64_phys(pa + 8 * i, off) for i in range(512)]
+        print("bs-table: %#x  %s  (decoded at level %d)" % (pa, meta, level))
+        if len(set(raws)) == 1 and raws[0] != 0:
+            print("  all 512 entries %#018x (poison: a freed table page)" % raws[0])
+            return
+        shown = 0
+        for i, raw in enumerate(raws):
+            if raw == 0:
+                continue
+            kind, oa = decode(raw, level)
+            line = "  [%3d] raw %#018x  %-7s" % (i, raw, kind)
+            if oa is not None:
+                line += " -> %#x" % oa
+            print(line)
+            shown += 1
+        print("  %d of 512 entries not 0" % shown)

@@ -36,3 +36,20 @@ PAGE_OFFSET_FALLBACK = 0xFFFF_0000_0000_0000
 KIMAGE_VBASE_FALLBACK = 0xFFFF_8000_0000_0000  # layout.rs KIMAGE_VBASE (same reason)
 # crates/arch/src/pte.rs MAIR_IDX_* names, used only when MAIR_EL1 cannot be read from the target.
 MAIR_INDEX_FALLBACK = {0: "Normal-WB", 1: "Device-nGnRE", 2: "Normal-NC"}
+
+# --------------------------------------------------------------------------------------------
+# The event log of deterministic runs (crates/base/src/events.rs).
+# --------------------------------------------------------------------------------------------
+SYM_EVENT_RINGS = "broadside_base::events::RINGS"
+SYM_EVENT_STOP_AT = "broadside_base::events::STOP_AT"
+SYM_EVENT_SEQ = "broadside_base::events::SEQ"
+# events::Kind, by number (the enum is #[repr(u8)] with these discriminants).
+EVENT_KINDS = {
+    1: "yield", 2: "clear", 3: "unhook", 4: "tlbi", 5: "barrier", 6: "ttbr0", 7: "free",
+    8: "pin", 9: "detection", 10: "gp-end", 11: "drain", 12: "change-point", 13: "blame",
+}
+# arch::aarch64::tlb::Barrier, by discriminant (declaration order).
+BARRIER_NAMES = {0: "dsb ishst", 1: "dsb nshst", 2: "dsb ish", 3: "dsb nsh", 4: "dmb ish"}
+# The TLBI codes of the event log (tlb.rs `op_code`): 1..8, plus 16 when local.
+TLBI_NAMES = {1: "vae1", 2: "vale1", 3: "rvae1", 4: "rvale1", 5: "aside1", 6: "vmalle1",
+              7: "vaae1", 8: "vaale1"}

@@ -95,3 +95,38 @@ def info_variables_lines(text):
         if m and cur_file:
             out.append((cur_file, int(m.group(1))))
     return out
+
+
+def event_text(kind, a, b):
+    """One event's description from its kind number and detail words (crates/base/src/events.rs
+    says what a and b hold for each kind)."""
+    from .kernel import BARRIER_NAMES, EVENT_KINDS, TLBI_NAMES
+    name = EVENT_KINDS.get(kind, "kind-%d" % kind)
+    if name == "tlbi":
+        op = TLBI_NAMES.get(b & 15, "op-%d" % (b & 15))
+        return "tlbi %s%s operand %#x" % (op, "" if b & 16 else "is", a)
+    if name == "barrier":
+        return BARRIER_NAMES.get(a, "barrier-%d" % a)
+    if name in ("clear",):
+        return "clear va %#x frame %#x" % (a, b)
+    if name == "unhook":
+        return "unhook table %#x" % b + (" at va %#x" % a if a else "")
+    if name == "ttbr0":
+        return "ttbr0 root %#x asid %d" % (a, b)
+    if name == "free":
+        return "free %s %#x" % ("table" if b else "frame", a)
+    if name == "pin":
+        return "pin va %#x frame %#x" % (a, b)
+    if name == "yield":
+        return "yield point (site %d)" % a
+    if name == "detection":
+        return "detection (counter %d)" % a
+    if name == "gp-end":
+        return "grace period %d ends" % a
+    if name == "drain":
+        return "store to %#x becomes visible" % a
+    if name == "blame":
+        return "a detector blames frame %#x (level %d)" % (a, b)
+    if name == "change-point":
+        return "priority now %d" % a
+    return "%s %#x %#x" % (name, a, b)

@@ -145,6 +145,12 @@ pub(crate) fn observed(
     instruction: impl FnOnce(),
     after: Option<TlbEvent>,
 ) {
+    if let Some(TlbEvent::Barrier(b)) = after {
+        broadside_base::events::mark(broadside_base::events::Kind::Barrier, b as u64, 0);
+    }
+    if let Some(TlbEvent::LoadTtbr0 { root, asid }) = before {
+        broadside_base::events::mark(broadside_base::events::Kind::Ttbr0, root, asid as u64);
+    }
     match observer() {
         None => instruction(),
         Some(f) => {
@@ -173,6 +179,11 @@ pub enum Scope {
 /// Issues one TLBI. No barriers: callers order it with [`begin`] and [`complete`].
 #[inline(always)]
 fn issue(op: TlbiOp, scope: Scope) {
+    broadside_base::events::mark(
+        broadside_base::events::Kind::Tlbi,
+        op.operand().unwrap_or(0),
+        op_code(op, scope),
+    );
     observed(
         Some(TlbEvent::Issue(op, scope)),
         || issue_instruction(op, scope),
@@ -188,6 +199,21 @@ fn issue(op: TlbiOp, scope: Scope) {
     if scope == Scope::Local {
         stats::count(Counter::TlbiLocalOps);
     }
+}
+
+/// The op's number in the event log: its position in [`TlbiOp`]'s list, plus 16 when local.
+fn op_code(op: TlbiOp, scope: Scope) -> u64 {
+    let kind = match op {
+        TlbiOp::Vae1 { .. } => 1,
+        TlbiOp::Vale1 { .. } => 2,
+        TlbiOp::Rvae1 { .. } => 3,
+        TlbiOp::Rvale1 { .. } => 4,
+        TlbiOp::Aside1 { .. } => 5,
+        TlbiOp::Vmalle1 => 6,
+        TlbiOp::Vaae1 { .. } => 7,
+        TlbiOp::Vaale1 { .. } => 8,
+    };
+    kind + if scope == Scope::Local { 16 } else { 0 }
 }
 
 #[inline(always)]
