@@ -16,7 +16,7 @@
 #                  at event F-K: K events before the failure, in the same run
 #   --rr           QEMU record/replay: record the run first, then replay it under GDB from a
 #                  snapshot, so reverse-stepi / reverse-continue work. QEMU 7.2 supports it
-#                  with one vCPU only: needs --smp 1 (see README, "Replaying a failure")
+#                  with one vCPU only: needs --smp 1 (docs/deterministic.md)
 #   run.sh options --smp --mem --cpu --el2 --timeout; --deterministic=SHIFT (default 3)
 # Without --batch, gdb's prompt comes up stopped at the failure. Exit status: gdb's in batch
 # mode; 1 if the run ended without a failure to stop at.

@@ -1,6 +1,6 @@
 //! The six rules broadside's TLB and page-table-freeing code keeps, defined once here and cited
 //! by number everywhere else ("rule 5"). They are Linux's arm64 and mm rules, stated for this
-//! kernel; the comments at each site say how that site keeps its rule, and the README says which
+//! kernel; the comments at each site say how that site keeps its rule, and docs/checks.md says which
 //! detector checks it.
 //!
 //! # Rule 1

@@ -3,7 +3,7 @@ math, descriptor decoding, the software walk and bs-pt's line formats. Pure: no 
 tests (scripts/gdb/tests) run it on plain integers.
 
 The bit positions are those of src/mm/pte.rs, cited per constant as `pte.rs NAME`; when that file
-changes layout, this one must follow (the host tests pin both to the same README example).
+changes layout, this one must follow (the host tests pin both to the walkthrough in docs/gdb.md).
 """
 
 from .kernel import MAIR_INDEX_FALLBACK

@@ -1,5 +1,5 @@
 """Formatting of the helpers' output and parsing of gdb's text: pure, no gdb, so the host tests
-(scripts/gdb/tests) pin every format that scripts/gdb-check.sh and the README rely on."""
+(scripts/gdb/tests) pin every format that scripts/gdb-check.sh and docs/gdb.md rely on."""
 
 import re
 

@@ -1,8 +1,8 @@
 """broadside.pte: descriptor decoding, index math, the software walk and bs-pt's lines.
 
-The descriptors are the ones README's bs-pt example shows (a real 4-CPU stress run) plus blocks
-built from src/mm/pte.rs's bit positions; the expected strings are bs-pt's output byte for byte,
-as scripts/gdb-check.sh parses it."""
+The descriptors are the ones the bs-pt example of docs/gdb.md's walkthrough shows (a real 4-CPU
+stress run) plus blocks built from src/mm/pte.rs's bit positions; the expected strings are bs-pt's
+output byte for byte, as scripts/gdb-check.sh parses it."""
 
 import unittest
 
@@ -12,16 +12,16 @@ from broadside import pte
 # (0x44) at 2: what the kernel programs into MAIR_EL1.
 MAIR_VALUE = 0xFF | 0x04 << 8 | 0x44 << 16
 
-# README "Walkthrough": bs-pt space va, va 0x4048b000 in the space whose root is 0x44ede000.
-README_ROOT = 0x44EDE000
-README_VA = 0x4048B000
-README_TABLES = {  # descriptor PA -> raw, as the example's four lines show them
+# docs/gdb.md, "Walkthrough": bs-pt space va, va 0x4048b000 in the space whose root is 0x44ede000.
+WALKTHROUGH_ROOT = 0x44EDE000
+WALKTHROUGH_VA = 0x4048B000
+WALKTHROUGH_TABLES = {  # descriptor PA -> raw, as the example's four lines show them
     0x0044EDE000: 0x0000000044EDF003,
     0x0044EDF008: 0x0000000044EE0003,
     0x0044EE0010: 0x00000000416D1003,
     0x00416D1458: 0x00600000458BDF03,
 }
-README_PAGE = 0x00600000458BDF03
+WALKTHROUGH_PAGE = 0x00600000458BDF03
 
 # A level-2 block of the linear map as pte.rs Attributes::kernel_data() makes it: OA 0x40200000,
 # AttrIndx 0, AP 0b00 (EL1 RW), SH 0b11 (IS, bits 9:8), AF (bit 10), PXN (53), UXN (54), valid.
@@ -44,8 +44,8 @@ class IndexMath(unittest.TestCase):
         va = 5 << 39 | 6 << 30 | 7 << 21 | 8 << 12 | 0x9AB
         self.assertEqual([pte.table_index(va, lv) for lv in pte.LEVELS], [5, 6, 7, 8])
 
-    def test_index_of_the_readme_va(self):
-        self.assertEqual([pte.table_index(README_VA, lv) for lv in pte.LEVELS], [0, 1, 2, 139])
+    def test_index_of_the_walkthrough_va(self):
+        self.assertEqual([pte.table_index(WALKTHROUGH_VA, lv) for lv in pte.LEVELS], [0, 1, 2, 139])
 
     def test_index_of_a_linear_map_va(self):
         # 0xffff000041234567 (gdb-check's linear-map VA): bits [63:48] are not an index.
@@ -64,14 +64,14 @@ class IndexMath(unittest.TestCase):
 
 
 class Decode(unittest.TestCase):
-    def test_readme_page(self):
-        self.assertEqual(pte.decode(README_PAGE, 3), ("page", 0x458BD000))
+    def test_walkthrough_page(self):
+        self.assertEqual(pte.decode(WALKTHROUGH_PAGE, 3), ("page", 0x458BD000))
 
-    def test_readme_page_attributes(self):
-        self.assertEqual(pte.attributes(README_PAGE, MAIR_VALUE),
+    def test_walkthrough_page_attributes(self):
+        self.assertEqual(pte.attributes(WALKTHROUGH_PAGE, MAIR_VALUE),
                          "attr=0(Normal-WB) AP=EL1-RW SH=IS AF=1 nG=1 PXN=1 UXN=1 SW=0x0")
 
-    def test_readme_table(self):
+    def test_walkthrough_table(self):
         self.assertEqual(pte.decode(0x0000000044EDF003, 0), ("table", 0x44EDF000))
         self.assertEqual(pte.decode(0x0000000044EDF003, 2), ("table", 0x44EDF000))
 
@@ -117,8 +117,8 @@ class Decode(unittest.TestCase):
 
     def test_software_bits(self):
         # pte.rs Attributes::with_sw_bits(15): bits [58:55]; bit 59 is not software.
-        self.assertTrue(pte.attributes(README_PAGE | 0xF << 55, MAIR_VALUE).endswith(" SW=0xf"))
-        self.assertTrue(pte.attributes(README_PAGE | 1 << 59, MAIR_VALUE).endswith(" SW=0x0"))
+        self.assertTrue(pte.attributes(WALKTHROUGH_PAGE | 0xF << 55, MAIR_VALUE).endswith(" SW=0xf"))
+        self.assertTrue(pte.attributes(WALKTHROUGH_PAGE | 1 << 59, MAIR_VALUE).endswith(" SW=0x0"))
 
     def test_attr_index_uses_three_bits(self):
         self.assertTrue(pte.attributes(7 << 2, 0x11 << 56).startswith("attr=7(Normal(0x11)) "))
@@ -144,23 +144,23 @@ class Walk(unittest.TestCase):
     def read(self, memory):
         return lambda pa: memory.get(pa, 0)  # unwritten descriptors are 0: invalid
 
-    def test_readme_walk(self):
-        steps = pte.walk(README_ROOT, README_VA, self.read(README_TABLES))
+    def test_walkthrough_walk(self):
+        steps = pte.walk(WALKTHROUGH_ROOT, WALKTHROUGH_VA, self.read(WALKTHROUGH_TABLES))
         self.assertEqual(steps, [
             (0, 0, 0x44EDE000, 0x44EDF003, "table", 0x44EDF000),
             (1, 1, 0x44EDF008, 0x44EE0003, "table", 0x44EE0000),
             (2, 2, 0x44EE0010, 0x416D1003, "table", 0x416D1000),
-            (3, 139, 0x416D1458, README_PAGE, "page", 0x458BD000),
+            (3, 139, 0x416D1458, WALKTHROUGH_PAGE, "page", 0x458BD000),
         ])
 
-    def test_readme_lines(self):
-        # README's bs-pt lines, byte for byte (the frame notes stand for frame_meta's reads).
+    def test_walkthrough_lines(self):
+        # The walkthrough's bs-pt lines, byte for byte (the frame notes stand for frame_meta's reads).
         notes = {0x44EDF000: "frame: table refs=1 level=1 share=+0",
                  0x44EE0000: "frame: table refs=1 level=2 share=+0",
                  0x416D1000: "frame: table refs=1 level=3 share=+0"}
-        steps = pte.walk(README_ROOT, README_VA, self.read(README_TABLES))
+        steps = pte.walk(WALKTHROUGH_ROOT, WALKTHROUGH_VA, self.read(WALKTHROUGH_TABLES))
         lines = [pte.format_step(s, MAIR_VALUE, notes.__getitem__) for s in steps]
-        lines.append(pte.format_result(README_VA, steps[-1]))
+        lines.append(pte.format_result(WALKTHROUGH_VA, steps[-1]))
         self.assertEqual(lines, [
             "level 0 index   0  desc@pa 0x0044ede000  raw 0x0000000044edf003  table   -> "
             "0x44edf000  next frame: table refs=1 level=1 share=+0",
@@ -203,10 +203,10 @@ class Walk(unittest.TestCase):
 
     def test_walk_faults_where_the_entry_is_invalid(self):
         # The next page, 0x4048c000: level-3 index 140 of the same table, which is empty.
-        steps = pte.walk(README_ROOT, README_VA + 0x1000, self.read(README_TABLES))
+        steps = pte.walk(WALKTHROUGH_ROOT, WALKTHROUGH_VA + 0x1000, self.read(WALKTHROUGH_TABLES))
         self.assertEqual(len(steps), 4)
         self.assertEqual(steps[-1], (3, 140, 0x416D1460, 0, "invalid", None))
-        self.assertEqual(pte.format_result(README_VA + 0x1000, steps[-1]),
+        self.assertEqual(pte.format_result(WALKTHROUGH_VA + 0x1000, steps[-1]),
                          "result: translation fault at level 3 (invalid descriptor 0x0)")
         self.assertEqual(pte.format_step(steps[-1], MAIR_VALUE, None),
                          "level 3 index 140  desc@pa 0x00416d1460  raw 0x0000000000000000  "
@@ -217,9 +217,9 @@ class Walk(unittest.TestCase):
 
         def read(pa):
             seen.append(pa)
-            return README_TABLES.get(pa, 0)
+            return WALKTHROUGH_TABLES.get(pa, 0)
 
-        pte.walk(README_ROOT, 0x8000000000, read)  # level-0 index 1: empty
+        pte.walk(WALKTHROUGH_ROOT, 0x8000000000, read)  # level-0 index 1: empty
         self.assertEqual(seen, [0x44EDE008])
 
 

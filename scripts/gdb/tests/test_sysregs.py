@@ -4,7 +4,7 @@ import unittest
 
 from broadside import sysregs
 
-TTBR0 = 7 << 48 | 0x44EDE000  # ASID 7, the README space's root
+TTBR0 = 7 << 48 | 0x44EDE000  # ASID 7, the root of docs/gdb.md's walkthrough space
 TTBR1 = 3 << 48 | 0x40100000
 
 

@@ -1,5 +1,5 @@
 """broadside.text: the formats bs-gather, bs-cpus and bs-counters print (scripts/gdb-check.sh
-parses them with regexes, README shows them) and the parsing of gdb's text."""
+parses them with regexes, docs/gdb.md shows them) and the parsing of gdb's text."""
 
 import unittest
 
@@ -65,7 +65,7 @@ class RcuQs(unittest.TestCase):
 
 
 class GatherCells(unittest.TestCase):
-    def test_readme_range(self):
+    def test_walkthrough_range(self):
         self.assertEqual(text.gather_range_text(0x8000000000, 0x10000000000),
                          "[0x8000000000, 0x10000000000)  512 GiB (134217728 pages)")
 
