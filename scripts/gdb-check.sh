@@ -114,7 +114,8 @@ check(all(c.get("irqs") in ("on", "masked") and c.get("walker") in ("yes", "no")
       str(cpus))
 check(any(l.strip() == "online: 4 CPUs" for l in rows), "bs-cpus counts 4 online")
 
-# bs-counters: exactly the names of src/stats.rs, in order, integer values, ticks counted.
+# bs-counters: exactly the names of crates/base/src/stats.rs, in order, integer values, ticks
+# counted.
 want = re.findall(r'=>\s*"([a-z0-9_]+)"\s*,', open(stats_path).read())
 got = []
 values = {}
