@@ -44,6 +44,24 @@ bs_rust_has_target() {
 }
 
 bs_need_qemu() { bs_need qemu-system-aarch64 qemu-system-arm; }
+
+# cargo-machete: scripts/test.sh's check that every declared dependency is named in its crate's
+# code. Not a Debian package, so cargo builds it, from the repo so with the pinned toolchain (the
+# one bs_need_rust guarantees; cargo warns that it overrides the default). The version is pinned
+# because a release that reads code differently could fail CI on an unchanged tree.
+BS_MACHETE_VERSION=0.9.2
+bs_need_machete() {
+    command -v cargo-machete >/dev/null 2>&1 && return 0
+    bs_need_rust
+    bs_log "installing cargo-machete $BS_MACHETE_VERSION (cargo install)"
+    (cd "$BS_ROOT" && cargo install --locked cargo-machete --version "$BS_MACHETE_VERSION" >&2) \
+        || bs_die "could not install cargo-machete"
+    # cargo installs into CARGO_INSTALL_ROOT, else CARGO_HOME, else ~/.cargo; a shell that found
+    # cargo through rustup's proxy may still lack that bin/ on PATH.
+    command -v cargo-machete >/dev/null 2>&1 \
+        || PATH="${CARGO_INSTALL_ROOT:-${CARGO_HOME:-$HOME/.cargo}}/bin:$PATH"
+    command -v cargo-machete >/dev/null 2>&1 || bs_die "cargo-machete was installed but is not on PATH"
+}
 bs_need_gdb() { bs_need gdb-multiarch gdb-multiarch; }
 
 # Builds the kernel (release, with debug info). Quiet unless it fails. `-p broadside`: the
