@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --quick) mode=quick; shift ;;
         --long) mode=long; shift ;;
-        --results) results=${2:?}; shift 2 ;;
+        --results) bs_need_value stress.sh "$@"; results=$2; shift 2 ;;
         -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) bs_die "stress.sh: unknown option $1" ;;
     esac

@@ -13,7 +13,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$BS_ROOT"
 
 quick=0
-[ "${1:-}" = "--quick" ] && quick=1
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) quick=1; shift ;;
+        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) bs_die "test.sh: unknown option $1 (see --help)" ;;
+    esac
+done
 passed=0 failed=0
 failures=()
 out_dir=$(mktemp -d)
