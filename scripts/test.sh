@@ -82,7 +82,8 @@ if [ $quick = 0 ]; then
 fi
 
 # Nothing stays here: every boot check, the stress matrix and the GDB checks are tests in tests/
-# (the stress matrix of scripts/stress.sh --quick is tests/tests/stress_matrix.rs).
+# (tests/tests/stress_matrix.rs runs the quick matrix of tests/src/stress.rs, as
+# scripts/stress.sh --quick does).
 
 # The closing lines: the steps, then every test cargo ran (host, loom, fast and long boots),
 # summed from cargo's result lines. A failed step (fmt, clippy) shows in the first line and in

@@ -94,6 +94,7 @@ const CASES: &[Case] = &[
     // stress.sh
     ("stress.sh", &["--results"], "--results needs a value"),
     ("stress.sh", &["--bogus"], "unknown option --bogus"),
+    ("stress.sh", &["--quick", "--long"], "--quick and --long exclude each other"),
     // gdb-check.sh and test.sh take options too.
     ("gdb-check.sh", &["--bogus"], "unknown option --bogus"),
     ("gdb-check.sh", &["--keep", "--bogus"], "unknown option --bogus"),
