@@ -16,27 +16,44 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$BS_ROOT"
 
-cpus="" tables="16 64 256" children=8 out="" replot=0 scale=0 det=""
+cpus="" tables="16 64 256" children=8 tables_set=0 out="" replot=0 scale=0 det=""
 while [ $# -gt 0 ]; do
     case $1 in
-        --cpus) cpus=${2:?}; shift 2 ;;
-        --tables) tables=${2:?}; shift 2 ;;
-        --children) children=${2:?}; shift 2 ;;
-        --out) out=${2:?}; shift 2 ;;
-        --replot) out=${2:?}; replot=1; shift 2 ;;
+        --cpus) bs_need_value bench.sh "$@"; cpus=$2; shift 2 ;;
+        --tables) bs_need_value bench.sh "$@"; tables=$2; tables_set=1; shift 2 ;;
+        --children) bs_need_value bench.sh "$@"; children=$2; tables_set=1; shift 2 ;;
+        --out) bs_need_value bench.sh "$@"; out=$2; shift 2 ;;
+        --replot) bs_need_value bench.sh "$@"; out=$2; replot=1; shift 2 ;;
         --scale) scale=1; shift ;;
-        --deterministic|--deterministic=*) det=$1; shift ;;
+        --deterministic) det=$1; shift ;;
+        --deterministic=*) det=$1; BS_ICOUNT=${1#--deterministic=}; shift ;;
         -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) bs_die "bench.sh: unknown option $1" ;;
+        *) bs_die "bench.sh: unknown option $1 (see --help)" ;;
     esac
 done
 
 [ -z "$det" ] || [ $scale = 1 ] || bs_die "bench.sh: $det goes with --scale"
+[ $tables_set = 0 ] || [ $scale = 0 ] || bs_die "bench.sh: --tables and --children are the unshare bench's, not --scale's"
+bs_check_shift bench.sh
+for n in $cpus; do bs_check_smp bench.sh "$n" --cpus; done
+[ -z "$cpus" ] || [ -n "${cpus// /}" ] || bs_die "bench.sh: --cpus \"$cpus\": no CPU count"
+# Their ranges are the kernel's (tables=, children=): a boot that refuses them stops the bench.
+for t in $tables; do bs_check_int bench.sh --tables "$t" 1 "" "a count of level-2 tables"; done
+bs_check_int bench.sh --children "$children" 1 "" "a count of children"
 case $det in
     "") clock=host ;;
     --deterministic) clock="icount shift=$BS_DEFAULT_SHIFT" ;;
     *) clock="icount shift=${det#--deterministic=}" ;;
 esac
+# refused RC LOG: a boot that exited 2 was refused its arguments, and so would every other one:
+# stop with its error line.
+refused() {
+    [ "$1" = 2 ] || return 0
+    echo "refused"
+    grep -m1 '^error: ' "$2" >&2 || true
+    bs_die "bench.sh: the kernel refused the arguments (see $2)"
+}
+
 if [ $scale = 1 ]; then
     [ -n "$cpus" ] || cpus="1 2 4 8 16 32 64 128 256 512"
     [ -n "$out" ] || out="results/scale-$(date +%Y%m%d-%H%M%S)"
@@ -55,6 +72,7 @@ if [ $scale = 1 ]; then
             scripts/run.sh --kernel "$BS_KERNEL" --smp "$n" --timeout 1800 $det -- \
                 workload=scale-bench >"$log" 2>&1
             rc=$?
+            refused "$rc" "$log"
             line=$(grep '^summary: ' "$log" | tail -1 | sed 's/^summary: //')
             if [ $rc -ne 0 ] || [ -z "$line" ]; then
                 echo "FAIL (exit $rc, see $log)"; failed=1; continue
@@ -93,6 +111,7 @@ for n in $cpus; do
         scripts/run.sh --kernel "$BS_KERNEL" --smp "$n" --timeout 900 -- \
             workload=unshare-bench tables="$t" children="$children" >"$log" 2>&1
         rc=$?
+        refused "$rc" "$log"
         line=$(grep '^summary: ' "$log" | tail -1 | sed 's/^summary: //')
         if [ $rc -ne 0 ] || [ -z "$line" ]; then
             echo "FAIL (exit $rc, see $log)"; failed=1; continue

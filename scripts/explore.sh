@@ -18,27 +18,33 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
-seeds=20 first=1 keep_going=0 jobs=$(nproc) logs="" shift_opt="--deterministic"
+seeds=20 first=1 keep_going=0 jobs=$(nproc) logs="" shift_opt="--deterministic" cpu=""
 run_opts=()
 while [ $# -gt 0 ]; do
     case $1 in
-        --seeds) seeds=${2:?--seeds needs a value}; shift 2 ;;
-        --first-seed) first=${2:?--first-seed needs a value}; shift 2 ;;
+        --seeds) bs_need_value explore.sh "$@"; seeds=$2; shift 2 ;;
+        --first-seed) bs_need_value explore.sh "$@"; first=$2; shift 2 ;;
         --keep-going) keep_going=1; shift ;;
-        --jobs) jobs=${2:?--jobs needs a value}; shift 2 ;;
-        --logs) logs=${2:?--logs needs a directory}; shift 2 ;;
+        --jobs) bs_need_value explore.sh "$@"; jobs=$2; shift 2 ;;
+        --logs) bs_need_value explore.sh "$@"; logs=$2; shift 2 ;;
         --deterministic) shift_opt=--deterministic; shift ;;
-        --deterministic=*) shift_opt=$1; BS_ICOUNT=${1#--deterministic=}; bs_check_shift; shift ;;
-        --smp|--mem|--cpu|--timeout) run_opts+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
+        --deterministic=*) shift_opt=$1; BS_ICOUNT=${1#--deterministic=}; shift ;;
+        # Checked here, not only by each run's run.sh: a bad one would fail every seed.
+        --smp) bs_need_value explore.sh "$@"; bs_check_smp explore.sh "$2"; run_opts+=("$1" "$2"); shift 2 ;;
+        --mem) bs_need_value explore.sh "$@"; bs_check_mem explore.sh "$2"; run_opts+=("$1" "$2"); shift 2 ;;
+        --timeout) bs_need_value explore.sh "$@"; bs_check_timeout explore.sh "$2"; run_opts+=("$1" "$2"); shift 2 ;;
+        --cpu) bs_need_value explore.sh "$@"; cpu=$2; run_opts+=("$1" "$2"); shift 2 ;;
         --el2) run_opts+=("$1"); shift ;;
         --) shift; break ;;
         -h|--help) usage; exit 0 ;;
         *) bs_die "explore.sh: unknown option $1 (see --help)" ;;
     esac
 done
-[[ $seeds =~ ^[0-9]+$ ]] && [ "$seeds" -ge 1 ] || bs_die "explore.sh: --seeds $seeds: a count >= 1"
-[[ $first =~ ^[0-9]+$ ]] || bs_die "explore.sh: --first-seed $first: a decimal seed"
-[[ $jobs =~ ^[0-9]+$ ]] && [ "$jobs" -ge 1 ] || bs_die "explore.sh: --jobs $jobs: a count >= 1"
+bs_check_shift explore.sh
+bs_check_int explore.sh --seeds "$seeds" 1 "" "a count of seeds"
+# The kernel takes any u64 seed; explore counts them in bash, whose integers are 64-bit signed.
+bs_check_int explore.sh --first-seed "$first" 0 "" "a decimal seed"
+bs_check_int explore.sh --jobs "$jobs" 1 "" "a count of runs at once"
 [ $# -gt 0 ] || bs_die "explore.sh: give the kernel arguments after -- (e.g. -- workload=stress seconds=2)"
 args=("$@")
 for a in "${args[@]}"; do
@@ -46,6 +52,7 @@ for a in "${args[@]}"; do
 done
 
 bs_need_qemu
+[ -z "$cpu" ] || bs_check_cpu explore.sh "$cpu"
 bs_build
 if [ -z "$logs" ]; then
     logs="$BS_ROOT/target/explore/$(date -u +%Y%m%dT%H%M%SZ)-$$"

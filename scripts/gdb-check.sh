@@ -18,12 +18,13 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 keep=0
-case ${1:-} in
-    --keep) keep=1 ;;
-    "") ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) bs_die "gdb-check.sh: unknown option $1 (see --help)" ;;
-esac
+while [ $# -gt 0 ]; do
+    case $1 in
+        --keep) keep=1; shift ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) bs_die "gdb-check.sh: unknown option $1 (see --help)" ;;
+    esac
+done
 
 # Build first (outside the timed runs), so each timeout covers only QEMU and gdb. The kernel's
 # own `timeout=` is shorter than the host's, so a kernel that hangs is named by its watchdog
@@ -114,7 +115,8 @@ check(all(c.get("irqs") in ("on", "masked") and c.get("walker") in ("yes", "no")
       str(cpus))
 check(any(l.strip() == "online: 4 CPUs" for l in rows), "bs-cpus counts 4 online")
 
-# bs-counters: exactly the names of src/stats.rs, in order, integer values, ticks counted.
+# bs-counters: exactly the names of crates/base/src/stats.rs, in order, integer values, ticks
+# counted.
 want = re.findall(r'=>\s*"([a-z0-9_]+)"\s*,', open(stats_path).read())
 got = []
 values = {}

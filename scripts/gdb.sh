@@ -15,14 +15,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 smp=4 mem=1G cpu=max el2=0 timeout="" batch="" profile=release
 while [ $# -gt 0 ]; do
     case $1 in
-        --batch) batch=${2:?--batch needs a file}; shift 2 ;;
+        --batch) bs_need_value gdb.sh "$@"; batch=$2; shift 2 ;;
         --debug) profile=debugopt; shift ;;
         --opt0) profile=opt0; shift ;;
-        --smp) smp=${2:?}; shift 2 ;;
-        --mem) mem=${2:?}; shift 2 ;;
-        --cpu) cpu=${2:?}; shift 2 ;;
+        --smp) bs_need_value gdb.sh "$@"; smp=$2; shift 2 ;;
+        --mem) bs_need_value gdb.sh "$@"; mem=$2; shift 2 ;;
+        --cpu) bs_need_value gdb.sh "$@"; cpu=$2; shift 2 ;;
         --el2) el2=1; shift ;;
-        --timeout) timeout=${2:?}; shift 2 ;;
+        --timeout) bs_need_value gdb.sh "$@"; timeout=$2; shift 2 ;;
         --deterministic) BS_ICOUNT=$BS_DEFAULT_SHIFT; shift ;;
         --deterministic=*) BS_ICOUNT=${1#--deterministic=}; shift ;;
         --) shift; break ;;
@@ -31,9 +31,14 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -z "$batch" ] || [ -f "$batch" ] || bs_die "gdb.sh: --batch $batch: no such file"
-bs_check_shift
+bs_check_smp gdb.sh "$smp"
+bs_check_mem gdb.sh "$mem"
+[ -z "$timeout" ] || bs_check_timeout gdb.sh "$timeout"
+bs_check_shift gdb.sh
+[ -z "${BS_GDB_INIT:-}" ] || [ -f "$BS_GDB_INIT" ] || bs_die "gdb.sh: BS_GDB_INIT=$BS_GDB_INIT: no such file"
 BS_BOOTARGS=$(bs_deterministic_args "$*")
 bs_need_qemu
+bs_check_cpu gdb.sh "$cpu"
 bs_need_gdb
 bs_need_rust
 
@@ -63,10 +68,7 @@ gdb_args=(-q -nx
     -ex "file $kernel"
     -ex "source $BS_ROOT/scripts/gdb/broadside.py"
     -ex "target remote 127.0.0.1:$port")
-if [ -n "${BS_GDB_INIT:-}" ]; then
-    [ -f "$BS_GDB_INIT" ] || bs_die "gdb.sh: BS_GDB_INIT=$BS_GDB_INIT: no such file"
-    gdb_args+=(-x "$BS_GDB_INIT")
-fi
+[ -z "${BS_GDB_INIT:-}" ] || gdb_args+=(-x "$BS_GDB_INIT")
 if [ -n "$batch" ]; then
     set +e
     timeout -k 5 "$timeout" gdb-multiarch -batch "${gdb_args[@]}" -x "$batch" </dev/null

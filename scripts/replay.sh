@@ -23,20 +23,20 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-batch="" rr=0 smp=4 mem=1G cpu=max el2=0 shift_val=$BS_DEFAULT_SHIFT at="" back=""
+batch="" rr=0 smp=4 mem=1G cpu=max el2=0 timeout="" shift_val=$BS_DEFAULT_SHIFT at="" back=""
 gdb_opts=()
 while [ $# -gt 0 ]; do
     case $1 in
-        --batch) batch=${2:?--batch needs a file}; shift 2 ;;
+        --batch) bs_need_value replay.sh "$@"; batch=$2; shift 2 ;;
         --rr) rr=1; shift ;;
-        --at) at=${2:?--at needs an event number}; shift 2 ;;
-        --back) back=${2:?--back needs a count of events}; shift 2 ;;
+        --at) bs_need_value replay.sh "$@"; at=$2; shift 2 ;;
+        --back) bs_need_value replay.sh "$@"; back=$2; shift 2 ;;
         --deterministic) shift_val=$BS_DEFAULT_SHIFT; shift ;;
         --deterministic=*) shift_val=${1#--deterministic=}; shift ;;
-        --smp) smp=${2:?--smp needs a value}; gdb_opts+=("$1" "$2"); shift 2 ;;
-        --mem) mem=${2:?--mem needs a value}; gdb_opts+=("$1" "$2"); shift 2 ;;
-        --cpu) cpu=${2:?--cpu needs a value}; gdb_opts+=("$1" "$2"); shift 2 ;;
-        --timeout) gdb_opts+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
+        --smp) bs_need_value replay.sh "$@"; smp=$2; gdb_opts+=("$1" "$2"); shift 2 ;;
+        --mem) bs_need_value replay.sh "$@"; mem=$2; gdb_opts+=("$1" "$2"); shift 2 ;;
+        --cpu) bs_need_value replay.sh "$@"; cpu=$2; gdb_opts+=("$1" "$2"); shift 2 ;;
+        --timeout) bs_need_value replay.sh "$@"; timeout=$2; gdb_opts+=("$1" "$2"); shift 2 ;;
         --el2) el2=1; gdb_opts+=("$1"); shift ;;
         --) shift; break ;;
         -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -44,16 +44,23 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -z "$batch" ] || [ -f "$batch" ] || bs_die "replay.sh: --batch $batch: no such file"
-[ -z "$at" ] || [[ $at =~ ^[0-9]+$ ]] || bs_die "replay.sh: --at $at: an event number"
-[ -z "$back" ] || [[ $back =~ ^[0-9]+$ ]] || bs_die "replay.sh: --back $back: a count of events"
+# Events are numbered from 1 (the first one a run records).
+[ -z "$at" ] || bs_check_int replay.sh --at "$at" 1 "" "an event number"
+[ -z "$back" ] || bs_check_int replay.sh --back "$back" 1 "" "a count of events"
 [ -z "$at" ] || [ -z "$back" ] || bs_die "replay.sh: --at and --back exclude each other"
+# Checked here although gdb.sh checks them too: --back's first run hides gdb.sh's errors.
+bs_check_smp replay.sh "$smp"
+bs_check_mem replay.sh "$mem"
+[ -z "$timeout" ] || bs_check_timeout replay.sh "$timeout"
 [ $# -gt 0 ] || bs_die "replay.sh: give the kernel arguments after -- (paste explore.sh's reproduce: arguments; e.g. -- workload=stress seconds=2 bug=walker-irqs-on seed=1)"
 BS_ICOUNT=$shift_val
-bs_check_shift
+bs_check_shift replay.sh
 export BS_ICOUNT
 if [ $rr = 1 ] && [ "$smp" != 1 ]; then
     bs_die "replay.sh: --rr needs --smp 1: QEMU 7.2 refuses record/replay with several vCPUs ('Record/replay feature is not supported for 'smp'')"
 fi
+bs_need_qemu
+bs_check_cpu replay.sh "$cpu"
 args=$(bs_deterministic_args "$*")
 
 work=$(mktemp -d)
@@ -124,7 +131,6 @@ if [ -n "$batch" ]; then
 fi
 
 if [ $rr = 1 ]; then
-    bs_need_qemu
     command -v qemu-img >/dev/null 2>&1 || bs_need qemu-img qemu-utils
     bs_build
     BS_RR_DIR=$work

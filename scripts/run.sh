@@ -17,12 +17,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 smp=4 mem=1G cpu=max el2=0 timeout="" kernel=""
 while [ $# -gt 0 ]; do
     case $1 in
-        --smp) smp=${2:?--smp needs a value}; shift 2 ;;
-        --mem) mem=${2:?--mem needs a value}; shift 2 ;;
-        --cpu) cpu=${2:?--cpu needs a value}; shift 2 ;;
+        --smp) bs_need_value run.sh "$@"; smp=$2; shift 2 ;;
+        --mem) bs_need_value run.sh "$@"; mem=$2; shift 2 ;;
+        --cpu) bs_need_value run.sh "$@"; cpu=$2; shift 2 ;;
         --el2) el2=1; shift ;;
-        --timeout) timeout=${2:?--timeout needs a value}; shift 2 ;;
-        --kernel) kernel=${2:?--kernel needs a value}; shift 2 ;;
+        --timeout) bs_need_value run.sh "$@"; timeout=$2; shift 2 ;;
+        --kernel) bs_need_value run.sh "$@"; kernel=$2; shift 2 ;;
         --no-semihosting) BS_NO_SEMIHOSTING=1; shift ;;
         --deterministic) BS_ICOUNT=$BS_DEFAULT_SHIFT; shift ;;
         --deterministic=*) BS_ICOUNT=${1#--deterministic=}; shift ;;
@@ -31,12 +31,15 @@ while [ $# -gt 0 ]; do
         *) bs_die "run.sh: unknown option $1 (see --help)" ;;
     esac
 done
-[[ $smp =~ ^[0-9]+$ ]] && [ "$smp" -ge 1 ] || bs_die "run.sh: --smp $smp: a CPU count >= 1"
-[ -z "$timeout" ] || [[ $timeout =~ ^[0-9]+$ ]] || bs_die "run.sh: --timeout $timeout: seconds"
-bs_check_shift
+bs_check_smp run.sh "$smp"
+bs_check_mem run.sh "$mem"
+[ -z "$timeout" ] || bs_check_timeout run.sh "$timeout"
+[ -z "$kernel" ] || [ -f "$kernel" ] || bs_die "run.sh: --kernel $kernel: no such file"
+bs_check_shift run.sh
 BS_BOOTARGS=$(bs_deterministic_args "$*")
 
 bs_need_qemu
+bs_check_cpu run.sh "$cpu"
 if [ -z "$kernel" ]; then
     bs_build
     kernel=$BS_KERNEL

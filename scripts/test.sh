@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Everything CI checks: rustfmt, clippy, the loom model checks, then `cargo test` (every crate's
-# host unit tests and the fast boot tests of tests/) and the long boot tests (the ones tests/
-# marks #[ignore]: the stress matrix, memory pressure, the unshare bench's exact counts, the
-# watchdog livelocks, the GDB sessions). Each boot test builds the kernel once, boots QEMU under
-# a timeout and asserts on the typed summary (tests/src/lib.rs); nothing boots from here.
+# Everything CI checks: rustfmt, clippy, unused dependencies (cargo-machete), the loom model
+# checks, then `cargo test` (every crate's host unit tests and the fast boot tests of tests/) and
+# the long boot tests (the ones tests/ marks #[ignore]: the stress matrix, memory pressure, the
+# unshare bench's exact counts, the watchdog livelocks, the GDB sessions). Each boot test builds
+# the kernel once, boots QEMU under a timeout and asserts on the typed summary (tests/src/lib.rs);
+# nothing boots from here.
 # Exits non-zero if anything failed.
 #
 # usage: scripts/test.sh [--quick]   (--quick: skip loom and the long boot tests)
@@ -12,7 +13,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$BS_ROOT"
 
 quick=0
-[ "${1:-}" = "--quick" ] && quick=1
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) quick=1; shift ;;
+        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) bs_die "test.sh: unknown option $1 (see --help)" ;;
+    esac
+done
 passed=0 failed=0
 failures=()
 out_dir=$(mktemp -d)
@@ -38,7 +45,9 @@ run() {
         summarize "$log"
         pass "$name ($((SECONDS - t0))s)"
     else
-        grep -E '^(error|warning)|panicked|^test .*FAILED|^failures:|^    [a-z_0-9:]+$' -A3 "$log" | head -80
+        # What cargo flagged, else (a tool with its own format) the end of the log.
+        { grep -E '^(error|warning)|panicked|^test .*FAILED|^failures:|^    [a-z_0-9:]+$' -A3 "$log" \
+            || tail -n 40 "$log"; } | head -80
         fail "$name (log: $log)"
     fi
 }
@@ -46,13 +55,18 @@ run() {
 bs_need_rust
 bs_need_qemu
 bs_need_gdb
+bs_need_machete
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
-step "rustfmt and clippy"
+step "rustfmt, clippy and unused dependencies"
 run "rustfmt (cargo fmt --check)" fmt.log cargo fmt --check
 # --workspace: the default members are the host crates; this also lints the kernel for its target.
 run "clippy (release, every crate)" clippy.log cargo clippy --release --workspace -- -D warnings
 run "clippy (host tests)" clippy-host.log cargo clippy --tests --workspace --exclude broadside -- -D warnings
+# A dependency declared and never named in its crate's code (cargo-machete reads the sources, so
+# it also sees the kernel's target-only code). --skip-target-dir: target/ holds other crates'
+# manifests (packaged or vendored), not ours.
+run "unused dependencies (cargo machete)" machete.log cargo machete --skip-target-dir
 
 if [ $quick = 0 ]; then
     step "loom model checks"
@@ -68,7 +82,8 @@ if [ $quick = 0 ]; then
 fi
 
 # Nothing stays here: every boot check, the stress matrix and the GDB checks are tests in tests/
-# (the stress matrix of scripts/stress.sh --quick is tests/tests/stress_matrix.rs).
+# (tests/tests/stress_matrix.rs runs the quick matrix of tests/src/stress.rs, as
+# scripts/stress.sh --quick does).
 
 # The closing lines: the steps, then every test cargo ran (host, loom, fast and long boots),
 # summed from cargo's result lines. A failed step (fmt, clippy) shows in the first line and in

@@ -11,10 +11,10 @@
 #     bs-gather, and bs-pt on the gather's start (must be unmapped by then).
 # The kernel then runs to its summary line, which the checker compares with bs-counters.
 python
-PAGE_OFFSET = 0xFFFF000000000000   # src/arch/aarch64/layout.rs (the linear map)
+PAGE_OFFSET = 0xFFFF000000000000   # crates/arch/src/aarch64/layout.rs (the linear map)
 WALK_AND_PIN = "broadside_mm::walker::walk_and_pin"
 WALK_MASKED = "broadside_mm::walker::walk_masked"
-BLOCKS = (0x80000000, 0x80800000)  # src/workload/stress.rs BLOCKS_BASE .. + 4 * 2 MiB
+BLOCKS = (0x80000000, 0x80800000)  # kernel/src/workload/stress.rs BLOCKS_BASE .. + 4 * 2 MiB
 
 
 def sel_frame(name):

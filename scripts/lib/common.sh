@@ -9,6 +9,53 @@ BS_KERNEL="$BS_ROOT/target/$BS_TARGET/release/broadside"
 bs_log() { printf '%s\n' "$*" >&2; }
 bs_die() { printf 'error: %s\n' "$*" >&2; exit 2; }
 
+# Checks of the scripts' own arguments. Each dies through bs_die (`error: SCRIPT: ...`, exit 2,
+# the contract for bad arguments); a script runs them before it installs, builds or boots
+# anything, so a typo costs nothing and is never mistaken for a kernel's result.
+
+# bs_need_value SCRIPT OPTION [NEXT...]: OPTION takes a value; called as `bs_need_value x.sh "$@"`
+# in an option loop. A following option (`--smp --el2`, `--smp -- ARGS`) is not a value.
+bs_need_value() {
+    [ $# -ge 3 ] && [ -n "$3" ] && [[ $3 != --* ]] || bs_die "$1: $2 needs a value"
+}
+
+# bs_check_int SCRIPT OPTION VALUE MIN MAX WHAT: VALUE is a decimal MIN..=MAX (MAX empty: no
+# bound). At most 18 digits, so bash's 64-bit arithmetic on it cannot overflow.
+bs_check_int() {
+    local script=$1 opt=$2 v=$3 min=$4 max=$5 what=$6
+    if [[ $v =~ ^[0-9]{1,18}$ ]] && ((10#$v >= min)) && { [ -z "$max" ] || ((10#$v <= max)); }; then
+        return 0
+    fi
+    if [ -n "$max" ]; then
+        bs_die "$script: $opt $v: $what from $min to $max"
+    fi
+    [[ ! $v =~ ^[0-9]{19,}$ ]] || bs_die "$script: $opt $v: $what of at most 18 digits"
+    bs_die "$script: $opt $v: $what, $min or more"
+}
+
+# QEMU virt with GICv3 takes up to 512 vCPUs (redistributors of 124 and up in a second region).
+BS_MAX_SMP=512
+bs_check_smp() { bs_check_int "$1" "${3:---smp}" "$2" 1 "$BS_MAX_SMP" "a CPU count"; }
+
+# As QEMU's -m reads it: a number, perhaps with a fraction, in MiB or with a K, M, G or T suffix.
+# Whether the kernel fits is the kernel's to say (a workload names the size it needs).
+bs_check_mem() {
+    [[ $2 =~ ^[0-9]+(\.[0-9]+)?[KMGTkmgt]?$ && $2 =~ [1-9] ]] \
+        || bs_die "$1: --mem $2: a RAM size such as 512M or 2G (MiB without a suffix)"
+}
+
+# Seconds for the host-side timeout; 0 would mean none to timeout(1).
+bs_check_timeout() { bs_check_int "$1" --timeout "$2" 1 "" "seconds"; }
+
+# A -cpu model QEMU knows (needs QEMU: call after bs_need_qemu). If QEMU cannot list its models,
+# QEMU itself judges the model at boot.
+bs_check_cpu() {
+    local models
+    models=$(qemu-system-aarch64 -M virt -cpu help 2>/dev/null | awk 'NR > 1 { print $1 }') || true
+    [ -z "$models" ] || grep -qxF -- "$2" <<<"$models" \
+        || bs_die "$1: --cpu $2: not a CPU model of qemu-system-aarch64 (qemu-system-aarch64 -M virt -cpu help lists them; max, cortex-a72 and neoverse-n1 are tested)"
+}
+
 # Installs a Debian package when the command it provides is missing.
 bs_need() {
     local cmd=$1 pkg=$2
@@ -44,6 +91,24 @@ bs_rust_has_target() {
 }
 
 bs_need_qemu() { bs_need qemu-system-aarch64 qemu-system-arm; }
+
+# cargo-machete: scripts/test.sh's check that every declared dependency is named in its crate's
+# code. Not a Debian package, so cargo builds it, from the repo so with the pinned toolchain (the
+# one bs_need_rust guarantees; cargo warns that it overrides the default). The version is pinned
+# because a release that reads code differently could fail CI on an unchanged tree.
+BS_MACHETE_VERSION=0.9.2
+bs_need_machete() {
+    command -v cargo-machete >/dev/null 2>&1 && return 0
+    bs_need_rust
+    bs_log "installing cargo-machete $BS_MACHETE_VERSION (cargo install)"
+    (cd "$BS_ROOT" && cargo install --locked cargo-machete --version "$BS_MACHETE_VERSION" >&2) \
+        || bs_die "could not install cargo-machete"
+    # cargo installs into CARGO_INSTALL_ROOT, else CARGO_HOME, else ~/.cargo; a shell that found
+    # cargo through rustup's proxy may still lack that bin/ on PATH.
+    command -v cargo-machete >/dev/null 2>&1 \
+        || PATH="${CARGO_INSTALL_ROOT:-${CARGO_HOME:-$HOME/.cargo}}/bin:$PATH"
+    command -v cargo-machete >/dev/null 2>&1 || bs_die "cargo-machete was installed but is not on PATH"
+}
 bs_need_gdb() { bs_need gdb-multiarch gdb-multiarch; }
 
 # Builds the kernel (release, with debug info). Quiet unless it fails. `-p broadside`: the
@@ -94,11 +159,11 @@ bs_qemu_cmd() {
 # covered so few frees that stress caught bug=free-tables-now in 1 of 10 seeds, against 10 of
 # 10 at 3, for about the same wall time (a 2-second 4-CPU stress: about 2 s).
 BS_DEFAULT_SHIFT=3
-# QEMU accepts shifts 0..10 (MAX_ICOUNT_SHIFT); `auto` would adapt to the host and so is
-# not deterministic.
+# bs_check_shift SCRIPT: BS_ICOUNT, if set, is a shift QEMU accepts (0..10, MAX_ICOUNT_SHIFT).
+# `auto` would adapt to the host and so is not deterministic.
 bs_check_shift() {
     [ -z "${BS_ICOUNT:-}" ] && return 0
-    [[ $BS_ICOUNT =~ ^([0-9]|10)$ ]] || bs_die "--deterministic=$BS_ICOUNT: an icount shift from 0 to 10"
+    [[ $BS_ICOUNT =~ ^([0-9]|10)$ ]] || bs_die "$1: --deterministic=$BS_ICOUNT: an icount shift from 0 to 10"
 }
 # The kernel arguments of a run: in deterministic mode yield_points=on goes first, unless the
 # arguments set yield_points= themselves (the seed then chooses the interleaving).

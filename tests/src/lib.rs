@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 pub use broadside_summary::{ParseError, RunResult, Summary};
 
+pub mod stress;
+
 /// The repository's root (the workspace this crate is a member of).
 pub fn repo_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
@@ -190,6 +192,18 @@ impl Boot {
     pub fn exclusive(mut self) -> Boot {
         self.exclusive = true;
         self
+    }
+
+    /// How long the harness lets run.sh take before it kills it (default 900 s); for a boot whose
+    /// own `--timeout` is longer.
+    pub fn host_timeout(mut self, timeout: Duration) -> Boot {
+        self.host_timeout = timeout;
+        self
+    }
+
+    /// The kernel arguments, space-separated.
+    pub fn args_line(&self) -> String {
+        self.args.join(" ")
     }
 
     /// The command line, as a user would type it.

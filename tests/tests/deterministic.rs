@@ -1,7 +1,7 @@
 //! Deterministic mode (issue 11): `run.sh --deterministic` gives the same console for the same
 //! arguments; `explore.sh` finds a planted bug within a few seeds and prints a reproducer that
 //! fails the same way every time; `replay.sh --batch` stops GDB at the detection with the state
-//! visible; the scripts refuse bad arguments with exit 2.
+//! visible. (The scripts' refusals of bad arguments are tests/script_args.rs.)
 
 use broadside_tests::{Boot, Run, repo_root, run_script, run_timed};
 use std::process::Command;
@@ -56,82 +56,6 @@ fn stress_sharing_twice_prints_the_same() {
         "det-stress-sharing-twice",
         "workload=stress seconds=2 sharing=on seed=2 timeout=30",
     );
-}
-
-fn script(name: &str, args: &[&str], secs: u64) -> broadside_tests::Output {
-    let mut cmd = Command::new(repo_root().join(name));
-    cmd.args(args);
-    run_timed(name, cmd, Duration::from_secs(secs))
-}
-
-/// Bad options and arguments: one `error:` line and exit 2, before anything boots.
-#[test]
-fn scripts_refuse_bad_arguments() {
-    let cases: &[(&str, &[&str], &str)] = &[
-        (
-            "scripts/explore.sh",
-            &["--seeds", "0", "--", "workload=stress"],
-            "--seeds 0",
-        ),
-        (
-            "scripts/explore.sh",
-            &["--seeds", "x", "--", "workload=stress"],
-            "--seeds x",
-        ),
-        (
-            "scripts/explore.sh",
-            &["--", "workload=stress", "seed=3"],
-            "seed=3",
-        ),
-        ("scripts/explore.sh", &["--bogus"], "unknown option --bogus"),
-        ("scripts/explore.sh", &[], "give the kernel arguments"),
-        (
-            "scripts/explore.sh",
-            &["--deterministic=11", "--", "workload=stress"],
-            "from 0 to 10",
-        ),
-        (
-            "scripts/run.sh",
-            &["--deterministic=x", "--", "workload=demo"],
-            "from 0 to 10",
-        ),
-        (
-            "scripts/replay.sh",
-            &["--rr", "--", "workload=stress"],
-            "--rr needs --smp 1",
-        ),
-        (
-            "scripts/replay.sh",
-            &["--batch", "/nonexistent", "--", "workload=stress"],
-            "no such file",
-        ),
-        ("scripts/replay.sh", &[], "give the kernel arguments"),
-        (
-            "scripts/replay.sh",
-            &["--at", "x", "--", "workload=stress"],
-            "an event number",
-        ),
-        (
-            "scripts/replay.sh",
-            &["--at", "5", "--back", "3", "--", "workload=stress"],
-            "exclude each other",
-        ),
-    ];
-    for (name, args, what) in cases {
-        let out = script(name, args, 60);
-        assert_eq!(
-            out.code,
-            Some(2),
-            "{name} {args:?} should exit 2:\n{}{}",
-            out.stdout,
-            out.stderr
-        );
-        assert!(
-            out.stderr.contains("error: ") && out.stderr.contains(what),
-            "{name} {args:?}: no error naming {what:?}:\n{}",
-            out.stderr
-        );
-    }
 }
 
 /// `explore.sh` on `bug=skip-tlbi` fails within 4 seeds (measured: seed 1) and prints a

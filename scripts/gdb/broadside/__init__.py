@@ -22,8 +22,8 @@ so the helpers keep working when structures change. What the debug info cannot g
 from.
 
 Only the architecture's own formats are coded here: the VMSAv8-64 descriptor layout (4 KiB
-granule, 48-bit VA; the same layout as src/mm/pte.rs), PSTATE.I, TTBRn_EL1.ASID, TCR_EL1.A1/AS
-and MAIR_EL1 attribute encodings.
+granule, 48-bit VA; the same layout as crates/arch/src/pte.rs), PSTATE.I, TTBRn_EL1.ASID,
+TCR_EL1.A1/AS and MAIR_EL1 attribute encodings.
 
 Modules. The pure ones never import `gdb`, so the host tests (scripts/gdb/tests, plain
 unittest) run them on plain integers and strings:

@@ -2,8 +2,9 @@
 math, descriptor decoding, the software walk and bs-pt's line formats. Pure: no gdb, so the host
 tests (scripts/gdb/tests) run it on plain integers.
 
-The bit positions are those of src/mm/pte.rs, cited per constant as `pte.rs NAME`; when that file
-changes layout, this one must follow (the host tests pin both to the walkthrough in docs/gdb.md).
+The bit positions are those of crates/arch/src/pte.rs, cited per constant as `pte.rs NAME`;
+when that file changes layout, this one must follow (the host tests pin both to the walkthrough
+in docs/gdb.md).
 """
 
 from .kernel import MAIR_INDEX_FALLBACK
@@ -79,7 +80,7 @@ SH_NAMES = {0: "NS", 1: "NS?", 2: "OS", 3: "IS"}
 
 def decode(raw, level):
     """(kind, output address) of descriptor RAW read at LEVEL; kind is table/block/page/invalid
-    (as src/mm/pte.rs `Descriptor::kind`)."""
+    (as crates/arch/src/pte.rs `Descriptor::kind`)."""
     if not raw >> VALID_BIT & 1:
         return "invalid", None
     table_or_page = raw >> TABLE_OR_PAGE_BIT & 1

@@ -19,7 +19,7 @@ def level_list(bits):
 
 def snake(name):
     """CamelCase -> snake_case, the summary's spelling of a Counter variant (TlbiOps ->
-    tlbi_ops). scripts/gdb-check.sh checks the result against src/stats.rs."""
+    tlbi_ops). scripts/gdb-check.sh checks the result against crates/base/src/stats.rs."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 

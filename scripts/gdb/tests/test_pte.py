@@ -1,15 +1,15 @@
 """broadside.pte: descriptor decoding, index math, the software walk and bs-pt's lines.
 
 The descriptors are the ones the bs-pt example of docs/gdb.md's walkthrough shows (a real 4-CPU
-stress run) plus blocks built from src/mm/pte.rs's bit positions; the expected strings are bs-pt's
-output byte for byte, as scripts/gdb-check.sh parses it."""
+stress run) plus blocks built from crates/arch/src/pte.rs's bit positions; the expected strings are
+bs-pt's output byte for byte, as scripts/gdb-check.sh parses it."""
 
 import unittest
 
 from broadside import pte
 
-# src/mm/pte.rs MAIR_VALUE: Normal-WB (0xff) at index 0, Device-nGnRE (0x04) at 1, Normal-NC
-# (0x44) at 2: what the kernel programs into MAIR_EL1.
+# crates/arch/src/pte.rs MAIR_VALUE: Normal-WB (0xff) at index 0, Device-nGnRE (0x04) at 1,
+# Normal-NC (0x44) at 2: what the kernel programs into MAIR_EL1.
 MAIR_VALUE = 0xFF | 0x04 << 8 | 0x44 << 16
 
 # docs/gdb.md, "Walkthrough": bs-pt space va, va 0x4048b000 in the space whose root is 0x44ede000.

@@ -123,21 +123,23 @@ class TypeNames(unittest.TestCase):
 
 class InfoVariables(unittest.TestCase):
     def test_file_and_line_pairs(self):
+        # gdb-multiarch's `info variables -n -t Once<` on today's kernel, cut to two files, the
+        # second with a second declaration added to cover several lines under one heading.
         out = (
-            'All variables matching regular expression "broadside::sync::rcu::Rcu$":\n'
+            'All defined variables with type matching regular expression "Once<" :\n'
             "\n"
-            "File src/sync/rcu_kernel.rs:\n"
-            "31:\tstatic spin::once::Once<broadside::sync::rcu::Rcu, spin::relax::Spin>;\n"
+            "File crates/sync/src/rcu_kernel.rs:\n"
+            "12:\tstatic spin::once::Once<broadside_sync::rcu::Rcu, spin::relax::Spin>;\n"
             "\n"
-            "File src/mm/aspace.rs:\n"
-            "12:\tstatic broadside::sync::rcu::Rcu;\n"
-            "140:\tstatic broadside::sync::rcu::Rcu;\n"
+            "File crates/mm/src/aspace.rs:\n"
+            "71:\tstatic spin::once::Once<broadside_mm::asid::AsidAllocator, spin::relax::Spin>;\n"
+            "140:\tstatic spin::once::Once<broadside_mm::asid::AsidAllocator, spin::relax::Spin>;\n"
             "\n"
             "Non-debugging symbols:\n"
-            "0x0000000040090000  broadside::RCU\n")
+            "0x0000000040090000  broadside_sync::rcu_kernel::RCU\n")
         self.assertEqual(text.info_variables_lines(out),
-                         [("src/sync/rcu_kernel.rs", 31), ("src/mm/aspace.rs", 12),
-                          ("src/mm/aspace.rs", 140)])
+                         [("crates/sync/src/rcu_kernel.rs", 12), ("crates/mm/src/aspace.rs", 71),
+                          ("crates/mm/src/aspace.rs", 140)])
 
     def test_lines_before_any_file_are_ignored(self):
         self.assertEqual(text.info_variables_lines("12: static x;\n"), [])
