@@ -91,15 +91,11 @@ mod hw {
     /// Activates `space` on every online CPU and back, so it counts as active on all of them
     /// (as a process whose threads ran everywhere): its flushes must then reach every CPU.
     pub fn activate_everywhere(space: &broadside_mm::aspace::AddressSpace) {
-        use broadside_mm::aspace::AddressSpace;
-        fn visit(_cpu: usize, arg: usize) {
-            // SAFETY: `arg` points to the caller's space, alive across `run_on_all`.
-            let space = unsafe { &*(arg as *const AddressSpace) };
+        broadside_smp::work::run_on_all(|_| {
             if space.activate() {
                 space.deactivate();
             }
-        }
-        broadside_smp::work::run_on_all(visit, space as *const AddressSpace as usize);
+        });
     }
 
     /// With `audit=on`, any violation the sanitizer found fails the run, whatever the
@@ -170,19 +166,18 @@ mod hw {
             // The last CPU spins with IRQs masked while the others wait for it with IRQs on.
             // Its ticks stop, and the watchdog's stall check (not the run's deadline) must name
             // it within the stall limit: `scripts/test.sh` runs this with a far deadline.
-            fn hang_last_cpu(cpu: usize, last: usize) {
+            let last = broadside_base::percpu::online_cpus()
+                .map(|c| c.index)
+                .max()
+                .unwrap_or(0);
+            broadside_smp::work::run_on_all(|cpu| {
                 if cpu == last {
                     broadside_arch::aarch64::cpu::irq_save();
                     loop {
                         broadside_base::hint::cpu_relax();
                     }
                 }
-            }
-            let last = broadside_base::percpu::online_cpus()
-                .map(|c| c.index)
-                .max()
-                .unwrap_or(0);
-            broadside_smp::work::run_on_all(hang_last_cpu, last);
+            });
         }
     }
 

@@ -235,7 +235,7 @@ static TICKLESS: [AtomicBool; broadside_base::config::MAX_CPUS] =
 /// Every CPU, working (not idle: idle CPUs sleep without their tick when RCU needs nothing of
 /// them, `sync::wait::idle_wait`), takes two timer ticks within 5 s.
 fn check_ticks(_: &BootInfo) -> Check {
-    fn wait_two_ticks(cpu_index: usize, _: usize) {
+    fn wait_two_ticks(cpu_index: usize) {
         let this = smp::this_cpu();
         let start = this.ticks.load(Ordering::Relaxed);
         // Waits in WFI with the tick on (not `idle_wait`, which may stop it): 512 vCPUs that
@@ -247,7 +247,7 @@ fn check_ticks(_: &BootInfo) -> Check {
         let ok = this.ticks.load(Ordering::Relaxed) >= start + 2;
         TICKLESS[cpu_index].store(!ok, Ordering::Relaxed);
     }
-    smp::work::run_on_all(wait_two_ticks, 0);
+    smp::work::run_on_all(wait_two_ticks);
     let stuck: Vec<usize> = smp::online_cpus()
         .filter(|c| TICKLESS[c.index].load(Ordering::Relaxed))
         .map(|c| c.index)
@@ -940,8 +940,8 @@ const SCRIPTED_HOLD_MS: u64 = 300;
 const SCRIPTED_HEAD_START_MS: u64 = 20;
 
 /// What the scripted walker walks, and what it found.
-struct ScriptedWalk {
-    space: *const AddressSpace,
+struct ScriptedWalk<'a> {
+    space: &'a AddressSpace,
     va: VirtAddr,
     cfg: WalkConfig,
     /// The CPU that walks.
@@ -949,24 +949,20 @@ struct ScriptedWalk {
     /// The CPU that strikes (the one running the self-test); every other CPU does nothing.
     striker_cpu: usize,
     /// The mutator's move, made once the walker is inside.
-    strike: fn(&ScriptedWalk),
+    strike: fn(&ScriptedWalk<'_>),
     /// Extra state for the strike.
     object: Option<Arc<SharedObject>>,
-    other: *const AddressSpace,
+    other: Option<&'a AddressSpace>,
     outcome: spin::Mutex<Option<WalkOutcome>>,
 }
 
 /// Runs `script`: the walker CPU walks and holds; the boot CPU waits until it is inside, then
 /// strikes. Returns the walker's outcome.
-fn run_scripted_walk(script: &ScriptedWalk) -> Option<WalkOutcome> {
-    fn step(cpu: usize, arg: usize) {
-        // SAFETY: `arg` points to the caller's `ScriptedWalk`, alive across `run_on_all`.
-        let script = unsafe { &*(arg as *const ScriptedWalk) };
+fn run_scripted_walk(script: &ScriptedWalk<'_>) -> Option<WalkOutcome> {
+    smp::work::run_on_all(|cpu| {
         if cpu == script.walker_cpu {
-            // SAFETY: the space outlives the script (the caller destroys it afterwards).
-            let space = unsafe { &*script.space };
             let hold = cpu::counter_frequency() * SCRIPTED_HOLD_MS / 1000;
-            let out = walker::walk_and_pin(space, script.va, script.cfg, hold);
+            let out = walker::walk_and_pin(script.space, script.va, script.cfg, hold);
             *script.outcome.lock() = Some(out);
         } else if cpu == script.striker_cpu {
             let walker = smp::cpu(script.walker_cpu);
@@ -976,8 +972,7 @@ fn run_scripted_walk(script: &ScriptedWalk) -> Option<WalkOutcome> {
             wait_for(SCRIPTED_HEAD_START_MS, || false);
             (script.strike)(script);
         }
-    }
-    smp::work::run_on_all(step, script as *const ScriptedWalk as usize);
+    });
     *script.outcome.lock()
 }
 
@@ -1016,9 +1011,8 @@ fn check_walk_outlives_table_free(info: &BootInfo) -> Check {
         return Ok(Verdict::Skipped("needs a second CPU to walk".into()));
     };
     let space = space_active_everywhere(512)?;
-    fn strike(script: &ScriptedWalk) {
-        // SAFETY: as in `run_scripted_walk`.
-        let space = unsafe { &*script.space };
+    fn strike(script: &ScriptedWalk<'_>) {
+        let space = script.space;
         {
             let _g = space.lock.lock();
             let mut g = MmuGather::new_range(space);
@@ -1036,7 +1030,7 @@ fn check_walk_outlives_table_free(info: &BootInfo) -> Check {
         striker_cpu: broadside_base::cpu_id(),
         strike,
         object: None,
-        other: core::ptr::null(),
+        other: None,
         outcome: spin::Mutex::new(None),
     };
     let before = Snapshot::take();
@@ -1069,9 +1063,9 @@ fn check_walk_outlives_full_unshare(info: &BootInfo) -> Check {
     let stays = space_mapping(&obj)?;
     activate_everywhere(&walked);
     activate_everywhere(&stays);
-    fn strike(script: &ScriptedWalk) {
-        // SAFETY: as in `run_scripted_walk`.
-        let (walked, stays) = unsafe { (&*script.space, &*script.other) };
+    fn strike(script: &ScriptedWalk<'_>) {
+        let walked = script.space;
+        let stays = script.other.expect("the script has a second space");
         let obj = script.object.as_ref().expect("the script has an object");
         shared::unmap_object(walked, obj, TEST_OBJECT_VA);
         // `stays` is now the table's only user: it takes the table over and installs a
@@ -1086,7 +1080,7 @@ fn check_walk_outlives_full_unshare(info: &BootInfo) -> Check {
         striker_cpu: broadside_base::cpu_id(),
         strike,
         object: Some(obj.clone()),
-        other: &stays,
+        other: Some(&stays),
         outcome: spin::Mutex::new(None),
     };
     let before = Snapshot::take();

@@ -328,7 +328,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     for slot in &shared.spaces {
         *slot.lock() = new_populated_space(&shared);
     }
-    smp::work::run_on_all(cpu_main, &shared as *const Shared as usize);
+    smp::work::run_on_all(|cpu| cpu_main(cpu, &shared));
     // Tear down what is left, then let every queued table free run. Each space leaves its slot
     // before it is destroyed: the slot's lock masks IRQs, and a destroy may wait for other CPUs
     // (the table-free fallback's IPI sync, the drain of CPUs that still have it loaded).
@@ -407,9 +407,7 @@ fn new_populated_space(shared: &Shared) -> Option<Arc<AddressSpace>> {
     Some(Arc::new(s))
 }
 
-fn cpu_main(cpu_index: usize, arg: usize) {
-    // SAFETY: `run` passes a pointer to its `Shared`, which outlives `run_on_all`.
-    let shared = unsafe { &*(arg as *const Shared) };
+fn cpu_main(cpu_index: usize, shared: &Shared) {
     let r = shared.roles[cpu_index];
     if r == Role::None {
         // More CPUs than roles: nothing to do here. Back to the idle loop, which `run_on_all`
