@@ -356,7 +356,7 @@ fn cpu_local_init(cpu_index: usize) {
         .store(cpu::counter(), Ordering::Relaxed);
     timer::start();
     smp::percpu::mark_online();
-    cpu::irq_enable();
+    broadside_base::irq::unmask();
 }
 
 /// A secondary CPU's path from `secondary_main`.

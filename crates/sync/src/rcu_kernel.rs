@@ -93,9 +93,9 @@ fn assert_irqs_on(what: &str) {
 /// depends on another CPU's tick.
 fn while_waiting() {
     crate::requests::serve_requests();
-    cpu::irq_enable();
+    irq::unmask();
     cpu::relax();
-    cpu::irq_save();
+    irq::mask();
 }
 
 /// Before this CPU sleeps in WFI (IRQs masked by the caller).

@@ -157,7 +157,7 @@ mod hw {
         if bugs.has(Bug::HangBoot) {
             // The boot CPU spins with IRQs masked while every other CPU idles, tickless but for
             // the slow tick that keeps the watchdog's scan going: that tick must name it.
-            broadside_arch::aarch64::cpu::irq_save();
+            broadside_base::irq::mask();
             loop {
                 broadside_base::hint::cpu_relax();
             }
@@ -172,7 +172,7 @@ mod hw {
                 .unwrap_or(0);
             broadside_smp::work::run_on_all(|cpu| {
                 if cpu == last {
-                    broadside_arch::aarch64::cpu::irq_save();
+                    broadside_base::irq::mask();
                     loop {
                         broadside_base::hint::cpu_relax();
                     }
