@@ -153,9 +153,13 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         "scale-bench: {} CPUs, {ROUNDS} ops per strategy; one op = protect {PAGES} pages, unmap them (3 tables freed), fork+exit over {SHARED_GIB} shared level-2 tables; the other CPUs idle; ticks are QEMU TCG time, not hardware time",
         smp::online_count()
     );
-    let results = spin::Mutex::new(Vec::new());
-    smp::work::run_on_all(|cpu| cpu_main(cpu, &results));
-    let results = results.into_inner();
+    // On this CPU alone: the others stay in their idle loop (the point is what the strategies
+    // cost the CPUs that are not involved), from which each measurement's `run_on_all`
+    // (activating its spaces everywhere) wakes them.
+    let this = smp::this_cpu();
+    this.set_role(Role::Bench);
+    let results: Vec<StrategyResult> = STRATEGIES.into_iter().map(measure).collect();
+    this.set_role(Role::None);
     // Back to what the arguments asked for.
     tlb::set_flush_mode(info.args.flush);
     table_free::set_mode(info.args.tablefree);
@@ -173,21 +177,6 @@ fn need_bytes() -> u64 {
 /// means the memory estimate was wrong.
 fn must<T>(what: &str, alloc: impl FnMut() -> Option<T>) -> T {
     sizing::must("scale-bench", what, need_bytes, alloc)
-}
-
-/// CPU 0 measures each strategy in turn (into `results`, which only it locks).
-fn cpu_main(cpu_index: usize, results: &spin::Mutex<Vec<StrategyResult>>) {
-    if cpu_index != 0 {
-        // Idle: the point is what the strategies cost the CPUs that are not involved.
-        return;
-    }
-    let this = smp::this_cpu();
-    this.set_role(Role::Bench);
-    for strategy in STRATEGIES {
-        let result = measure(strategy);
-        results.lock().push(result);
-    }
-    this.set_role(Role::None);
 }
 
 /// Runs the mix `ROUNDS` times under `strategy`.
