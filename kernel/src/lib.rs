@@ -54,9 +54,11 @@
 //!    disabled (CPACR_EL1.FPEN = 0b00: the kernel is built for `aarch64-unknown-none-softfloat`,
 //!    so an FP/SIMD instruction is a bug and traps), .bss is zeroed, and 1 GiB-block early
 //!    tables map the image's GiB by identity (TTBR0) and in the TTBR1 half.
-//! 2. `kernel_main` installs the hooks, parses the DTB, seeds the frame allocator, builds the
-//!    W^X kernel tables and swaps TTBR1 to them through the identity map, then brings up the
-//!    console, the heap, GICv3, the timer and RCU, and starts every other CPU with PSCI CPU_ON.
+//! 2. `kernel_main` (`main.rs`, through `broadside_arch::entry_points!`) runs
+//!    [`boot::boot_cpu_main`]: it installs the hooks, parses the DTB, seeds the frame
+//!    allocator, has `broadside_memory::kmap` build the W^X kernel tables and swap TTBR1 to them
+//!    through the identity map, then brings up the console, the heap, GICv3, the timer and RCU,
+//!    and starts every other CPU with PSCI CPU_ON.
 //! 3. Secondaries enter `secondary_main` on their own guarded stacks and idle until the
 //!    workload posts work to them.
 //! 4. The workload runs; the kernel prints the `summary:` line and exits through semihosting.
