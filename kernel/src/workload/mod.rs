@@ -139,19 +139,12 @@ mod hw {
             panic!("bug=panic: a deliberate panic");
         }
         if bugs.has(Bug::Fault) {
-            // Unmapped: between the stack and MMIO regions of the kernel half.
-            let addr = 0xffff_e000_0000_0000usize as *const u64;
-            // SAFETY: deliberately not sound: the read must fault, with no fix-up.
-            let v = unsafe { addr.read_volatile() };
+            let v = broadside_arch::aarch64::exception::load_from_unmapped();
             panic!("bug=fault: read {v:#x} from an unmapped address");
         }
         if bugs.has(Bug::Fp) {
-            // `fmov d0, xzr`, as its encoding: the soft-float target's assembler refuses FP
-            // registers ("instruction requires: fp-armv8"), which is the point of the target.
-            // CPACR_EL1.FPEN = 0b00 makes it trap (ESR_EL1.EC 0x07) before it writes d0.
-            // SAFETY: deliberately a trapping instruction; it never completes, and the trap is
-            // fatal (no fix-up covers it), so no register or memory is changed behind Rust.
-            unsafe { core::arch::asm!(".inst 0x9e6703e0", options(nomem, nostack)) };
+            // CPACR_EL1.FPEN = 0b00: the instruction traps before it completes.
+            broadside_arch::aarch64::exception::execute_fp_instruction();
             panic!("bug=fp: an FP/SIMD instruction ran although CPACR_EL1.FPEN = 0b00");
         }
         if bugs.has(Bug::HangBoot) {
