@@ -63,7 +63,7 @@
 //!    workload posts work to them.
 //! 4. The workload runs; the kernel prints the `summary:` line and exits through semihosting.
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
