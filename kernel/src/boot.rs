@@ -4,16 +4,15 @@
 
 use crate::workload::{self, Outcome};
 use ::semihosting as semihosting_crate;
+use broadside_arch::PhysAddr;
 use broadside_arch::aarch64::exception;
 use broadside_arch::aarch64::exception::TrapFrame;
-use broadside_arch::aarch64::layout::{self, ImageLayout, mmio_virt, phys_to_virt};
+use broadside_arch::aarch64::layout::ImageLayout;
 use broadside_arch::aarch64::{cpu, gic, mmu, psci, semihosting, timer};
-use broadside_arch::pte::{Attributes, PAGE_SIZE};
-use broadside_arch::{PhysAddr, VirtAddr};
+use broadside_arch::pte::PAGE_SIZE;
 use broadside_base::ExitCode;
 use broadside_base::stats::{self, Counter};
-use broadside_memory::frame::{self, FrameKind};
-use broadside_memory::kmap::KernelTables;
+use broadside_memory::frame;
 use broadside_platform::boot_info::{self, BootInfo, boot_info, boot_info_opt};
 use broadside_platform::bootargs::BootArgs;
 use broadside_platform::console;
@@ -46,10 +45,8 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
         image_pa - ELF_BOOT_DTB_OFFSET_BELOW_IMAGE
     };
 
-    // SAFETY: the early linear map covers the 1 GiB holding the image and the DTB below it; the
-    // DTB's pages are reserved below and never handed out.
-    let platform = match unsafe { dtb::parse(phys_to_virt(PhysAddr::new(dtb_pa)).as_u64(), dtb_pa) }
-    {
+    // Through the early map; its pages are kept from the frame allocator (`usable_ranges`).
+    let platform = match dtb::parse_early(dtb_pa) {
         Ok(p) => p,
         Err(e) => early_config_error(format_args!("error: {e}")),
     };
@@ -65,8 +62,7 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
 
     // Frames: first only what the early tables map (the image's 1 GiB), enough to build the real
     // tables; the rest once they are live.
-    let window_start = image_pa & !((1 << 30) - 1);
-    let early_window = (window_start, window_start + (1 << 30));
+    let early_window = image.early_window();
     let usable = usable_ranges(&platform, image_pa, image_end_pa);
     for &(s, e) in &usable {
         let (s, e) = (s.max(early_window.0), e.min(early_window.1));
@@ -77,12 +73,8 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
     let (ram_lo, ram_hi) = ram_extent(&platform);
     frame::init_metadata(PhysAddr::new(ram_lo), PhysAddr::new(ram_hi));
 
-    let tables = build_kernel_tables(&platform, &image)
+    let mut devices = broadside_memory::kmap::switch_to_kernel_tables(&platform)
         .unwrap_or_else(|e| early_config_error(format_args!("error: kernel tables: {e:?}")));
-    // SAFETY: boot CPU, no other CPU online, IRQs masked since reset; the new tables map the
-    // image, its stacks and the linear map at the addresses the early tables used.
-    unsafe { mmu::replace_kernel_tables(tables.root()) };
-    broadside_memory::kmap::install(tables);
     mmu::drop_boot_idmap();
 
     // The rest of RAM, now that the linear map covers it.
@@ -95,8 +87,7 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
         }
     }
 
-    // SAFETY: the UART's page is mapped as device memory at this address and used only here.
-    unsafe { console::init(mmio_virt(platform.uart.base)) };
+    devices.start_console();
     let args = match BootArgs::parse(platform.bootargs) {
         Ok(a) => a,
         Err(e) => {
@@ -106,7 +97,7 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
         }
     };
     console::init_log(args.log.level_filter());
-    grow_heap();
+    broadside_memory::heap::grow();
 
     let features = cpu::CpuFeatures::read();
     let info = boot_info::set(BootInfo {
@@ -120,20 +111,7 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
 
     // GICv3: every redistributor region the DTB names (QEMU virt: 123 redistributors in the
     // first, the rest in a second); the GIC layer finds each CPU's by its affinity.
-    let p = &info.platform;
-    let mut regions = [(0u64, 0u64); broadside_platform::dtb::MAX_GICR_REGIONS];
-    for (slot, r) in regions.iter_mut().zip(&p.gicr[..p.gicr_regions]) {
-        *slot = (mmio_virt(r.base), r.size);
-    }
-    // SAFETY: the distributor and every redistributor region were mapped as device memory by
-    // `build_kernel_tables` and nothing else uses them; this is the only call.
-    if let Err(e) = unsafe {
-        gic::init(
-            mmio_virt(p.gicd.base),
-            &regions[..p.gicr_regions],
-            &p.cpu_mpidrs[..cpus],
-        )
-    } {
+    if let Err(e) = devices.start_gic(&info.platform.cpu_mpidrs[..cpus]) {
         config_error(format_args!("error: gic: {e}"));
     }
     timer::set_rate(info.args.hz);
@@ -258,79 +236,6 @@ fn ram_extent(p: &PlatformInfo) -> (u64, u64) {
     (lo, hi)
 }
 
-/// Builds the W^X kernel tables: linear map, image sections, boot stacks (guards unmapped), MMIO.
-fn build_kernel_tables(
-    p: &PlatformInfo,
-    image: &ImageLayout,
-) -> Result<KernelTables, broadside_memory::kmap::MapError> {
-    let mut t = KernelTables::new()?;
-    for r in &p.memory[..p.memory_ranges] {
-        t.map(
-            phys_to_virt(PhysAddr::new(r.base)),
-            PhysAddr::new(r.base),
-            r.size,
-            Attributes::kernel_data(),
-            true,
-        )?;
-    }
-    let pa = |va: u64| PhysAddr::new(va - layout::KIMAGE_VBASE);
-    let mut map_image = |start: u64, end: u64, attrs: Attributes| {
-        t.map(VirtAddr::new(start), pa(start), end - start, attrs, false)
-    };
-    map_image(image.start, image.text_end, Attributes::kernel_text())?;
-    map_image(
-        image.text_end,
-        image.rodata_end,
-        Attributes::kernel_rodata(),
-    )?;
-    map_image(
-        image.rodata_end,
-        image.boot_stack_guard,
-        Attributes::kernel_data(),
-    )?;
-    map_image(
-        image.boot_stack_guard + PAGE_SIZE,
-        image.boot_exc_stack_guard,
-        Attributes::kernel_data(),
-    )?;
-    map_image(
-        image.boot_exc_stack_guard + PAGE_SIZE,
-        image.end,
-        Attributes::kernel_data(),
-    )?;
-    let devices = [p.uart, p.gicd]
-        .into_iter()
-        .chain(p.gicr[..p.gicr_regions].iter().copied());
-    for dev in devices {
-        let base = dev.base & !(PAGE_SIZE - 1);
-        let size = (dev.end() - base).div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        t.map(
-            VirtAddr::new(mmio_virt(base)),
-            PhysAddr::new(base),
-            size,
-            Attributes::device(),
-            false,
-        )?;
-    }
-    Ok(t)
-}
-
-/// Grows the heap by 1/16 of free memory (4..64 MiB).
-fn grow_heap() {
-    let (free, _) = frame::stats();
-    let want = (free * PAGE_SIZE / 16).clamp(4 << 20, 64 << 20);
-    let order = (want / PAGE_SIZE).ilog2();
-    if let Some(pa) = frame::alloc_frames(order, FrameKind::Kernel) {
-        // SAFETY: the frames were just allocated for the heap and stay with it.
-        unsafe {
-            broadside_memory::heap::add_region(
-                phys_to_virt(pa).as_u64() as usize,
-                (PAGE_SIZE << order) as usize,
-            )
-        };
-    }
-}
-
 /// Per-CPU initialisation common to every CPU, run on that CPU: GIC interface, timer, IPI
 /// handlers, online.
 fn cpu_local_init(cpu_index: usize) {
@@ -356,7 +261,7 @@ fn cpu_local_init(cpu_index: usize) {
         .store(cpu::counter(), Ordering::Relaxed);
     timer::start();
     smp::percpu::mark_online();
-    cpu::irq_enable();
+    broadside_base::irq::unmask();
 }
 
 /// A secondary CPU's path from `secondary_main`.

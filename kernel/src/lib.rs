@@ -28,7 +28,7 @@
 //! the one place they are written (`tests/tests/layers.rs` checks the crates' dependencies
 //! against it).
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

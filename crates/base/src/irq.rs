@@ -1,5 +1,7 @@
-//! IRQ masking for portable code: the real DAIF operations on the kernel build, no-ops on the
-//! host (where "IRQs" are never taken), so locks and RCU built on it test on the host.
+//! IRQ masking, the kernel's one implementation: every layer masks IRQs (locks, RCU read
+//! sides, the architecture's own critical sections), so it sits at the bottom. The real DAIF
+//! operations on the kernel build, no-ops on the host (where "IRQs" are never taken), so locks
+//! and RCU built on it test on the host.
 
 /// The IRQ mask state before [`save_and_mask`], to hand back to [`restore`].
 #[derive(Clone, Copy, Debug)]
@@ -28,6 +30,20 @@ pub fn restore(state: IrqState) {
     let _ = state;
 }
 
+/// Masks IRQs on this CPU for good, or until [`unmask`] (a CPU that parks, or spins on
+/// purpose with its tick stopped).
+#[inline(always)]
+pub fn mask() {
+    let _ = save_and_mask();
+}
+
+/// Unmasks IRQs on this CPU (a CPU that comes online, or lets its tick in while it waits).
+#[inline(always)]
+pub fn unmask() {
+    #[cfg(target_arch = "aarch64")]
+    daif::unmask();
+}
+
 /// Whether IRQs are masked on this CPU (always true on the host: code there runs as if it were
 /// inside a critical section).
 #[inline(always)]
@@ -42,8 +58,7 @@ pub fn are_masked() -> bool {
     }
 }
 
-/// The DAIF operations, in the one place below the architecture layer that needs them: every
-/// layer masks IRQs (locks, RCU read sides), so this sits at the bottom.
+/// The DAIF operations.
 #[cfg(target_arch = "aarch64")]
 mod daif {
     use core::arch::asm;
@@ -66,6 +81,13 @@ mod daif {
         // SAFETY: restores a mask state this CPU had; the compiler barrier keeps the critical
         // section's accesses before it.
         unsafe { asm!("msr daif, {}", in(reg) daif, options(nostack, preserves_flags)) };
+    }
+
+    /// Unmasks IRQs.
+    #[inline(always)]
+    pub fn unmask() {
+        // SAFETY: as for `restore`: the compiler barrier keeps the accesses before it.
+        unsafe { asm!("msr daifclr, #2", options(nostack, preserves_flags)) };
     }
 
     /// Whether IRQs are masked (DAIF.I, bit 7).

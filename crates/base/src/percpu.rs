@@ -131,9 +131,10 @@ pub struct PerCpu {
     pub last_fault_far: AtomicU64,
     /// Inside a lockless walk (an RCU read-side section), for the debugger.
     pub in_walker: AtomicBool,
-    /// Pending cross-CPU work: a `fn(usize, usize)` as usize (0: none).
+    /// Pending cross-CPU work (0: none): `smp::work`'s trampoline for the posted closure, a
+    /// `fn(usize, usize)` as usize.
     pub work_fn: AtomicUsize,
-    /// The argument of the pending work.
+    /// The address of the posted closure, the trampoline's second argument.
     pub work_arg: AtomicUsize,
     /// Bumped when the posted work finished.
     pub work_done: AtomicU64,

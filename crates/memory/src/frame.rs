@@ -155,6 +155,28 @@ pub fn is_ram(pa: PhysAddr) -> bool {
     })
 }
 
+/// Reads word `index` (of the 512 in a 4 KiB page) of the RAM page at `pa` through the linear
+/// map, as Linux's `READ_ONCE`: what checks use to look at a page's contents (a data page's
+/// stamp and write counter, a new frame's zeroes) without a reference to it.
+///
+/// # Panics
+/// If `pa` is not the start of a page of RAM with a metadata entry, or `index` is not below 512.
+pub fn read_word(pa: PhysAddr, index: usize) -> u64 {
+    assert!(
+        pa.is_aligned(PAGE_SIZE) && is_ram(pa) && index < WORDS_PER_PAGE,
+        "read_word({pa:#x}, {index}): not a word of a RAM page"
+    );
+    let word = phys_to_virt(pa).as_ptr::<u64>().wrapping_add(index);
+    // SAFETY: RAM that has frame metadata is in the linear map (normal memory, readable, never
+    // unmapped), and `word` is an aligned u64 inside the page. A volatile, aligned 64-bit load
+    // is single-copy atomic: it sees a concurrent writer's old or new value, never a torn one,
+    // and creates no reference that could alias the page's owner's.
+    unsafe { word.read_volatile() }
+}
+
+/// u64 words in a 4 KiB page.
+const WORDS_PER_PAGE: usize = (PAGE_SIZE / 8) as usize;
+
 /// Allocates `1 << order` contiguous, naturally aligned frames of `kind`, zeroed, with a
 /// reference count of 1 on the first. Returns the physical address.
 pub fn alloc_frames(order: u32, kind: FrameKind) -> Option<PhysAddr> {

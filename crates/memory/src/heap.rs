@@ -1,7 +1,11 @@
 //! The kernel heap: buddy_system_allocator's `Heap` behind an IRQ-safe lock, as the global
 //! allocator. It starts on a static region in .bss (the frame allocator's own free lists need a
-//! heap before there are frames) and grows once by frames from the linear map at boot.
+//! heap before there are frames) and grows once by frames from the linear map at boot
+//! ([`grow`]).
 
+use crate::frame::{self, FrameKind};
+use broadside_arch::aarch64::layout::phys_to_virt;
+use broadside_arch::pte::PAGE_SIZE;
 use broadside_base::IrqSpinlock;
 use buddy_system_allocator::Heap;
 use core::alloc::{GlobalAlloc, Layout};
@@ -29,15 +33,22 @@ pub fn init_bootstrap() {
     }
 }
 
-/// Adds `[start, start + size)` (virtual, owned by the caller and never used otherwise) to the
-/// heap.
-///
-/// # Safety
-///
-/// The range must be mapped RW memory that nothing else uses, for the kernel's lifetime.
-pub unsafe fn add_region(start: usize, size: usize) {
-    // SAFETY: forwarded from the caller.
-    unsafe { HEAP.0.lock().add_to_heap(start, start + size) };
+/// Grows the heap by frames from the allocator: 1/16 of free memory, within 4..64 MiB, rounded
+/// down to a power of two. If that allocation fails, the heap stays as it is.
+pub fn grow() {
+    let (free, _) = frame::stats();
+    let want = (free * PAGE_SIZE / 16).clamp(4 << 20, 64 << 20);
+    let order = (want / PAGE_SIZE).ilog2();
+    if let Some(pa) = frame::alloc_frames(order, FrameKind::Kernel) {
+        let start = phys_to_virt(pa).as_u64() as usize;
+        // SAFETY: the frames were just allocated for the heap and stay with it (nothing frees
+        // them); every frame the allocator hands out is RAM in the linear map, mapped RW.
+        unsafe {
+            HEAP.0
+                .lock()
+                .add_to_heap(start, start + (PAGE_SIZE << order) as usize)
+        };
+    }
 }
 
 /// (bytes in use, bytes managed).

@@ -18,12 +18,10 @@
 
 use crate::aspace::free_table_page;
 use crate::fault_inject::planted;
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use broadside_arch::PhysAddr;
 use broadside_platform::bootargs::Bug;
 use broadside_platform::bootargs::TableFreeMode;
-use broadside_sync::rcu::RcuCallback;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 static MODE: AtomicU8 = AtomicU8::new(0);
@@ -51,13 +49,8 @@ pub fn mode() -> TableFreeMode {
 }
 
 /// The RCU callback: frees a batch of tables after their grace period.
-fn free_batch_after_gp(arg: usize) {
-    // SAFETY: `arg` is the `Box<Vec<PhysAddr>>` leaked by `free_table_batch` for this callback, which
-    // runs exactly once.
-    let batch = unsafe { Box::from_raw(arg as *mut Vec<PhysAddr>) };
-    for pa in batch.iter() {
-        free_table_page(*pa);
-    }
+fn free_batch_after_gp(batch: Vec<PhysAddr>) {
+    batch.into_iter().for_each(free_table_page);
 }
 
 /// Frees a batch of unhooked, already-invalidated tables (`tlb_remove_table_free`).
@@ -67,13 +60,8 @@ pub fn free_table_batch(batch: Vec<PhysAddr>) {
         return;
     }
     match mode() {
-        TableFreeMode::Rcu => {
-            let arg = Box::into_raw(Box::new(batch)) as usize;
-            broadside_sync::call_rcu(RcuCallback {
-                func: free_batch_after_gp,
-                arg,
-            });
-        }
+        // The callback owns the batch; queueing it allocates once (a box holding the `Vec`).
+        TableFreeMode::Rcu => broadside_sync::call_rcu(move || free_batch_after_gp(batch)),
         TableFreeMode::SyncEach => {
             for pa in batch {
                 crate::tlb::sync_all_cpus();

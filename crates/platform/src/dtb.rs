@@ -85,6 +85,36 @@ pub unsafe fn parse(va: u64, pa: u64) -> Result<PlatformInfo, DtbError> {
     parse_fdt(fdt, pa)
 }
 
+/// Parses the DTB QEMU left at physical address `pa`, read through the early tables' linear map
+/// (the boot CPU, before the kernel tables are built). A DTB not wholly inside the early
+/// window ([`ImageLayout::early_window`](broadside_arch::aarch64::layout::ImageLayout::early_window))
+/// is an error, not a read of unmapped memory.
+#[cfg(target_arch = "aarch64")]
+pub fn parse_early(pa: u64) -> Result<PlatformInfo, DtbError> {
+    use broadside_arch::aarch64::layout::{ImageLayout, phys_to_virt};
+    /// The FDT header's size; `totalsize` is its second big-endian word.
+    const HEADER_LEN: u64 = 40;
+    let (lo, hi) = ImageLayout::get().early_window();
+    let inside = |len: u64| pa >= lo && pa.checked_add(len).is_some_and(|end| end <= hi);
+    let outside = DtbError("not inside the 1 GiB that holds the image (the early map)");
+    if !inside(HEADER_LEN) {
+        return Err(outside);
+    }
+    let va = phys_to_virt(broadside_arch::PhysAddr::new(pa)).as_u64();
+    // SAFETY: the header lies inside the early window, which the early tables map as normal
+    // memory at `phys_to_virt`, and nothing writes it.
+    let header = unsafe { (va as *const [u8; 8]).read_volatile() };
+    let total = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as u64;
+    if !inside(total.max(HEADER_LEN)) {
+        return Err(outside);
+    }
+    // SAFETY: the whole DTB lies in the early window (checked above). It stays mapped: the
+    // kernel tables map all RAM in the linear map, and `memory::kmap` refuses to switch to them
+    // if the DTB is not in RAM. It stays unmodified: nothing writes it, and the boot sequence
+    // gives the frame allocator RAM minus `PlatformInfo::dtb`.
+    unsafe { parse(va, pa) }
+}
+
 /// Parses a validated DTB that lies at physical address `pa`. Portable: the host tests feed it
 /// DTBs that QEMU wrote (`-machine dumpdtb=`).
 pub fn parse_fdt(fdt: Fdt<'static>, pa: u64) -> Result<PlatformInfo, DtbError> {

@@ -36,7 +36,7 @@ pub fn finish(code: ExitCode, extra_json: Option<&str>) -> ! {
 
 /// Stops this CPU for good (another CPU is exiting).
 pub fn park() -> ! {
-    cpu::irq_save();
+    broadside_base::irq::mask();
     percpu::this_cpu().set_state(CpuState::Parked);
     loop {
         cpu::wfi();

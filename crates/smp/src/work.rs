@@ -1,29 +1,61 @@
-//! Running a function on every online CPU: the boot CPU posts `fn(cpu, arg)` to each secondary's
-//! per-CPU slot, kicks it with an SGI, runs the function itself, and waits for all of them.
-//! Secondaries wait for work in [`idle_loop`], in WFI (an RCU extended quiescent state, tickless
-//! but for the watchdog's slow tick). The watchdog names a CPU that sleeps through its kick.
+//! Running a closure on every online CPU: the boot CPU posts it to each secondary's per-CPU
+//! slot, kicks it with an SGI, runs it itself, and waits for all of them. Secondaries wait for
+//! work in [`idle_loop`], in WFI (an RCU extended quiescent state, tickless but for the
+//! watchdog's slow tick). The watchdog names a CPU that sleeps through its kick.
+//!
+//! [`run_on_all`] is scoped, like `std::thread::scope`: the closure may borrow from the
+//! caller's stack, because the call returns only once every CPU has finished with it.
 
 use super::percpu::{self, CpuState};
 use broadside_arch::aarch64::cpu;
 use broadside_platform::boot_info::boot_info_opt;
 use broadside_platform::bootargs::Bug;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-/// A function every CPU runs: `(logical cpu index, argument)`.
-pub type WorkFn = fn(usize, usize);
+/// What a per-CPU slot holds while work is posted: a monomorphised [`run_posted`] for the
+/// closure's type, called with (logical cpu index, the closure's address).
+type Trampoline = fn(usize, usize);
 
-/// Runs `f(cpu, arg)` on every online CPU (this one included) and returns when all are done.
-pub fn run_on_all(f: WorkFn, arg: usize) {
+/// Set while a [`run_on_all`] is in progress. A second one before the first returned (from
+/// inside the work, or from another CPU) would post into slots whose CPUs still run the first,
+/// and its wait could be satisfied by the first's completions: the closure would be used after
+/// its caller returned. So it panics instead.
+static IN_PROGRESS: AtomicBool = AtomicBool::new(false);
+
+/// Calls the closure of type `F` at `closure` for `cpu`.
+fn run_posted<F: Fn(usize) + Sync>(cpu: usize, closure: usize) {
+    // SAFETY: `run_on_all::<F>` posted `closure` as the address of its `F` argument together
+    // with this very instantiation, and does not return (so `F` stays alive and in place)
+    // before this CPU's `work_done` shows the call finished. `F: Sync` lets the CPUs share it.
+    let f = unsafe { &*(closure as *const F) };
+    f(cpu);
+}
+
+/// Runs `f(cpu)` on every online CPU (this one included, `cpu` being each one's logical index)
+/// and returns when all are done. `f` may borrow the caller's data: it is not used after this
+/// returns.
+///
+/// # Panics
+/// If called while another `run_on_all` is in progress (from the work itself, or from another
+/// CPU): it is not reentrant.
+pub fn run_on_all<F: Fn(usize) + Sync>(f: F) {
+    assert!(
+        !IN_PROGRESS.swap(true, Ordering::Acquire),
+        "run_on_all called while another is in progress"
+    );
     let me = broadside_base::cpu_id();
+    let trampoline: Trampoline = run_posted::<F>;
+    let closure = &f as *const F as usize;
     let mut expected = [0u64; broadside_base::config::MAX_CPUS];
     for c in percpu::online_cpus() {
         if c.index == me {
             continue;
         }
         expected[c.index] = c.work_done.load(Ordering::Acquire) + 1;
-        c.work_arg.store(arg, Ordering::Relaxed);
+        c.work_arg.store(closure, Ordering::Relaxed);
         c.work_posted_at.store(cpu::counter(), Ordering::Relaxed);
-        c.work_fn.store(f as *const () as usize, Ordering::Release);
+        c.work_fn
+            .store(trampoline as *const () as usize, Ordering::Release);
         broadside_arch::aarch64::gic::send_sgi(
             super::ipi::SGI_KICK,
             c.mpidr.load(Ordering::Relaxed),
@@ -32,7 +64,7 @@ pub fn run_on_all(f: WorkFn, arg: usize) {
     let this = percpu::this_cpu();
     let before = this.state();
     this.set_state(CpuState::Working);
-    f(me, arg);
+    f(me);
     // Back to what the caller was doing (the boot CPU runs its workload as `Working`), also
     // while it waits: it waits with IRQs on, so its ticks go on.
     this.set_state(before);
@@ -40,10 +72,13 @@ pub fn run_on_all(f: WorkFn, arg: usize) {
         if c.index == me {
             continue;
         }
+        // Acquire: pairs with the Release increment after the CPU's call returned, so its
+        // use of `f` happens-before `f` is dropped here.
         while c.work_done.load(Ordering::Acquire) < expected[c.index] {
             broadside_sync::wait::wait_relax();
         }
     }
+    IN_PROGRESS.store(false, Ordering::Release);
 }
 
 /// The kick SGI's handler: counts it. The kick's work is done by [`idle_loop`], which it wakes.
@@ -59,8 +94,9 @@ pub fn idle_loop() -> ! {
     loop {
         let f = this.work_fn.swap(0, Ordering::Acquire);
         if f != 0 {
-            // SAFETY: `run_on_all` stores only `WorkFn` pointers here.
-            let f: WorkFn = unsafe { core::mem::transmute::<usize, WorkFn>(f) };
+            // SAFETY: `run_on_all` stores only `Trampoline` pointers here (as usize: the slot
+            // is an atomic word), and 0 is never one.
+            let f: Trampoline = unsafe { core::mem::transmute::<usize, Trampoline>(f) };
             this.set_state(CpuState::Working);
             f(this.index, this.work_arg.load(Ordering::Relaxed));
             this.set_state(CpuState::Idle);

@@ -9,7 +9,7 @@
 //!   host-side boot tests (`tests/`) assert on, with [`Summary::from_log`] to find the line in a
 //!   console log. A host test feeds the writer's output to the parser.
 #![cfg_attr(not(any(test, loom)), no_std)]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
 
 #[cfg(feature = "serde")]
 extern crate alloc;

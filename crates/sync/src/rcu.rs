@@ -102,6 +102,7 @@
 //! - `cpu` arguments are indices `0..ncpus`; anything else panics (an indexing bug in the
 //!   caller, not a state to recover from).
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
@@ -159,15 +160,16 @@ mod shim {
     }
 }
 
-/// A deferred action: `func(arg)` runs on the CPU that queued it, after a grace period.
-///
-/// `arg` is typically the address of the object to free; the callback owns it from then on.
-#[derive(Clone, Copy, Debug)]
-pub struct RcuCallback {
-    /// What to run.
-    pub func: fn(usize),
-    /// Its argument.
-    pub arg: usize,
+/// A deferred action, queued by [`Rcu::call_rcu`]: it runs once, on the CPU that queued it,
+/// after a grace period, and owns what it frees (a closure that moved it in). Boxed, so one
+/// list holds callbacks of every type; a closure that captures nothing is not allocated, one
+/// that captures a batch (a `Vec`) costs one allocation of the batch's three words.
+struct RcuCallback(Box<dyn FnOnce() + Send>);
+
+impl RcuCallback {
+    fn invoke(self) {
+        (self.0)();
+    }
 }
 
 /// Callback counts per segment of one CPU's list, oldest first.
@@ -464,7 +466,12 @@ impl Rcu {
 
     /// Queue `cb` on `cpu` to run on `cpu` after a grace period that starts after this call.
     /// Takes no global lock: the next `poll(cpu)` gives it a GP number (`call_rcu`).
-    pub fn call_rcu(&self, cpu: usize, cb: RcuCallback) {
+    ///
+    /// `cb` owns what it frees (move it in); it runs with the IRQ state of the `poll` that
+    /// invokes it (masked in the kernel: a tick or the idle loop), so it must not unmask IRQs
+    /// or wait for other CPUs.
+    pub fn call_rcu(&self, cpu: usize, cb: impl FnOnce() + Send + 'static) {
+        let cb = RcuCallback(Box::new(cb));
         let this = &self.cpus[cpu];
         let mut cbs = this.callbacks.lock();
         cbs.push_next(cb);
@@ -513,7 +520,7 @@ impl Rcu {
             let Some(cb) = this.callbacks.lock().pop_done() else {
                 break;
             };
-            (cb.func)(cb.arg);
+            cb.invoke();
             invoked += 1;
             // Release: pairs with rcu_barrier's Acquire, so a barrier that sees this count
             // also sees everything the callback did.
@@ -792,8 +799,8 @@ mod tests {
         RAN.with(|r| core::mem::take(&mut *r.borrow_mut()))
     }
 
-    fn cb(arg: usize) -> RcuCallback {
-        RcuCallback { func: record, arg }
+    fn cb(arg: usize) -> impl FnOnce() + Send + 'static {
+        move || record(arg)
     }
 
     fn fake_now() -> u64 {
@@ -1029,13 +1036,7 @@ mod tests {
             if arg < 3 {
                 REQUEUE_RCU.with(|r| {
                     let rcu: &Rcu = r.get().expect("set by the test");
-                    rcu.call_rcu(
-                        0,
-                        RcuCallback {
-                            func: requeue,
-                            arg: arg + 1,
-                        },
-                    );
+                    rcu.call_rcu(0, move || requeue(arg + 1));
                 });
             }
         }
@@ -1044,13 +1045,7 @@ mod tests {
         }
         let rcu: &'static Rcu = Box::leak(Box::new(Rcu::new(1)));
         REQUEUE_RCU.with(|r| r.set(Some(rcu)));
-        rcu.call_rcu(
-            0,
-            RcuCallback {
-                func: requeue,
-                arg: 1,
-            },
-        );
+        rcu.call_rcu(0, || requeue(1));
         let mut polls = 0;
         while rcu.callbacks_invoked() < 3 {
             rcu.poll(0);
@@ -1262,13 +1257,7 @@ mod tests {
                 .swap(Self::new_obj(&self.quarantine), Ordering::AcqRel)
                 as usize;
             match mode {
-                FreeMode::AfterGracePeriod => rcu.call_rcu(
-                    0,
-                    RcuCallback {
-                        func: poison_and_free,
-                        arg: old,
-                    },
-                ),
+                FreeMode::AfterGracePeriod => rcu.call_rcu(0, move || poison_and_free(old)),
                 FreeMode::Immediately => poison_and_free(old),
             }
             rcu.note_quiescent_state(0);
@@ -1517,21 +1506,21 @@ mod loom_tests {
 
         /// The kernel's table-freeing path: call_rcu, then the updater's ticks.
         fn update_with_call_rcu(shared: &Arc<Self>) {
-            fn free_callback(arg: usize) {
-                // SAFETY: `arg` is `Arc::as_ptr` of the `Shared` that the updater keeps
-                // alive until this callback has run.
-                let shared = unsafe { &*(arg as *const Shared) };
-                shared.free_slot0();
+            /// The callback's hold on `Shared`. `call_rcu` asks for a `Send` callback, and
+            /// loom's `UnsafeCell` is not `Sync`, so `Arc<Shared>` is not `Send`.
+            struct Freer(Arc<Shared>);
+            // SAFETY: loom runs every thread of a model on one OS thread (its `spawn` asks for
+            // no `Send` either), and it checks each access to the slots itself: that is the
+            // property under test.
+            unsafe impl Send for Freer {}
+            impl Freer {
+                fn free(&self) {
+                    self.0.free_slot0();
+                }
             }
             shared.current.store(1, Ordering::Release);
-            let arg = Arc::as_ptr(shared) as usize;
-            shared.rcu.call_rcu(
-                0,
-                RcuCallback {
-                    func: free_callback,
-                    arg,
-                },
-            );
+            let freer = Freer(shared.clone());
+            shared.rcu.call_rcu(0, move || freer.free());
             loop {
                 shared.rcu.note_quiescent_state(0);
                 if shared.rcu.poll(0) == 1 {

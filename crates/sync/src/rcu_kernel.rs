@@ -3,7 +3,7 @@
 //! workload loops ([`quiescent`]); idle CPUs are in an extended quiescent state between
 //! [`idle_enter`] and [`idle_exit`].
 
-use super::rcu::{Rcu, RcuCallback};
+use super::rcu::Rcu;
 use broadside_arch::aarch64::{cpu, timer};
 use broadside_base::irq;
 use broadside_base::stats::{self, Counter};
@@ -53,8 +53,9 @@ fn run_callbacks(r: &Rcu, cpu: usize) {
     }
 }
 
-/// Queues `cb` to run after a grace period.
-pub fn call_rcu(cb: RcuCallback) {
+/// Queues `cb` to run on this CPU after a grace period, with IRQs masked (from its tick or
+/// idle loop). It owns what it frees: move it in.
+pub fn call_rcu(cb: impl FnOnce() + Send + 'static) {
     let r = RCU.get().expect("RCU used before init");
     let s = irq::save_and_mask();
     r.call_rcu(broadside_base::cpu_id(), cb);
@@ -92,9 +93,9 @@ fn assert_irqs_on(what: &str) {
 /// depends on another CPU's tick.
 fn while_waiting() {
     crate::requests::serve_requests();
-    cpu::irq_enable();
+    irq::unmask();
     cpu::relax();
-    cpu::irq_save();
+    irq::mask();
 }
 
 /// Before this CPU sleeps in WFI (IRQs masked by the caller).

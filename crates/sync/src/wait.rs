@@ -7,6 +7,7 @@
 
 use crate::requests::serve_requests;
 use broadside_arch::aarch64::{cpu, timer};
+use broadside_base::irq;
 use core::sync::atomic::Ordering;
 
 /// One iteration of a busy-wait on other CPUs: serve their requests, report a quiescent state
@@ -38,9 +39,9 @@ pub fn wait_relax() {
 /// watchdog watches only working CPUs; the tick clock it reads (`last_tick_at`) restarts on
 /// waking.
 pub fn idle_wait(woken: impl Fn() -> bool, watch_ticks: u64) {
-    let irq = cpu::irq_save();
+    let irq = irq::save_and_mask();
     if woken() {
-        cpu::irq_restore(irq);
+        irq::restore(irq);
         return;
     }
     crate::rcu_kernel::idle_enter();
@@ -61,5 +62,5 @@ pub fn idle_wait(woken: impl Fn() -> bool, watch_ticks: u64) {
     }
     crate::rcu_kernel::idle_exit();
     // The pending interrupt is taken here, after the CPU has left its extended quiescent state.
-    cpu::irq_restore(irq);
+    irq::restore(irq);
 }

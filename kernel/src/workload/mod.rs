@@ -91,15 +91,11 @@ mod hw {
     /// Activates `space` on every online CPU and back, so it counts as active on all of them
     /// (as a process whose threads ran everywhere): its flushes must then reach every CPU.
     pub fn activate_everywhere(space: &broadside_mm::aspace::AddressSpace) {
-        use broadside_mm::aspace::AddressSpace;
-        fn visit(_cpu: usize, arg: usize) {
-            // SAFETY: `arg` points to the caller's space, alive across `run_on_all`.
-            let space = unsafe { &*(arg as *const AddressSpace) };
+        broadside_smp::work::run_on_all(|_| {
             if space.activate() {
                 space.deactivate();
             }
-        }
-        broadside_smp::work::run_on_all(visit, space as *const AddressSpace as usize);
+        });
     }
 
     /// With `audit=on`, any violation the sanitizer found fails the run, whatever the
@@ -143,25 +139,18 @@ mod hw {
             panic!("bug=panic: a deliberate panic");
         }
         if bugs.has(Bug::Fault) {
-            // Unmapped: between the stack and MMIO regions of the kernel half.
-            let addr = 0xffff_e000_0000_0000usize as *const u64;
-            // SAFETY: deliberately not sound: the read must fault, with no fix-up.
-            let v = unsafe { addr.read_volatile() };
+            let v = broadside_arch::aarch64::exception::load_from_unmapped();
             panic!("bug=fault: read {v:#x} from an unmapped address");
         }
         if bugs.has(Bug::Fp) {
-            // `fmov d0, xzr`, as its encoding: the soft-float target's assembler refuses FP
-            // registers ("instruction requires: fp-armv8"), which is the point of the target.
-            // CPACR_EL1.FPEN = 0b00 makes it trap (ESR_EL1.EC 0x07) before it writes d0.
-            // SAFETY: deliberately a trapping instruction; it never completes, and the trap is
-            // fatal (no fix-up covers it), so no register or memory is changed behind Rust.
-            unsafe { core::arch::asm!(".inst 0x9e6703e0", options(nomem, nostack)) };
+            // CPACR_EL1.FPEN = 0b00: the instruction traps before it completes.
+            broadside_arch::aarch64::exception::execute_fp_instruction();
             panic!("bug=fp: an FP/SIMD instruction ran although CPACR_EL1.FPEN = 0b00");
         }
         if bugs.has(Bug::HangBoot) {
             // The boot CPU spins with IRQs masked while every other CPU idles, tickless but for
             // the slow tick that keeps the watchdog's scan going: that tick must name it.
-            broadside_arch::aarch64::cpu::irq_save();
+            broadside_base::irq::mask();
             loop {
                 broadside_base::hint::cpu_relax();
             }
@@ -170,19 +159,18 @@ mod hw {
             // The last CPU spins with IRQs masked while the others wait for it with IRQs on.
             // Its ticks stop, and the watchdog's stall check (not the run's deadline) must name
             // it within the stall limit: `scripts/test.sh` runs this with a far deadline.
-            fn hang_last_cpu(cpu: usize, last: usize) {
-                if cpu == last {
-                    broadside_arch::aarch64::cpu::irq_save();
-                    loop {
-                        broadside_base::hint::cpu_relax();
-                    }
-                }
-            }
             let last = broadside_base::percpu::online_cpus()
                 .map(|c| c.index)
                 .max()
                 .unwrap_or(0);
-            broadside_smp::work::run_on_all(hang_last_cpu, last);
+            broadside_smp::work::run_on_all(|cpu| {
+                if cpu == last {
+                    broadside_base::irq::mask();
+                    loop {
+                        broadside_base::hint::cpu_relax();
+                    }
+                }
+            });
         }
     }
 

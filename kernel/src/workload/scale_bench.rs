@@ -153,9 +153,13 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         "scale-bench: {} CPUs, {ROUNDS} ops per strategy; one op = protect {PAGES} pages, unmap them (3 tables freed), fork+exit over {SHARED_GIB} shared level-2 tables; the other CPUs idle; ticks are QEMU TCG time, not hardware time",
         smp::online_count()
     );
-    let mut results: Vec<StrategyResult> = Vec::new();
-    let arg = &mut results as *mut Vec<StrategyResult> as usize;
-    smp::work::run_on_all(cpu_main, arg);
+    // On this CPU alone: the others stay in their idle loop (the point is what the strategies
+    // cost the CPUs that are not involved), from which each measurement's `run_on_all`
+    // (activating its spaces everywhere) wakes them.
+    let this = smp::this_cpu();
+    this.set_role(Role::Bench);
+    let results: Vec<StrategyResult> = STRATEGIES.into_iter().map(measure).collect();
+    this.set_role(Role::None);
     // Back to what the arguments asked for.
     tlb::set_flush_mode(info.args.flush);
     table_free::set_mode(info.args.tablefree);
@@ -173,22 +177,6 @@ fn need_bytes() -> u64 {
 /// means the memory estimate was wrong.
 fn must<T>(what: &str, alloc: impl FnMut() -> Option<T>) -> T {
     sizing::must("scale-bench", what, need_bytes, alloc)
-}
-
-fn cpu_main(cpu_index: usize, arg: usize) {
-    if cpu_index != 0 {
-        // Idle: the point is what the strategies cost the CPUs that are not involved.
-        return;
-    }
-    // SAFETY: `run` passes its results vector, which outlives `run_on_all`, and only CPU 0
-    // touches it.
-    let results = unsafe { &mut *(arg as *mut Vec<StrategyResult>) };
-    let this = smp::this_cpu();
-    this.set_role(Role::Bench);
-    for strategy in STRATEGIES {
-        results.push(measure(strategy));
-    }
-    this.set_role(Role::None);
 }
 
 /// Runs the mix `ROUNDS` times under `strategy`.

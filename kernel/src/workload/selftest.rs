@@ -7,7 +7,7 @@ use super::{Outcome, activate_everywhere};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use broadside_arch::VirtAddr;
-use broadside_arch::aarch64::exception::{probe_read_u64, probe_write_u64};
+use broadside_arch::aarch64::exception::{probe_read, probe_rewrite_image_readonly};
 use broadside_arch::aarch64::layout::{ImageLayout, phys_to_virt, virt_to_phys};
 use broadside_arch::aarch64::{cpu, gic};
 use broadside_arch::pte::{
@@ -145,7 +145,7 @@ fn check_frames(_: &BootInfo) -> Check {
         "free {free_before} of {total}"
     );
     let mut got = Vec::new();
-    for i in 0..64u64 {
+    for _ in 0..64 {
         let pa = frame::alloc_frame(FrameKind::Kernel).ok_or("allocation failed")?;
         ensure!(pa.is_aligned(PAGE_SIZE), "frame {pa:#x} not page aligned");
         let m = frame::meta(pa);
@@ -154,11 +154,10 @@ fn check_frames(_: &BootInfo) -> Check {
             "refcount of a new frame is not 1"
         );
         ensure!(m.kind() == FrameKind::Kernel as u32, "kind not recorded");
-        // SAFETY: the frame was just allocated to this check and is in the linear map.
-        let words =
-            unsafe { core::slice::from_raw_parts_mut(phys_to_virt(pa).as_mut_ptr::<u64>(), 512) };
-        ensure!(words.iter().all(|w| *w == 0), "frame {pa:#x} not zeroed");
-        words[0] = i;
+        ensure!(
+            (0..512).all(|w| frame::read_word(pa, w) == 0),
+            "frame {pa:#x} not zeroed"
+        );
         got.push(pa);
     }
     let mut sorted = got.clone();
@@ -235,7 +234,7 @@ static TICKLESS: [AtomicBool; broadside_base::config::MAX_CPUS] =
 /// Every CPU, working (not idle: idle CPUs sleep without their tick when RCU needs nothing of
 /// them, `sync::wait::idle_wait`), takes two timer ticks within 5 s.
 fn check_ticks(_: &BootInfo) -> Check {
-    fn wait_two_ticks(cpu_index: usize, _: usize) {
+    fn wait_two_ticks(cpu_index: usize) {
         let this = smp::this_cpu();
         let start = this.ticks.load(Ordering::Relaxed);
         // Waits in WFI with the tick on (not `idle_wait`, which may stop it): 512 vCPUs that
@@ -247,7 +246,7 @@ fn check_ticks(_: &BootInfo) -> Check {
         let ok = this.ticks.load(Ordering::Relaxed) >= start + 2;
         TICKLESS[cpu_index].store(!ok, Ordering::Relaxed);
     }
-    smp::work::run_on_all(wait_two_ticks, 0);
+    smp::work::run_on_all(wait_two_ticks);
     let stuck: Vec<usize> = smp::online_cpus()
         .filter(|c| TICKLESS[c.index].load(Ordering::Relaxed))
         .map(|c| c.index)
@@ -286,35 +285,33 @@ fn check_sgi_round_trip(_: &BootInfo) -> Check {
 
 fn check_wx_layout(_: &BootInfo) -> Check {
     let image = ImageLayout::get();
-    let text = check_wx_layout as *const () as u64;
+    // The probes read whole, aligned words.
+    let text = check_wx_layout as *const () as u64 & !7;
     ensure!(
         (image.start..image.text_end).contains(&text),
         "check function outside .text"
     );
     let faults_before = stats::read(stats::Counter::FaultsFixedUp);
-    // SAFETY: `text` is mapped; reading it is harmless, and the write must fault (if it did not,
-    // it would rewrite the word with its own value).
-    unsafe {
-        let word = probe_read_u64(text as *const u64)
-            .map_err(|f| alloc::format!("reading text faulted: {:?}", f.esr))?;
-        match probe_write_u64(text as *mut u64, word) {
-            Ok(()) => return Err("a write to kernel text succeeded".into()),
-            Err(f) => ensure!(
-                f.esr.is_permission_fault() && f.far == text,
-                "write to text: {:?} at {:#x}",
-                f.esr,
-                f.far
-            ),
-        }
-        let bss = &PINGS as *const _ as u64;
-        ensure!(probe_read_u64(bss as *const u64).is_ok(), ".bss unreadable");
-        let rodata = b"rodata probe".as_ptr() as u64 & !7;
-        let w = probe_read_u64(rodata as *const u64).map_err(|_| "rodata unreadable")?;
-        ensure!(
-            probe_write_u64(rodata as *mut u64, w).is_err(),
-            "a write to .rodata succeeded"
-        );
+    // Text must be readable, and the write (of the word's own value) must fault.
+    probe_read(VirtAddr::new(text))
+        .map_err(|f| alloc::format!("reading text faulted: {:?}", f.esr))?;
+    match probe_rewrite_image_readonly(VirtAddr::new(text)) {
+        Ok(()) => return Err("a write to kernel text succeeded".into()),
+        Err(f) => ensure!(
+            f.esr.is_permission_fault() && f.far == text,
+            "write to text: {:?} at {:#x}",
+            f.esr,
+            f.far
+        ),
     }
+    let bss = &PINGS as *const _ as u64;
+    ensure!(probe_read(VirtAddr::new(bss)).is_ok(), ".bss unreadable");
+    let rodata = VirtAddr::new(b"rodata probe".as_ptr() as u64 & !7);
+    probe_read(rodata).map_err(|_| "rodata unreadable")?;
+    ensure!(
+        probe_rewrite_image_readonly(rodata).is_err(),
+        "a write to .rodata succeeded"
+    );
     ensure!(
         stats::read(stats::Counter::FaultsFixedUp) == faults_before + 2,
         "fix-up count is not exactly 2 more"
@@ -355,8 +352,8 @@ fn check_guards(_: &BootInfo) -> Check {
         guards.push(eb - PAGE_SIZE);
     }
     for g in guards {
-        // SAFETY: a guard page must be unmapped; the probe recovers from the fault.
-        match unsafe { probe_read_u64(g as *const u64) } {
+        // A guard page must be unmapped; the probe recovers from the fault.
+        match probe_read(VirtAddr::new(g)) {
             Ok(_) => return Err(alloc::format!("guard page {g:#x} is mapped")),
             Err(f) => ensure!(f.esr.is_translation_fault(), "guard {g:#x}: {:?}", f.esr),
         }
@@ -758,13 +755,7 @@ fn check_migration_breaks_before_make(_: &BootInfo) -> Check {
     let va = base + PAGE_SIZE;
     let counter_before = {
         let (d, _) = space.lookup(va).ok_or("the page is not mapped")?;
-        // SAFETY: the page is mapped in this space and in the linear map; nothing writes it.
-        unsafe {
-            phys_to_virt(d.output_address())
-                .as_ptr::<u64>()
-                .add(broadside_mm::aspace::WRITE_COUNTER_WORD)
-                .read_volatile()
-        }
+        frame::read_word(d.output_address(), broadside_mm::aspace::WRITE_COUNTER_WORD)
     };
     let before = Snapshot::take();
     let migrated = {
@@ -775,16 +766,12 @@ fn check_migration_breaks_before_make(_: &BootInfo) -> Check {
     let now = space.lookup(va);
     // What the new frame holds: its stamp (for this space and VA) and the copied counter.
     let words = now.map(|(d, _)| {
-        let w = phys_to_virt(d.output_address()).as_ptr::<u64>();
-        // SAFETY: the frame is mapped in this space and in the linear map; nothing writes it.
-        unsafe {
-            (
-                w.read_volatile(),
-                w.add(1).read_volatile(),
-                w.add(broadside_mm::aspace::WRITE_COUNTER_WORD)
-                    .read_volatile(),
-            )
-        }
+        let pa = d.output_address();
+        (
+            frame::read_word(pa, 0),
+            frame::read_word(pa, 1),
+            frame::read_word(pa, broadside_mm::aspace::WRITE_COUNTER_WORD),
+        )
     });
     let id = space.id;
     space.destroy();
@@ -940,8 +927,8 @@ const SCRIPTED_HOLD_MS: u64 = 300;
 const SCRIPTED_HEAD_START_MS: u64 = 20;
 
 /// What the scripted walker walks, and what it found.
-struct ScriptedWalk {
-    space: *const AddressSpace,
+struct ScriptedWalk<'a> {
+    space: &'a AddressSpace,
     va: VirtAddr,
     cfg: WalkConfig,
     /// The CPU that walks.
@@ -949,24 +936,20 @@ struct ScriptedWalk {
     /// The CPU that strikes (the one running the self-test); every other CPU does nothing.
     striker_cpu: usize,
     /// The mutator's move, made once the walker is inside.
-    strike: fn(&ScriptedWalk),
+    strike: fn(&ScriptedWalk<'_>),
     /// Extra state for the strike.
     object: Option<Arc<SharedObject>>,
-    other: *const AddressSpace,
+    other: Option<&'a AddressSpace>,
     outcome: spin::Mutex<Option<WalkOutcome>>,
 }
 
 /// Runs `script`: the walker CPU walks and holds; the boot CPU waits until it is inside, then
 /// strikes. Returns the walker's outcome.
-fn run_scripted_walk(script: &ScriptedWalk) -> Option<WalkOutcome> {
-    fn step(cpu: usize, arg: usize) {
-        // SAFETY: `arg` points to the caller's `ScriptedWalk`, alive across `run_on_all`.
-        let script = unsafe { &*(arg as *const ScriptedWalk) };
+fn run_scripted_walk(script: &ScriptedWalk<'_>) -> Option<WalkOutcome> {
+    smp::work::run_on_all(|cpu| {
         if cpu == script.walker_cpu {
-            // SAFETY: the space outlives the script (the caller destroys it afterwards).
-            let space = unsafe { &*script.space };
             let hold = cpu::counter_frequency() * SCRIPTED_HOLD_MS / 1000;
-            let out = walker::walk_and_pin(space, script.va, script.cfg, hold);
+            let out = walker::walk_and_pin(script.space, script.va, script.cfg, hold);
             *script.outcome.lock() = Some(out);
         } else if cpu == script.striker_cpu {
             let walker = smp::cpu(script.walker_cpu);
@@ -976,8 +959,7 @@ fn run_scripted_walk(script: &ScriptedWalk) -> Option<WalkOutcome> {
             wait_for(SCRIPTED_HEAD_START_MS, || false);
             (script.strike)(script);
         }
-    }
-    smp::work::run_on_all(step, script as *const ScriptedWalk as usize);
+    });
     *script.outcome.lock()
 }
 
@@ -1016,9 +998,8 @@ fn check_walk_outlives_table_free(info: &BootInfo) -> Check {
         return Ok(Verdict::Skipped("needs a second CPU to walk".into()));
     };
     let space = space_active_everywhere(512)?;
-    fn strike(script: &ScriptedWalk) {
-        // SAFETY: as in `run_scripted_walk`.
-        let space = unsafe { &*script.space };
+    fn strike(script: &ScriptedWalk<'_>) {
+        let space = script.space;
         {
             let _g = space.lock.lock();
             let mut g = MmuGather::new_range(space);
@@ -1036,7 +1017,7 @@ fn check_walk_outlives_table_free(info: &BootInfo) -> Check {
         striker_cpu: broadside_base::cpu_id(),
         strike,
         object: None,
-        other: core::ptr::null(),
+        other: None,
         outcome: spin::Mutex::new(None),
     };
     let before = Snapshot::take();
@@ -1069,9 +1050,9 @@ fn check_walk_outlives_full_unshare(info: &BootInfo) -> Check {
     let stays = space_mapping(&obj)?;
     activate_everywhere(&walked);
     activate_everywhere(&stays);
-    fn strike(script: &ScriptedWalk) {
-        // SAFETY: as in `run_scripted_walk`.
-        let (walked, stays) = unsafe { (&*script.space, &*script.other) };
+    fn strike(script: &ScriptedWalk<'_>) {
+        let walked = script.space;
+        let stays = script.other.expect("the script has a second space");
         let obj = script.object.as_ref().expect("the script has an object");
         shared::unmap_object(walked, obj, TEST_OBJECT_VA);
         // `stays` is now the table's only user: it takes the table over and installs a
@@ -1086,7 +1067,7 @@ fn check_walk_outlives_full_unshare(info: &BootInfo) -> Check {
         striker_cpu: broadside_base::cpu_id(),
         strike,
         object: Some(obj.clone()),
-        other: &stays,
+        other: Some(&stays),
         outcome: spin::Mutex::new(None),
     };
     let before = Snapshot::take();

@@ -24,14 +24,14 @@ use super::sizing::{free_memory, refuse};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use broadside_arch::aarch64::cpu;
-use broadside_arch::aarch64::exception::{probe_read_u64, probe_write_u64};
-use broadside_arch::aarch64::layout::phys_to_virt;
+use broadside_arch::aarch64::exception::{probe_read, probe_write_user};
 use broadside_arch::pte::{Attributes, DescriptorKind, L1_BLOCK_SIZE, L2_BLOCK_SIZE, PAGE_SIZE};
 use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::IrqSpinlock;
 use broadside_base::percpu::Role;
 use broadside_base::rng::Rng;
 use broadside_base::stats::{self, Counter};
+use broadside_memory::frame;
 use broadside_mm::aspace::{
     AddressSpace, MapError, SpaceState, StampCheck, WRITE_COUNTER_WORD, check_stamp,
 };
@@ -328,7 +328,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     for slot in &shared.spaces {
         *slot.lock() = new_populated_space(&shared);
     }
-    smp::work::run_on_all(cpu_main, &shared as *const Shared as usize);
+    smp::work::run_on_all(|cpu| cpu_main(cpu, &shared));
     // Tear down what is left, then let every queued table free run. Each space leaves its slot
     // before it is destroyed: the slot's lock masks IRQs, and a destroy may wait for other CPUs
     // (the table-free fallback's IPI sync, the drain of CPUs that still have it loaded).
@@ -407,9 +407,7 @@ fn new_populated_space(shared: &Shared) -> Option<Arc<AddressSpace>> {
     Some(Arc::new(s))
 }
 
-fn cpu_main(cpu_index: usize, arg: usize) {
-    // SAFETY: `run` passes a pointer to its `Shared`, which outlives `run_on_all`.
-    let shared = unsafe { &*(arg as *const Shared) };
+fn cpu_main(cpu_index: usize, shared: &Shared) {
     let r = shared.roles[cpu_index];
     if r == Role::None {
         // More CPUs than roles: nothing to do here. Back to the idle loop, which `run_on_all`
@@ -581,13 +579,8 @@ fn touch(shared: &Shared, rng: &mut Rng) {
 /// Reads `va`'s stamp through the MMU and checks it; half the time also increments the page's
 /// write counter (which must not move while the page is read-only: `protect_cycle`).
 fn probe(shared: &Shared, space: &AddressSpace, va: VirtAddr, rng: &mut Rng) {
-    // SAFETY: a VA in TTBR0's half; the probes recover from translation and permission faults.
-    let read = unsafe {
-        (
-            probe_read_u64(va.as_ptr::<u64>()),
-            probe_read_u64((va + 8).as_ptr::<u64>()),
-        )
-    };
+    // The probes recover from translation and permission faults.
+    let read = (probe_read(va), probe_read(va + 8));
     stats::count(Counter::Touches);
     let (Ok(w0), Ok(w1)) = read else { return };
     match check_stamp(w0, w1, space.id, va, object_at(shared, va)) {
@@ -605,12 +598,10 @@ fn probe(shared: &Shared, space: &AddressSpace, va: VirtAddr, rng: &mut Rng) {
         }
     }
     if rng.below(2) == 0 {
-        let counter = (va + (WRITE_COUNTER_WORD as u64) * 8).as_mut_ptr::<u64>();
-        // SAFETY: as above; a write to a read-only page faults and is recovered.
-        unsafe {
-            if let Ok(v) = probe_read_u64(counter) {
-                let _ = probe_write_u64(counter, v + 1);
-            }
+        let counter = va + (WRITE_COUNTER_WORD as u64) * 8;
+        // A write to a read-only page faults and is recovered.
+        if let Ok(v) = probe_read(counter) {
+            let _ = probe_write_user(counter, v + 1);
         }
     }
 }
@@ -741,22 +732,14 @@ fn protect_cycle(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
         if let Some((d, 3)) = space.lookup(va)
             && let DescriptorKind::Page { pa, .. } = d.kind(3)
         {
-            let w = phys_to_virt(pa)
-                .as_ptr::<u64>()
-                .wrapping_add(WRITE_COUNTER_WORD);
-            // SAFETY: the page is mapped in this space (we hold its lock) and in the linear map.
-            snapshot.push((va, pa, unsafe { w.read_volatile() }));
+            snapshot.push((va, pa, frame::read_word(pa, WRITE_COUNTER_WORD)));
         }
         va += PAGE_SIZE;
     }
     // Give touchers on other CPUs time to try their writes.
     spin_us(200 + rng.below(300));
     for (va, pa, before) in snapshot {
-        let w = phys_to_virt(pa)
-            .as_ptr::<u64>()
-            .wrapping_add(WRITE_COUNTER_WORD);
-        // SAFETY: as above.
-        let now = unsafe { w.read_volatile() };
+        let now = frame::read_word(pa, WRITE_COUNTER_WORD);
         if now != before {
             stats::detected(Counter::StaleTlbDetected);
             report(

@@ -151,7 +151,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         bench.adopt,
         free / MIB
     );
-    smp::work::run_on_all(cpu_main, &bench as *const Bench as usize);
+    smp::work::run_on_all(|cpu| cpu_main(cpu, &bench));
     unshare_sync::set_mode(info.args.unshare);
     report(&bench)
 }
@@ -163,9 +163,7 @@ fn must<T>(bench: &Bench, what: &str, alloc: impl FnMut() -> Option<T>) -> T {
     sizing::must("unshare-bench", what, need, alloc)
 }
 
-fn cpu_main(cpu_index: usize, arg: usize) {
-    // SAFETY: `run` passes its `Bench`, which outlives `run_on_all`.
-    let bench = unsafe { &*(arg as *const Bench) };
+fn cpu_main(cpu_index: usize, bench: &Bench) {
     let this = smp::this_cpu();
     if cpu_index == 0 {
         this.set_role(Role::Bench);

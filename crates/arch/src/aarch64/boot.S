@@ -183,6 +183,7 @@ boot_cpu_virtual:
     isb
     mov     x29, xzr
     mov     x30, xzr
+    msr     tpidr_el1, xzr              // this CPU's logical index (`cpu_id`): 0
     mov     x0, x19
     mov     x1, x20
     bl      kernel_main
@@ -201,6 +202,7 @@ secondary_cpu_virtual:
     mov     x29, xzr
     mov     x30, xzr
     ldr     x0, [x19, #32]              // logical CPU index
+    msr     tpidr_el1, x0               // ... which `cpu_id` reads
     mov     x1, x20
     bl      secondary_main
 park:

@@ -33,6 +33,40 @@ core::arch::global_asm!(
     KIMAGE_VBASE = const KIMAGE_VBASE,
 );
 
+/// Defines the two functions `boot.S` calls once the MMU is on, with this CPU's logical index
+/// already in TPIDR_EL1 (`broadside_base::cpu_id`): `kernel_main(dtb_pa, boot_el)` on the boot
+/// CPU, which calls `$boot(dtb_pa, boot_el)`, and `secondary_main(cpu, boot_el)` on each other
+/// CPU, which calls `$secondary(cpu)`. `dtb_pa` is x0 at entry (0 for an ELF boot), `boot_el`
+/// the EL QEMU entered the kernel at; neither function returns.
+///
+/// Invoked once, by the kernel binary: the layer that knows what to run names it, and the
+/// symbols (exported, so unsafe to define) are written here, where `boot.S` is.
+///
+/// ```ignore
+/// broadside_arch::entry_points!(boot: my_kernel::boot_main, secondary: my_kernel::secondary_main);
+/// ```
+#[macro_export]
+macro_rules! entry_points {
+    (boot: $boot:path, secondary: $secondary:path $(,)?) => {
+        /// The boot CPU's first Rust function: MMU on, running in the TTBR1 half on its boot
+        /// stack.
+        // SAFETY: `boot.S` calls this symbol with this signature, and nothing else in the image
+        // defines it (a second invocation of the macro would not link).
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kernel_main(dtb_pa: u64, boot_el: u64) -> ! {
+            $boot(dtb_pa, boot_el)
+        }
+
+        /// A secondary CPU's first Rust function, on its own stacks, with the final kernel
+        /// tables.
+        // SAFETY: as for `kernel_main`.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn secondary_main(cpu: u64, _boot_el: u64) -> ! {
+            $secondary(cpu as usize)
+        }
+    };
+}
+
 unsafe extern "C" {
     /// The secondary CPU entry point in `boot.S` (a physical address is passed to CPU_ON).
     pub fn _secondary_start() -> !;

@@ -1,39 +1,9 @@
-//! CPU-local operations: IRQ masking, idling, identity, features, the counter, cache cleaning.
+//! CPU-local operations: idling, identity, features, the counter, cache cleaning. (IRQ masking
+//! is [`broadside_base::irq`], which every layer uses.)
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 use core::arch::asm;
-
-/// Masks IRQs and returns the previous DAIF value.
-#[inline(always)]
-pub fn irq_save() -> u64 {
-    let daif = DAIF.get();
-    // SAFETY: masking IRQs has no memory effects; the compiler barrier (no `nomem`) keeps
-    // memory accesses of the critical section after it.
-    unsafe { asm!("msr daifset, #2", options(nostack, preserves_flags)) };
-    daif
-}
-
-/// Restores a DAIF value saved by [`irq_save`].
-#[inline(always)]
-pub fn irq_restore(daif: u64) {
-    // SAFETY: restores a mask state this CPU had; the compiler barrier keeps the critical
-    // section's accesses before it.
-    unsafe { asm!("msr daif, {}", in(reg) daif, options(nostack, preserves_flags)) };
-}
-
-/// Unmasks IRQs.
-#[inline(always)]
-pub fn irq_enable() {
-    // SAFETY: as for `irq_restore`.
-    unsafe { asm!("msr daifclr, #2", options(nostack, preserves_flags)) };
-}
-
-/// Whether IRQs are masked on this CPU.
-#[inline(always)]
-pub fn irqs_masked() -> bool {
-    DAIF.is_set(DAIF::I)
-}
 
 /// Waits for an interrupt. Returns after any interrupt becomes pending, even a masked one.
 #[inline(always)]

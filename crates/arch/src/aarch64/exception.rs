@@ -291,6 +291,99 @@ pub unsafe fn probe_write_u64(addr: *mut u64, val: u64) -> Result<(), Fault> {
     }
 }
 
+/// Reads the aligned u64 at `va` anywhere but the device window, returning the fault instead
+/// of dying if the access faults: how checks look through the MMU (a user page through TTBR0,
+/// a guard page that must be unmapped, the image's sections).
+///
+/// # Panics
+/// If `va` is not 8-byte aligned or lies at or above [`MMIO_VBASE`](super::layout::MMIO_VBASE),
+/// where a read may have side effects (a UART's data register pops a byte).
+pub fn probe_read(va: crate::VirtAddr) -> Result<u64, Fault> {
+    let addr = va.as_u64();
+    assert!(
+        addr.is_multiple_of(8) && addr < super::layout::MMIO_VBASE,
+        "probe_read at {addr:#x}: unaligned or in the device window"
+    );
+    // SAFETY: below the device window every mapping is normal memory (address spaces' pages in
+    // TTBR0, then the linear map, the image and the stacks), where a read has no side effect.
+    // The load is an aligned 64-bit LDR in asm: single-copy atomic, it sees a concurrent
+    // writer's old or new value, like a relaxed atomic load, and creates no reference.
+    unsafe { probe_read_u64(addr as *const u64) }
+}
+
+/// Writes `val` to the aligned u64 at user address `va` through the address space loaded in
+/// TTBR0 (as Linux's `put_user`), returning the fault instead of dying if the access faults.
+///
+/// # Panics
+/// If `va` is not 8-byte aligned or not in the TTBR0 half, or if this CPU still has the boot
+/// identity map in TTBR0 (through which user addresses would reach the kernel's own memory).
+pub fn probe_write_user(va: crate::VirtAddr, val: u64) -> Result<(), Fault> {
+    let addr = va.as_u64();
+    assert!(
+        addr.is_multiple_of(8) && addr < 1 << 48,
+        "probe_write_user at {addr:#x}: unaligned or not a user address"
+    );
+    assert_ne!(
+        super::mmu::ttbr0() & TTBR_BADDR_MASK,
+        super::boot::boot_idmap_pa(),
+        "probe_write_user with the boot identity map loaded"
+    );
+    // SAFETY: a TTBR0 address reaches only what an address space mapped for its user: its
+    // data frames and shared objects, which the kernel reads and writes only with volatile or
+    // asm accesses of whole words (stamps, poison, write counters), never through references.
+    // The store is an aligned 64-bit STR: single-copy atomic, like a relaxed atomic store.
+    unsafe { probe_write_u64(addr as *mut u64, val) }
+}
+
+/// TTBRn_EL1's table address bits (BADDR, 4 KiB granule, 48-bit PAs).
+const TTBR_BADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
+
+/// Tries to write the word at `va`, in the image's text or read-only data, back with the value
+/// it holds: `Err` with the permission fault when the mapping is read-only, as W^X requires;
+/// `Ok` if the write went through (a W^X bug, with nothing changed).
+///
+/// # Panics
+/// If `va` is unaligned or outside the image's text and read-only data.
+pub fn probe_rewrite_image_readonly(va: crate::VirtAddr) -> Result<(), Fault> {
+    let image = super::layout::ImageLayout::get();
+    let addr = va.as_u64();
+    assert!(
+        addr.is_multiple_of(8) && (image.start..image.rodata_end).contains(&addr),
+        "probe_rewrite_image_readonly at {addr:#x}: not in the image's text or rodata"
+    );
+    let word = probe_read(va)?;
+    // SAFETY: text and read-only data are never written by the kernel, so no other access
+    // races with this store, and a store that is (wrongly) allowed writes the word back with
+    // the value it already holds: code and constants stay as they were.
+    unsafe { probe_write_u64(addr as *mut u64, word) }
+}
+
+/// `bug=fault`: a load from an address no mapping ever covers (in the kernel half, far above
+/// every device the device window maps), with no fix-up: the fatal exception handler ends the
+/// run. Returns what was read only if the load did not fault, which is a bug in the layout or
+/// in the tables.
+pub fn load_from_unmapped() -> u64 {
+    let addr = UNMAPPED_VA as *const u64;
+    // SAFETY: the layout maps nothing at `UNMAPPED_VA` (the device window maps devices at
+    // `MMIO_VBASE` + their physical address, all far below it), so the load faults and the
+    // fatal handler never returns.
+    unsafe { addr.read_volatile() }
+}
+
+/// Where [`load_from_unmapped`] reads: 32 TiB above the device window's base.
+const UNMAPPED_VA: u64 = 0xffff_e000_0000_0000;
+
+/// `bug=fp`: one FP/SIMD instruction (`fmov d0, xzr`, as its encoding: the soft-float
+/// target's assembler refuses FP registers, "instruction requires: fp-armv8", which is the
+/// point of the target). CPACR_EL1.FPEN = 0b00 makes it trap (ESR_EL1.EC 0x07) before it
+/// writes d0, and the trap is fatal. Returns only if it did not trap.
+pub fn execute_fp_instruction() {
+    // SAFETY: deliberately a trapping instruction: it never completes, and the trap is fatal
+    // (no fix-up covers it). Were FP enabled by a bug it would write d0, which soft-float code
+    // never uses: no register or memory Rust relies on changes.
+    unsafe { core::arch::asm!(".inst 0x9e6703e0", options(nomem, nostack)) };
+}
+
 fn take_recovered_fault() -> Fault {
     let pc = broadside_base::percpu::this_cpu();
     let esr = pc

@@ -124,4 +124,15 @@ impl ImageLayout {
     pub fn phys_range(&self) -> (u64, u64) {
         (self.start - KIMAGE_VBASE, self.end - KIMAGE_VBASE)
     }
+
+    /// The physical range the early tables of `boot.S` map, in the linear map too, until the
+    /// kernel tables replace them: the naturally aligned 1 GiB that holds the image (and the
+    /// DTB QEMU puts below an ELF image).
+    pub fn early_window(&self) -> (u64, u64) {
+        let start = self.phys_range().0 & !(EARLY_BLOCK - 1);
+        (start, start + EARLY_BLOCK)
+    }
 }
+
+/// The size of the early tables' one block.
+const EARLY_BLOCK: u64 = 1 << 30;

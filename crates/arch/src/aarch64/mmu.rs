@@ -24,10 +24,10 @@ pub fn empty_table_pa() -> PhysAddr {
 /// As for [`super::tlb::replace_ttbr1`]: boot CPU only, no other CPU online, and `ttbr1_pa`
 /// must map everything the kernel uses at the same addresses as the early tables.
 pub unsafe fn replace_kernel_tables(ttbr1_pa: PhysAddr) {
-    let irq = super::cpu::irq_save();
+    let irq = broadside_base::irq::save_and_mask();
     // SAFETY: forwarded from the caller.
     unsafe { super::tlb::replace_ttbr1(ttbr1_pa.as_u64(), empty_table_pa().as_u64()) };
-    super::cpu::irq_restore(irq);
+    broadside_base::irq::restore(irq);
 }
 
 /// Retires the boot identity map on this CPU: TTBR0 gets the empty table with ASID 0, and the

@@ -154,7 +154,7 @@ pub(crate) fn observed(
     match observer() {
         None => instruction(),
         Some(f) => {
-            let irq = super::cpu::irq_save();
+            let irq = broadside_base::irq::save_and_mask();
             if let Some(e) = before {
                 f(e);
             }
@@ -162,7 +162,7 @@ pub(crate) fn observed(
             if let Some(e) = after {
                 f(e);
             }
-            super::cpu::irq_restore(irq);
+            broadside_base::irq::restore(irq);
         }
     }
 }
