@@ -14,7 +14,7 @@ use broadside_base::ExitCode;
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame;
 use broadside_platform::boot_info::{self, BootInfo, boot_info, boot_info_opt};
-use broadside_platform::bootargs::BootArgs;
+use broadside_platform::bootargs::{BootArgs, Bug};
 use broadside_platform::console;
 use broadside_platform::dtb::{self, PlatformInfo};
 use broadside_platform::exit::{self, config_error};
@@ -223,8 +223,21 @@ fn init_memory_policy(info: &BootInfo) {
     );
     broadside_mm::aspace::init_asids(bits, info.platform.cpus);
     broadside_mm::unshare_sync::set_mode(info.args.unshare);
+    if info.args.weak {
+        broadside_base::weak::enable(info.args.seed);
+        broadside_mm::audit::stores_delayed();
+    }
+    broadside_sync::planted::set(
+        info.args.bugs.has(Bug::GateNoFence),
+        info.args.bugs.has(Bug::RcuSnapshotEarly),
+    );
     if info.args.yield_points {
         broadside_base::hint::enable(info.args.seed);
+        broadside_base::pct::enable(
+            info.args.seed,
+            info.platform.cpus,
+            info.args.pct_depth as usize,
+        );
         broadside_base::events::enable();
     }
 }
@@ -296,6 +309,8 @@ fn tick() {
     this.last_tick_pc
         .store(cpu::exception_return_address(), Ordering::Relaxed);
     stats::count(Counter::TimerTicks);
+    // A tick bounds how long this CPU's stores wait in its emulated store buffer (`weak=on`).
+    broadside_base::weak::drain();
     broadside_sync::rcu_kernel::quiescent();
     watchdog::check(now);
 }

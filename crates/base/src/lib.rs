@@ -8,6 +8,8 @@
 //! - [`rules`]: the six rules the TLB and table-freeing code keeps, cited by number everywhere.
 //! - [`hint`]: the spin-wait hint (`YIELD`) and the seeded yield points of deterministic runs.
 //! - [`events`]: the numbered events of a deterministic run, where a debugger can stop.
+//! - [`pct`]: priority schedules with change points at the yield points (PCT).
+//! - [`weak`]: emulated store buffers (`weak=on`), so a missing barrier shows under QEMU.
 //! - [`config`] and [`rng`]: the CPU limit, and the seeded generator behind `seed=`.
 //!
 //! The DAIF and TPIDR accesses are compiled only for the kernel (`target_arch = "aarch64"`);
@@ -23,10 +25,12 @@ pub mod exit_code;
 pub mod hint;
 pub mod irq;
 pub mod irqlock;
+pub mod pct;
 pub mod percpu;
 pub mod rng;
 pub mod rules;
 pub mod stats;
+pub mod weak;
 
 pub use exit_code::ExitCode;
 pub use irqlock::{IrqSpinlock, IrqSpinlockGuard};

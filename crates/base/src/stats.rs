@@ -140,6 +140,27 @@ counters! {
     /// Valid leaves rewritten in place where break-before-make was required
     /// (`break-before-make:` reports).
     BbmViolationDetected => "bbm_violation_detected", Sum;
+    /// Stores the weak-memory emulation held in a CPU's store buffer (`weak=on`; see
+    /// `broadside_base::weak`). Non-zero in a passing run shows it reordered.
+    WeakStoresBuffered => "weak_stores_buffered", Sum;
+    /// Loads of the emulated locations made while the CPU still held older stores to other
+    /// locations: the store → load reorderings the emulation produced (`weak=on`).
+    WeakLoadsReordered => "weak_loads_reordered", Sum;
+    /// A CPU left an address space's activation gate after its destroyer had found the gate
+    /// drained: it was inside while the space was torn down.
+    GateBreachDetected => "gate_breach_detected", Sum;
+    /// The lockless walker kept a pin on a page that was unmapped between its load of the entry
+    /// and its pin (the re-check, or the back-out, was skipped).
+    StalePinDetected => "stale_pin_detected", Sum;
+    /// A frame freed while already free, or a reference dropped from a count of zero.
+    DoubleFreeDetected => "double_free_detected", Sum;
+    /// `map_object` broke its contract in stress: it mapped into a space whose destroy had
+    /// begun, or failed and left one of the object's tables hooked in a space that does not
+    /// list the object.
+    MapContractDetected => "map_contract_detected", Sum;
+    /// An unmap or teardown reached a table its space does not own (a shared table left
+    /// hooked): it was left alone rather than freed under its other users.
+    ForeignTableDetected => "foreign_table_detected", Sum;
 }
 
 /// Number of counters.

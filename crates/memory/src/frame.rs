@@ -43,7 +43,11 @@ pub struct FrameMeta {
     pub generation: AtomicU64,
     /// For tables: the level (0..=3). For shared level-2 tables: extra sharers in bits 31:8.
     pub level_and_share: AtomicU32,
-    _pad: u32,
+    /// Bumped (through the emulated store buffer with `weak=on`, after the clear it follows)
+    /// each time an entry mapping this frame as a private data page is cleared: a lockless
+    /// walker that reads it before and after its pin knows whether the page was unmapped in
+    /// between, and so whether its re-check must have failed (rule 4's own check).
+    pub unmaps: AtomicU32,
 }
 
 impl FrameMeta {
@@ -54,7 +58,7 @@ impl FrameMeta {
             owner: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             level_and_share: AtomicU32::new(0),
-            _pad: 0,
+            unmaps: AtomicU32::new(0),
         }
     }
 
@@ -78,9 +82,17 @@ impl FrameMeta {
     }
 
     /// Drops a reference; returns true if it was the last.
+    ///
+    /// A reference dropped from a count already 0 (a pin taken on a frame being freed, then
+    /// dropped) is counted as a double free (`double_free_detected`) and returns false: the
+    /// frame is not freed a second time.
     pub fn put(&self) -> bool {
         let old = self.refcount.fetch_sub(1, Ordering::Release);
-        assert!(old > 0, "frame refcount underflow");
+        if old == 0 {
+            self.refcount.fetch_add(1, Ordering::Relaxed);
+            broadside_base::stats::detected(broadside_base::stats::Counter::DoubleFreeDetected);
+            return false;
+        }
         if old == 1 {
             core::sync::atomic::fence(Ordering::Acquire);
             true
@@ -212,10 +224,19 @@ pub fn alloc_frame(kind: FrameKind) -> Option<PhysAddr> {
 
 /// Returns `1 << order` frames at `pa` to the allocator. The caller has made sure nothing can
 /// reach them any more ([rules 1](broadside_base::rules#rule-1) and [2](broadside_base::rules#rule-2) of the design for address-space frames).
+///
+/// A frame already free is not freed again: counted as a double free (`double_free_detected`).
 pub fn free_frames(pa: PhysAddr, order: u32) {
     let count = 1usize << order;
+    // No store of this CPU to these frames may wait in its emulated store buffer (`weak=on`)
+    // past their return to the allocator: the next owner zeroes them.
+    broadside_base::weak::drain();
     if FRAMES.get().is_some() {
         let m = meta(pa);
+        if m.kind() == FrameKind::Free as u32 {
+            broadside_base::stats::detected(broadside_base::stats::Counter::DoubleFreeDetected);
+            return;
+        }
         m.refcount.store(0, Ordering::Release);
         m.kind.store(FrameKind::Free as u32, Ordering::Relaxed);
     }

@@ -68,6 +68,9 @@ unsafe impl GlobalAlloc for KernelHeap {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // No store of this CPU into the block may wait in its emulated store buffer
+        // (`weak=on`) past its free: the allocator writes its free lists there.
+        broadside_base::weak::drain();
         // SAFETY: the caller passes a pointer this allocator returned, with its layout.
         unsafe { self.0.lock().dealloc(NonNull::new_unchecked(ptr), layout) }
     }

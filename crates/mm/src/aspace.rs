@@ -122,12 +122,37 @@ pub struct AddressSpace {
     audit_slot: Option<SpaceSlot>,
 }
 
-/// The descriptor slot `index` of table `table_pa`, as an atomic (walkers read it locklessly).
-pub fn entry(table_pa: PhysAddr, index: usize) -> &'static AtomicU64 {
+/// The descriptor slot `index` of table `table_pa` (walkers read it locklessly).
+pub fn entry(table_pa: PhysAddr, index: usize) -> Pte {
     debug_assert!(index < 512);
     // SAFETY: table pages are frames in the linear map, 8-byte aligned, and live while reachable;
     // every access to a descriptor is atomic.
-    unsafe { &*phys_to_virt(table_pa).as_ptr::<AtomicU64>().add(index) }
+    Pte(unsafe { &*phys_to_virt(table_pa).as_ptr::<AtomicU64>().add(index) })
+}
+
+/// One page-table descriptor slot. Its accesses are atomic and, with `weak=on`, go through the
+/// emulated store buffer ([`broadside_base::weak`]): a store reaches memory — other CPUs'
+/// lockless walks and every MMU's table walks — only when this CPU drains, and this CPU's own
+/// loads see it at once. So a missing barrier between clearing an entry and what must follow
+/// it is a missing drain, as it is a missing order on hardware.
+#[derive(Clone, Copy)]
+pub struct Pte(&'static AtomicU64);
+
+impl Pte {
+    /// The descriptor (this CPU's buffered store to it, if any).
+    #[inline(always)]
+    pub fn load(self, order: Ordering) -> u64 {
+        broadside_base::weak::load_u64(self.0, order)
+    }
+
+    /// Writes the descriptor (buffered with `weak=on`).
+    #[inline(always)]
+    pub fn store(self, value: u64, order: Ordering) {
+        // SAFETY: a table page outlives this CPU's next drain: a CPU writes descriptors under
+        // the lock of the space or object that owns the table, whose release drains, and a
+        // table page is freed only through `frame::free_frames`, which drains first.
+        unsafe { broadside_base::weak::store_u64(self.0, value, order) }
+    }
 }
 
 fn alloc_table(space_id: u64, level: u8) -> Option<PhysAddr> {
@@ -202,12 +227,24 @@ pub fn check_stamp(
     }
 }
 
+/// Counts that an entry mapping the private data frame `pa` was cleared (or repointed): the
+/// frame's unmap count, which the lockless walker compares across its pin. Called right after
+/// the store that cleared it, so with `weak=on` the count reaches memory no earlier than the
+/// clear.
+pub fn note_unmapped(pa: PhysAddr) {
+    // SAFETY: frame metadata is a static array: it outlives every drain.
+    unsafe { broadside_base::weak::add_u32(&frame::meta(pa).unmaps, 1, Ordering::Release) };
+}
+
 /// Poisons each 4 KiB page of a data frame of `order` and returns it to the allocator, once the
 /// last reference is gone. Called only after the flush that removed its mappings completed.
 pub fn release_data_frame(pa: PhysAddr, order: u32) {
     if !frame::meta(pa).put() {
         return; // a walker still holds it; its put frees it
     }
+    // Deterministic runs: let a walker's pin race the free of a frame whose count just fell to
+    // zero (`bug=walker-pin-dying` pins it anyway); a walker stalled on this frame runs now.
+    broadside_base::hint::yield_point_watched(broadside_base::hint::Site::FreeFrame, pa.as_u64());
     audit::check_free(pa);
     broadside_base::events::mark(broadside_base::events::Kind::Free, pa.as_u64(), 0);
     for i in 0..(1u64 << order) {
@@ -282,7 +319,9 @@ impl AddressSpace {
 
     /// Whether this space has ever been loaded into TTBR0 on `cpu`.
     pub fn was_active_on(&self, cpu: usize) -> bool {
-        self.cpus_ever[cpu / 64].load(Ordering::Acquire) & (1 << (cpu % 64)) != 0
+        broadside_base::weak::load_u64(&self.cpus_ever[cpu / 64], Ordering::Acquire)
+            & (1 << (cpu % 64))
+            != 0
     }
 
     /// Who may hold this space's entries, for the flush-coverage sanitizer: the CPUs it saw
@@ -321,6 +360,8 @@ impl AddressSpace {
     /// Tells the sanitizer that `op` cleared the consecutive leaves at `level` from `va` that
     /// mapped `frames` (after the stores; before the flush that covers them). `global`: they
     /// lacked nG.
+    ///
+    /// `buffered`: the stores may still wait in this CPU's emulated store buffer (`weak=on`).
     pub fn audit_clear_leaves(
         &self,
         op: OpId,
@@ -328,19 +369,23 @@ impl AddressSpace {
         level: u8,
         global: bool,
         frames: &[u64],
+        buffered: bool,
     ) {
         if !audit::enabled() {
             return;
         }
-        audit::record_leaves(&LeafRun {
-            op,
-            space: self.id,
-            owed: self.audit_owed(),
-            va: va.as_u64(),
-            level,
-            global,
-            frames,
-        });
+        audit::record_leaves(
+            &LeafRun {
+                op,
+                space: self.id,
+                owed: self.audit_owed(),
+                va: va.as_u64(),
+                level,
+                global,
+                frames,
+            },
+            buffered,
+        );
     }
 
     /// Tells the sanitizer that `op` just cleared `entry` of this space (after the store).
@@ -415,13 +460,17 @@ impl AddressSpace {
     /// The CPUs this space has ever been active on (the kernel's record, which the IPI
     /// shootdown targets; the sanitizer uses it only for a space it could not register).
     pub fn cpus_ever(&self) -> crate::sanitizer::CpuMask {
-        CpuMask::from_words(self.cpus_ever.iter().map(|w| w.load(Ordering::Acquire)))
+        CpuMask::from_words(
+            self.cpus_ever
+                .iter()
+                .map(|w| broadside_base::weak::load_u64(w, Ordering::Acquire)),
+        )
     }
 
     /// Whether this space has only ever been active on `cpu` (or nowhere).
     pub fn only_active_on(&self, cpu: usize) -> bool {
         self.cpus_ever.iter().enumerate().all(|(w, bits)| {
-            let b = bits.load(Ordering::Acquire);
+            let b = broadside_base::weak::load_u64(bits, Ordering::Acquire);
             if w == cpu / 64 {
                 b & !(1 << (cpu % 64)) == 0
             } else {
@@ -437,7 +486,15 @@ impl AddressSpace {
         if !self.active.try_enter() {
             return false; // destroy has begun
         }
-        self.cpus_ever[cpu / 64].fetch_or(1 << (cpu % 64), Ordering::AcqRel);
+        // SAFETY: the space outlives this CPU's next drain: the caller holds it until it
+        // deactivates, and leaving the gate (`deactivate`) drains.
+        unsafe {
+            broadside_base::weak::or_u64(
+                &self.cpus_ever[cpu / 64],
+                1 << (cpu % 64),
+                Ordering::AcqRel,
+            )
+        };
         let irq = broadside_base::irq::save_and_mask();
         let sw = asid_allocator().switch_to(cpu, &self.asid);
         if sw.flush_local_tlb
@@ -449,7 +506,10 @@ impl AddressSpace {
         // walk the tables: a flusher that changes an entry and then finds no ASID, or not this
         // CPU, is then guaranteed that this CPU's walks see the change (`mm::tlb` pairs this
         // with a DMB ISH between its table stores and those loads).
-        tlb::order_before_walks();
+        broadside_base::hint::yield_point(broadside_base::hint::Site::Activate);
+        if !crate::fault_inject::planted(broadside_platform::bootargs::Bug::ActivateNoDsb) {
+            tlb::order_before_walks();
+        }
         mmu::set_ttbr0(self.root, sw.asid);
         broadside_base::irq::restore(irq);
         true
@@ -555,7 +615,7 @@ impl AddressSpace {
         &self,
         start: VirtAddr,
         end: VirtAddr,
-        mut f: impl FnMut(&'static AtomicU64, Descriptor, u8, VirtAddr, PhysAddr) -> Result<(), E>,
+        mut f: impl FnMut(Pte, Descriptor, u8, VirtAddr, PhysAddr) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut va = start;
         while va < end {
@@ -623,6 +683,9 @@ impl AddressSpace {
         while !self.active.drained() {
             broadside_sync::wait::wait_relax();
         }
+        // From here the teardown acts on "nobody is inside": a CPU that leaves the gate after
+        // this was inside all along (`gate_breach_detected`).
+        self.active.seal();
     }
 
     /// Marks the space Dead (the teardown in `crate::exit_mmap`, with the space lock held, once

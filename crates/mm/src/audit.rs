@@ -42,6 +42,7 @@ use crate::sanitizer::{
 };
 use broadside_arch::PhysAddr;
 use broadside_arch::aarch64::tlb::{self, TlbEvent};
+use broadside_base::config::MAX_CPUS;
 use broadside_base::irq;
 use broadside_base::stats::{self, Counter};
 use broadside_platform::kprintln;
@@ -102,6 +103,54 @@ pub fn init(enabled: bool, cpus: usize, ram_base: u64, ram_bytes: u64) {
     ENABLED.store(true, Ordering::Release);
 }
 
+/// With `weak=on`: stores reach memory only when their CPU drains its emulated store buffer
+/// (`broadside_base::weak`), so the sanitizer learns when each clear became visible (the
+/// drain hook) and owes it on the CPUs that loaded its space before then. Call after [`init`],
+/// before any space exists.
+pub fn stores_delayed() {
+    if let Some(s) = SANITIZER.get() {
+        s.set_stores_delayed();
+        broadside_base::weak::set_drain_hook(drained);
+    }
+}
+
+/// The drain hook: `cpu`'s earlier stores are visible (called with IRQs masked). A drain
+/// inside one of the sanitizer's own calls on this CPU (its allocations take kernel locks,
+/// whose release drains) is stamped now and told when that call returns: the sanitizer's
+/// locks are not re-entrant.
+fn drained(cpu: usize) {
+    let Some(s) = SANITIZER.get() else { return };
+    let at = s.now();
+    if INSIDE[cpu].load(Ordering::Relaxed) {
+        let _ = PENDING_DRAIN[cpu].compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+        return;
+    }
+    INSIDE[cpu].store(true, Ordering::Relaxed);
+    s.stores_visible(cpu, at);
+    INSIDE[cpu].store(false, Ordering::Relaxed);
+}
+
+/// Per CPU: inside a call of the sanitizer (IRQs masked, so only this CPU's own code nests).
+static INSIDE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU: the stamp of the first drain that happened inside a call of the sanitizer, not yet
+/// told to it (0: none).
+static PENDING_DRAIN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Runs `f` as one call of the sanitizer on `cpu` (IRQs masked by the caller), then tells it of
+/// a drain that happened meanwhile.
+fn inside<R>(s: &Sanitizer, cpu: usize, f: impl FnOnce() -> R) -> R {
+    let nested = INSIDE[cpu].swap(true, Ordering::Relaxed);
+    let r = f();
+    if !nested {
+        let pending = PENDING_DRAIN[cpu].swap(0, Ordering::Relaxed);
+        if pending != 0 {
+            s.stores_visible(cpu, pending);
+        }
+        INSIDE[cpu].store(false, Ordering::Relaxed);
+    }
+    r
+}
+
 /// Whether `audit=on`.
 #[inline]
 pub fn enabled() -> bool {
@@ -113,7 +162,8 @@ pub fn enabled() -> bool {
 fn with<R>(f: impl FnOnce(&Sanitizer, usize) -> R) -> R {
     let s = SANITIZER.get().expect("audit: sanitizer not initialised");
     let irq = irq::save_and_mask();
-    let r = f(s, broadside_base::cpu_id());
+    let cpu = broadside_base::cpu_id();
+    let r = inside(s, cpu, || f(s, cpu));
     irq::restore(irq);
     r
 }
@@ -162,12 +212,14 @@ pub fn record_clear(clear: &Clear) {
 }
 
 /// Records a run of leaves one operation cleared (see `MmuGather`, which batches them).
-pub fn record_leaves(run: &LeafRun<'_>) {
+///
+/// `buffered`: the leaves' stores may still wait in this CPU's emulated store buffer.
+pub fn record_leaves(run: &LeafRun<'_>, buffered: bool) {
     if !enabled() {
         return;
     }
     let dropped = with(|s, cpu| {
-        s.record_run(cpu, run);
+        s.record_run_buffered(cpu, run, buffered);
         s.dropped()
     });
     if dropped > 0 {
@@ -316,6 +368,10 @@ fn report(v: &Violation) {
 fn observe(event: TlbEvent) {
     let Some(s) = SANITIZER.get() else { return };
     let cpu = broadside_base::cpu_id();
+    inside(s, cpu, || observe_on(s, cpu, event));
+}
+
+fn observe_on(s: &Sanitizer, cpu: usize, event: TlbEvent) {
     match event {
         TlbEvent::Issue(op, scope) => {
             let scope = match scope {

@@ -20,6 +20,13 @@ impl AddressSpace {
         self.end_destroy();
     }
 
+    /// The key under which a deterministic run's stall waits for this space's teardown to
+    /// begin (see `broadside_base::hint::yield_point_until`): [`Self::end_destroy`] hands such
+    /// a CPU the turn between unsharing the space's objects and tearing it down.
+    pub fn teardown_watch_key(&self) -> u64 {
+        (1 << 63) | self.id
+    }
+
     /// Tears a dying space down: unshares every object it maps (its list is final, since
     /// nothing can be mapped any more), then unmaps everything left — tables this space owns —
     /// with a full-mm gather: every page and table freed after one ASID flush.
@@ -34,6 +41,13 @@ impl AddressSpace {
             "end_destroy before begin_destroy"
         );
         crate::shared::unmap_all_objects(self);
+        // Deterministic runs: let a mapper that still holds the space run between the unshare
+        // of its objects and the teardown (`bug=map-dying` lets it map one here); one that
+        // waits for this step (see [`Self::teardown_watch_key`]) runs now.
+        broadside_base::hint::yield_point_watched(
+            broadside_base::hint::Site::Sharing,
+            self.teardown_watch_key(),
+        );
         let _guard = self.lock.lock();
         let mut g = MmuGather::new_fullmm(self);
         g.unmap_level(self.root, 0, VirtAddr::ZERO, VirtAddr::new(1 << 48));

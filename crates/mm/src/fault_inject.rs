@@ -56,8 +56,10 @@ pub fn should_fail_alloc() -> bool {
     (x % 1000) < p as u64
 }
 
-/// Lets `skip` more page-table allocations succeed, then fails the `count` after them.
-/// For self-tests that run alone on the boot CPU; [`clear_table_alloc_failures`] ends it.
+/// Lets `skip` more page-table allocations succeed, then fails the `count` after them;
+/// [`clear_table_alloc_failures`] ends it. The plan is global: the self-tests make one while
+/// they run alone on the boot CPU; stress makes one around a `map_object`, and a table another
+/// CPU allocates meanwhile may take the failure instead (every caller handles one).
 pub fn fail_table_allocs(skip: u32, count: u32) {
     TABLE_ALLOCS_TO_FAIL.store(count, Ordering::Relaxed);
     TABLE_ALLOCS_BEFORE_FAILING.store(skip, Ordering::Relaxed);

@@ -59,6 +59,8 @@ struct AuditRun {
     global: bool,
     frames: [u64; AUDIT_RUN_LEAVES],
     len: usize,
+    /// This CPU's store-buffer epoch after the run's last store (`broadside_base::weak`).
+    epoch: u64,
 }
 
 /// The longest run of leaves told to the sanitizer at once.
@@ -132,6 +134,7 @@ impl<'a> MmuGather<'a> {
                 global: false,
                 frames: [0; AUDIT_RUN_LEAVES],
                 len: 0,
+                epoch: 0,
             },
             flushes: 0,
             last_flush: FlushRecord::default(),
@@ -173,13 +176,21 @@ impl<'a> MmuGather<'a> {
         start: VirtAddr,
         end: VirtAddr,
     ) -> bool {
-        assert!(
-            self.space.owns_table(table),
-            "unmap: space {} reached table {table:#x} (level {level}) at va {start:#x}, owned by \
-             {:#x}, not by this space: a shared table must be unshared, never torn down",
-            self.space.id,
-            frame::meta(table).owner.load(Ordering::Relaxed)
-        );
+        if !self.space.owns_table(table) {
+            // A shared table must be unshared, never torn down: one reached here was left
+            // hooked where it should not be (a map into a dying space, a failed map that did
+            // not undo). Tearing it down would free it under its other users, so it is left
+            // alone, and the run fails.
+            stats::detected(Counter::ForeignTableDetected);
+            broadside_platform::kprintln!(
+                "unmap: space {} reached table {table:#x} (level {level}) at va {start:#x}, owned \
+                 by {:#x}, not by this space: left alone (a shared table must be unshared, never \
+                 torn down)",
+                self.space.id,
+                frame::meta(table).owner.load(Ordering::Relaxed)
+            );
+            return false;
+        }
         let size = level_block_size(level);
         let mut va = start;
         while va < end {
@@ -224,6 +235,7 @@ impl<'a> MmuGather<'a> {
         {
             return; // a shared object's frame: mappings hold no reference, the object frees it
         }
+        crate::aspace::note_unmapped(pa);
         let order = (size / PAGE_SIZE).trailing_zeros();
         let entry = PageEntry { pa, order };
         let embedded = !fault_inject::planted(Bug::GatherNoLocalBatch);
@@ -269,6 +281,8 @@ impl<'a> MmuGather<'a> {
         let r = &mut self.audit_run;
         r.frames[r.len] = pa;
         r.len += 1;
+        // Right after the leaf's store: the run is visible once the buffer drained since.
+        r.epoch = broadside_base::weak::epoch();
     }
 
     /// Tells the sanitizer the leaves cleared since it was last told.
@@ -281,6 +295,7 @@ impl<'a> MmuGather<'a> {
                 r.level,
                 r.global,
                 &r.frames[..r.len],
+                !broadside_base::weak::drained_since(r.epoch),
             );
             r.len = 0;
         }

@@ -82,11 +82,13 @@ impl AddressSpace {
             // The planted bug: copy, then the new address over the valid entry, then flush.
             copy_page(from, to, self.id, va);
             e.store(new.raw(), Ordering::Release);
+            aspace::note_unmapped(from);
             self.audit_change(op, va, 3, old, new);
             flush_tlb_range(self, va, va + PAGE_SIZE, PAGE_SIZE, true, Some(3))
         } else {
             // Break: the entry invalid, and the invalidation completed everywhere.
             e.store(Descriptor::invalid().raw(), Ordering::Release);
+            aspace::note_unmapped(from);
             self.audit_clear_leaf(op, va, 3, old);
             let flush = flush_tlb_range(self, va, va + PAGE_SIZE, PAGE_SIZE, true, Some(3));
             // No CPU can reach the old frame through this entry any more: copy, then make.

@@ -131,7 +131,7 @@ fn add_share(t: PhysAddr, delta: i32) {
 }
 
 /// The level-1 entry slot for `va` in `space`, if the level-1 table exists.
-fn l1_slot(space: &AddressSpace, va: VirtAddr) -> Option<&'static AtomicU64> {
+fn l1_slot(space: &AddressSpace, va: VirtAddr) -> Option<crate::aspace::Pte> {
     let d = Descriptor::from_raw(
         entry(space.root, table_index(va.as_u64(), 0)).load(Ordering::Acquire),
     );
@@ -213,6 +213,37 @@ pub fn map_object(
     }
     space.objects.lock().push((obj.clone(), va));
     Ok(())
+}
+
+/// The first GiB of `obj` (mapped at `va`) whose shared table `space` has hooked although its
+/// object list does not name `obj` at `va`: what a failed [`map_object`] must never leave
+/// (destroy unshares only what the list names, and the teardown would then reach a shared
+/// table). `None` if there is none. Takes the object and space locks, as `map_object` does, so
+/// it sees no map half-done.
+pub fn hooked_but_unlisted(
+    space: &AddressSpace,
+    obj: &Arc<SharedObject>,
+    va: VirtAddr,
+) -> Option<u64> {
+    let tables = obj.tables.lock();
+    let _g = space.lock.lock();
+    let listed = space
+        .objects
+        .lock()
+        .iter()
+        .any(|(o, at)| Arc::ptr_eq(o, obj) && *at == va);
+    if listed {
+        return None;
+    }
+    (0..obj.gib).find(|&i| {
+        let Some(slot) = l1_slot(space, va + i * L1_BLOCK_SIZE) else {
+            return false;
+        };
+        match Descriptor::from_raw(slot.load(Ordering::Acquire)).kind(1) {
+            DescriptorKind::Table { next } => tables[i as usize] == Some(next),
+            _ => false,
+        }
+    })
 }
 
 /// Drops `space`'s use of the object's tables for the GiBs `indices` of the object mapped at

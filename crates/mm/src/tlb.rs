@@ -182,7 +182,9 @@ pub fn flush_tlb_mm(space: &AddressSpace) -> FlushRecord {
 /// new entries. Without the barrier the load could be satisfied before the table stores are
 /// visible, skip the flush, and leave a CPU holding the old translation.
 fn asid_after_table_stores(space: &AddressSpace) -> Option<u16> {
-    tlb::order_stores_before_loads();
+    if !planted(Bug::FlushNoDmb) {
+        tlb::order_stores_before_loads();
+    }
     let asid = space.asid_number()?;
     Some(if planted(Bug::WrongAsid) {
         asid ^ 1

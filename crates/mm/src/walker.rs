@@ -41,6 +41,9 @@ pub enum WalkOutcome {
     Retry,
     /// A use-after-free: what was seen.
     UseAfterFree(&'static str),
+    /// The walk kept its pin on a page that was unmapped between its load of the entry and the
+    /// pin: the re-check that rule 4 requires after the pin did not stop it.
+    StalePin,
 }
 
 /// A table the walk passed through: where, which entry, what it held, and the table's identity.
@@ -89,6 +92,8 @@ pub struct WalkConfig {
     /// Re-check the level-0 and level-1 entries too, not just the level-2 and level-3 ones
     /// GUP-fast re-checks (`unshare=recheck`).
     pub recheck_upper: bool,
+    /// The run's planted bugs (the walker's own: a step of rule 4 left out).
+    pub bugs: Bugs,
 }
 
 impl WalkConfig {
@@ -101,6 +106,7 @@ impl WalkConfig {
         Self {
             mask_irqs: !bugs.has(Bug::WalkerIrqsOn),
             recheck_upper: crate::unshare_sync::walker_rechecks_upper(),
+            bugs,
         }
     }
 }
@@ -110,24 +116,24 @@ impl WalkConfig {
 /// re-check, as a walk over a long range would; that is the window in which a table freed too
 /// early is seen. `mask_irqs = false` is the `bug=walker-irqs-on` negative control.
 pub fn walk_and_pin(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u64) -> WalkOutcome {
-    let saved = if cfg.mask_irqs {
-        Some(irq::save_and_mask())
-    } else {
-        None
-    };
+    let saved = irq::save_and_mask();
+    if !cfg.mask_irqs {
+        // The planted bug walks with IRQs on, even where the caller had masked them (a walk
+        // made on waking from idle): a tick inside the walk then reports a quiescent state.
+        irq::unmask();
+    }
     let this = broadside_base::percpu::this_cpu();
     this.in_walker.store(true, Ordering::Relaxed);
     stats::count(Counter::WalkerWalks);
     let outcome = walk_masked(space, va, cfg, hold);
     this.in_walker.store(false, Ordering::Relaxed);
-    if let Some(s) = saved {
-        irq::restore(s);
-    }
+    irq::restore(saved);
     match outcome {
         WalkOutcome::Pinned { .. } => stats::count(Counter::WalkerPins),
         WalkOutcome::NotPresent => stats::count(Counter::WalkerNotPresent),
         WalkOutcome::Retry => stats::count(Counter::WalkerRetries),
         WalkOutcome::UseAfterFree(_) => stats::detected(Counter::UafDetected),
+        WalkOutcome::StalePin => stats::detected(Counter::StalePinDetected),
     }
     outcome
 }
@@ -145,6 +151,7 @@ fn walk_masked(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u64) -
         generation: 0,
     }; 4];
     let mut table = space.root;
+    let mut unmaps_at_load = 0;
     for level in 0..=3u8 {
         let generation = frame::meta(table).generation.load(Ordering::Relaxed);
         match identity(space, table, level, generation) {
@@ -154,8 +161,31 @@ fn walk_masked(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u64) -
         }
         let index = table_index(va.as_u64(), level);
         let value = entry(table, index).load(Ordering::Acquire);
-        // Deterministic runs: let other CPUs run between the load and its use.
-        broadside_base::hint::yield_point(broadside_base::hint::Site::WalkerLoad);
+        if let Some(pa) = Descriptor::from_raw(value).leaf_address(level) {
+            // The leaf's unmap count as of this load, for the check across the pin.
+            let meta = frame::meta(pa);
+            unmaps_at_load = meta.unmaps.load(Ordering::Acquire);
+            // Deterministic runs: let other CPUs run between the load and the pin. A stall
+            // here ends at one of the two steps rule 4's pin races (a seeded coin picks): the
+            // page's unmap (the pin must then be undone by the re-check) or its release (the
+            // pin must then fail: the count is zero).
+            let released = broadside_base::hint::coin();
+            let key = pa.as_u64();
+            broadside_base::hint::yield_point_until(
+                broadside_base::hint::Site::WalkerLoad,
+                key,
+                || {
+                    if released {
+                        meta.refcount.load(Ordering::Relaxed) == 0
+                    } else {
+                        meta.unmaps.load(Ordering::Relaxed) != unmaps_at_load
+                    }
+                },
+            );
+        } else {
+            // Deterministic runs: let other CPUs run between the load and its use.
+            broadside_base::hint::yield_point(broadside_base::hint::Site::WalkerLoad);
+        }
         if value == TABLE_POISON {
             return WalkOutcome::UseAfterFree("read poison from a freed table");
         }
@@ -169,7 +199,14 @@ fn walk_masked(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u64) -
             DescriptorKind::Invalid => return WalkOutcome::NotPresent,
             DescriptorKind::Table { next } => table = next,
             DescriptorKind::Page { pa, .. } | DescriptorKind::Block { pa, .. } => {
-                return pin_and_recheck(space, va, pa, level, &steps[..=level as usize], cfg, hold);
+                let steps = &steps[..=level as usize];
+                let leaf = Leaf {
+                    va,
+                    head: pa,
+                    level,
+                    unmaps_at_load,
+                };
+                return pin_and_recheck(space, leaf, steps, cfg, hold);
             }
         }
     }
@@ -226,43 +263,79 @@ fn table_freed_under(table: PhysAddr, level: usize) -> WalkOutcome {
     WalkOutcome::UseAfterFree("a table the walk held was freed under it")
 }
 
-fn pin_and_recheck(
-    space: &AddressSpace,
+/// The leaf a walk reached: the VA walked, the frame (the head of a block) and level, and the
+/// frame's unmap count read right after the entry.
+struct Leaf {
     va: VirtAddr,
     head: PhysAddr,
     level: u8,
+    unmaps_at_load: u32,
+}
+
+fn pin_and_recheck(
+    space: &AddressSpace,
+    leaf: Leaf,
     steps: &[Step],
     cfg: WalkConfig,
     hold: u64,
 ) -> WalkOutcome {
+    let Leaf {
+        va, head, level, ..
+    } = leaf;
     let meta = frame::meta(head);
-    if !meta.try_get() {
+    // Rule 4, step 1: pin only a frame whose count is not already zero (one being freed).
+    let pinned = if cfg.bugs.has(Bug::WalkerPinDying) {
+        meta.refcount.fetch_add(1, Ordering::Acquire);
+        true
+    } else {
+        meta.try_get()
+    };
+    if !pinned {
         return WalkOutcome::Retry; // being freed
     }
+    // Whether the page was unmapped between the load of its entry and the pin: then the
+    // re-check below must see the entry changed (the count is bumped after the clear).
+    let unmapped_before_pin = meta.unmaps.load(Ordering::Acquire) != leaf.unmaps_at_load
+        && meta.kind() == FrameKind::Data as u32;
     events::mark(events::Kind::Pin, va.as_u64(), head.as_u64());
     // Deterministic runs: let other CPUs run between the pin and the re-checks.
     broadside_base::hint::yield_point(broadside_base::hint::Site::WalkerPin);
+    // Rule 4, step 2: re-check every entry after the pin (`bug=walker-no-recheck` skips it).
+    let recheck_on = !cfg.bugs.has(Bug::WalkerNoRecheck);
     // The long part of the walk: the tables must stay valid memory throughout, even once they
-    // are unhooked (then the walk will back out at the end).
+    // are unhooked (then the walk will back out at the end). The hold waits for time, not for
+    // other CPUs: `yield_now`, which leaves an emulated store buffer as it is.
     let until = broadside_arch::aarch64::cpu::counter() + hold;
     while broadside_arch::aarch64::cpu::counter() < until {
-        if let Err(uaf) = recheck(space, steps, cfg) {
+        if recheck_on && let Err(uaf) = recheck(space, steps, cfg) {
             unpin(head);
             return uaf;
         }
-        broadside_base::hint::cpu_relax();
+        broadside_base::hint::pause();
     }
     // The final re-check (rule 4; see `broadside_base::rules`).
-    match recheck(space, steps, cfg) {
+    let held = if recheck_on {
+        recheck(space, steps, cfg)
+    } else {
+        Ok(true)
+    };
+    match held {
         Err(uaf) => {
             unpin(head);
             return uaf;
         }
-        Ok(false) => {
+        // Rule 4, step 3: an entry changed, back out (`bug=walker-no-backout` goes on).
+        Ok(false) if !cfg.bugs.has(Bug::WalkerNoBackout) => {
             unpin(head);
             return WalkOutcome::Retry;
         }
-        Ok(true) => {}
+        Ok(_) => {}
+    }
+    if unmapped_before_pin {
+        // Rule 4's own check: a page unmapped before the pin is one the re-check must have
+        // refused; the walk would hand out a page no longer mapped here.
+        unpin(head);
+        return WalkOutcome::StalePin;
     }
     // The pinned frame must be this space's page for this VA.
     let page = head + ((va - va.align_down(level_block_size(level))) & !(PAGE_SIZE - 1));

@@ -256,6 +256,26 @@ arg_enum! {
         /// A page migration writes the new output address over the valid entry in place, with
         /// no break-before-make.
         BbmSkip = "bbm-skip",
+        /// The flush reads the space's ASID and CPU set with no `DMB ISH` after its table stores:
+        /// the reads may be satisfied before the stores are visible (caught with `weak=on`).
+        FlushNoDmb = "flush-no-dmb",
+        /// An activation loads TTBR0 and walks with no `DSB ISH` after publishing its CPU in the
+        /// space's `cpus_ever` (caught with `weak=on`).
+        ActivateNoDsb = "activate-no-dsb",
+        /// A CPU leaving idle is not ordered before its first reads (no fence in RCU's
+        /// `idle_exit`): a grace period's snapshot may see it idle while it already reads what is
+        /// being unpublished (caught with `weak=on`).
+        RcuSnapshotEarly = "rcu-snapshot-early",
+        /// The activation gate's entrant has no fence between its increment and its read of
+        /// `closed`: the destroyer may read the gate drained while it gets in (caught with
+        /// `weak=on`).
+        GateNoFence = "gate-no-fence",
+        /// The lockless walker pins a frame even when its count is already zero (being freed).
+        WalkerPinDying = "walker-pin-dying",
+        /// The lockless walker does not re-check the entries after its pin.
+        WalkerNoRecheck = "walker-no-recheck",
+        /// The lockless walker re-checks after its pin but goes on when an entry changed.
+        WalkerNoBackout = "walker-no-backout",
         /// Panic on the boot CPU once the workload starts (tests the panic path, exit 3).
         Panic = "panic",
         /// Take an unexpected data abort once the workload starts (the exception path, exit 3).
@@ -384,6 +404,12 @@ pub struct BootArgs {
     /// `yield_points=on|off`: seeded `YIELD`s at the protocols' race windows, which make
     /// `seed=` choose the interleaving under `run.sh --deterministic` (which turns them on) [off].
     pub yield_points: bool,
+    /// `weak=on|off`: emulated store buffers, so that a missing barrier shows under QEMU (see
+    /// `broadside_base::weak`) [off].
+    pub weak: bool,
+    /// `pct_depth=`: with `yield_points=on`, PCT priorities with `pct_depth - 1` change points at
+    /// the yield points (see `broadside_base::pct`); 0 for none, 0..=8 [3].
+    pub pct_depth: u32,
     /// `bug=` [none].
     pub bugs: Bugs,
     /// `asid_bits=`: force an ASID width below the CPU's, 2..=16 [None: the CPU's width].
@@ -518,6 +544,15 @@ const SPECS: &[KeySpec] = &[
         },
     },
     KeySpec {
+        name: "weak",
+        accepted: ON_OFF,
+        apply: |a, value| {
+            a.weak = parse_on_off(value)?;
+            Some(())
+        },
+    },
+    int_key!("pct_depth", 0..=8, |a, n| a.pct_depth = n),
+    KeySpec {
         name: "bug",
         accepted: Bugs::ACCEPTED,
         apply: |a, value| {
@@ -609,6 +644,8 @@ impl BootArgs {
         sharing: false,
         audit: None,
         yield_points: false,
+        weak: false,
+        pct_depth: 3,
         bugs: Bugs::NONE,
         asid_bits: None,
         walkers: None,
@@ -679,7 +716,8 @@ mod tests {
     }
 
     const ALL_KEYS: &str = "workload, seconds, seed, log, timeout, hz, flush, tablefree, \
-                            unshare, sharing, audit, yield_points, bug, asid_bits, walkers, \
+                            unshare, sharing, audit, yield_points, weak, pct_depth, bug, \
+                            asid_bits, walkers, \
                             touchers, mutators, \
                             fail_alloc, tables, children, cpus_wait_ms";
 
@@ -769,7 +807,7 @@ mod tests {
         let args = parse(
             "workload=stress seconds=60 seed=0xdeadBEEF log=trace timeout=120 hz=250 \
              flush=ipi tablefree=sync-batch unshare=recheck sharing=on audit=off \
-             yield_points=on \
+             yield_points=on weak=on pct_depth=5 \
              bug=leaf-only-flush,skip-tlbi asid_bits=8 walkers=3 touchers=0 mutators=256 \
              fail_alloc=5 tables=512 children=1 cpus_wait_ms=60000",
         );
@@ -788,6 +826,8 @@ mod tests {
                 sharing: true,
                 audit: Some(false),
                 yield_points: true,
+                weak: true,
+                pct_depth: 5,
                 bugs: Bugs::NONE.with(Bug::SkipTlbi).with(Bug::LeafOnlyFlush),
                 asid_bits: Some(8),
                 walkers: Some(3),
@@ -889,6 +929,13 @@ mod tests {
             ("tlbi-before-store-barrier", Bug::TlbiBeforeStoreBarrier),
             ("global-user-leaf", Bug::GlobalUserLeaf),
             ("bbm-skip", Bug::BbmSkip),
+            ("flush-no-dmb", Bug::FlushNoDmb),
+            ("activate-no-dsb", Bug::ActivateNoDsb),
+            ("rcu-snapshot-early", Bug::RcuSnapshotEarly),
+            ("gate-no-fence", Bug::GateNoFence),
+            ("walker-pin-dying", Bug::WalkerPinDying),
+            ("walker-no-recheck", Bug::WalkerNoRecheck),
+            ("walker-no-backout", Bug::WalkerNoBackout),
             ("panic", Bug::Panic),
             ("fault", Bug::Fault),
             ("fp", Bug::Fp),
@@ -1078,7 +1125,9 @@ mod tests {
                         map-dying, last-sharer-narrow-flush, protect-wide-stride, \
                         map-object-no-undo, unshare-flush-late, gather-no-local-batch, \
                         wrong-asid, no-dsb, narrow-range, rollover-skip-flush, \
-                        tlbi-before-store-barrier, global-user-leaf, bbm-skip, panic, fault, fp, \
+                        tlbi-before-store-barrier, global-user-leaf, bbm-skip, flush-no-dmb, \
+                        activate-no-dsb, rcu-snapshot-early, gate-no-fence, walker-pin-dying, \
+                        walker-no-recheck, walker-no-backout, panic, fault, fp, \
                         hang, hang-boot, idle-lost-wakeup, late-cpu";
         for value in [
             "",
@@ -1234,6 +1283,14 @@ mod tests {
             },
             "yield_points" => BootArgs {
                 yield_points: d.yield_points,
+                ..args
+            },
+            "weak" => BootArgs {
+                weak: d.weak,
+                ..args
+            },
+            "pct_depth" => BootArgs {
+                pct_depth: d.pct_depth,
                 ..args
             },
             "bug" => BootArgs {

@@ -81,6 +81,18 @@ pub fn run_on_all<F: Fn(usize) + Sync>(f: F) {
     IN_PROGRESS.store(false, Ordering::Release);
 }
 
+/// Wakes CPU `index` from `WFI` with the kick SGI (its handler only counts it): for a CPU that
+/// idles until something happens that it wants to see (a stress walker waiting for a mutator's
+/// unmap). A CPU that is not idle takes the SGI as soon as it unmasks IRQs.
+pub fn kick(index: usize) {
+    if let Some(c) = percpu::online_cpus().find(|c| c.index == index) {
+        broadside_arch::aarch64::gic::send_sgi(
+            super::ipi::SGI_KICK,
+            c.mpidr.load(Ordering::Relaxed),
+        );
+    }
+}
+
 /// The kick SGI's handler: counts it. The kick's work is done by [`idle_loop`], which it wakes.
 pub fn kick_received() {
     percpu::this_cpu().kicks.fetch_add(1, Ordering::Relaxed);

@@ -75,13 +75,26 @@ pub struct Fenced;
 impl GateFences for Fenced {
     #[inline(always)]
     fn after_enter_store() {
-        fence(Ordering::SeqCst);
+        #[cfg(not(loom))]
+        if crate::planted::gate_no_fence() {
+            return;
+        }
+        seqcst_fence();
     }
 
     #[inline(always)]
     fn after_close_store() {
-        fence(Ordering::SeqCst);
+        seqcst_fence();
     }
+}
+
+/// `fence(SeqCst)`; in the kernel also a drain of the emulated store buffer (`weak=on`,
+/// `broadside_base::weak`), which is what the fence does to this CPU's earlier stores.
+#[inline(always)]
+fn seqcst_fence() {
+    fence(Ordering::SeqCst);
+    #[cfg(not(loom))]
+    broadside_base::weak::drain();
 }
 
 /// A count of users that may enter until the gate is closed, and the closed flag.
@@ -94,6 +107,9 @@ impl GateFences for Fenced {
 pub struct ActiveGate<F: GateFences = Fenced> {
     users: AtomicU32,
     closed: AtomicBool,
+    /// Set by the owner once it has seen the gate drained and acts on it ([`Self::seal`]): an
+    /// exit after that is a user that was inside when the owner decided nobody was.
+    sealed: AtomicBool,
     fences: PhantomData<F>,
 }
 
@@ -123,6 +139,7 @@ impl<F: GateFences> ActiveGate<F> {
         Self {
             users: AtomicU32::new(0),
             closed: AtomicBool::new(false),
+            sealed: AtomicBool::new(false),
             fences: PhantomData,
         }
     }
@@ -132,6 +149,7 @@ impl<F: GateFences> ActiveGate<F> {
         Self {
             users: AtomicU32::new(0),
             closed: AtomicBool::new(false),
+            sealed: AtomicBool::new(false),
             fences: PhantomData,
         }
     }
@@ -147,12 +165,14 @@ impl<F: GateFences> ActiveGate<F> {
     pub fn try_enter(&self) -> bool {
         // Acquire: a user that gets in also sees what earlier users did before leaving (the
         // same pairing as `users()`); the increment is the store of the store-buffer pattern.
-        let before = self.users.fetch_add(1, Ordering::Acquire);
+        let before = self.enter_store();
         assert!(before != u32::MAX, "ActiveGate: users overflowed");
         F::after_enter_store();
         if self.closed.load(Ordering::Acquire) {
             // Undo: a refused entrant was never inside, but the closer may have counted it,
             // so the closer waits for this decrement (which is all it waits for).
+            #[cfg(not(loom))]
+            broadside_base::weak::before_rmw(&self.users);
             self.users.fetch_sub(1, Ordering::Release);
             return false;
         }
@@ -164,9 +184,46 @@ impl<F: GateFences> ActiveGate<F> {
     ///
     /// # Panics
     /// If nobody is inside (an exit without a matching entry).
+    ///
+    /// An exit from a gate its owner has [`seal`](Self::seal)ed is a breach of the protocol —
+    /// this user was inside when the owner read the gate drained — and is counted
+    /// (`gate_breach_detected`; `bug=gate-no-fence` plants it).
     pub fn exit(&self) {
+        #[cfg(not(loom))]
+        broadside_base::weak::drain(); // a release: what was done inside is visible first
         let before = self.users.fetch_sub(1, Ordering::Release);
         assert!(before != 0, "ActiveGate: exit without a matching try_enter");
+        #[cfg(not(loom))]
+        if self.sealed.load(Ordering::Acquire) {
+            broadside_base::stats::detected(broadside_base::stats::Counter::GateBreachDetected);
+        }
+    }
+
+    /// The owner, having seen [`drained`](Self::drained), acts on it (tears down what the gate
+    /// protects): from now on, an [`exit`](Self::exit) is a breach.
+    pub fn seal(&self) {
+        self.sealed.store(true, Ordering::Release);
+    }
+
+    /// The entrant's increment: `users += 1`, returning the old count. In the kernel with
+    /// `weak=on` the increment waits in this CPU's emulated store buffer until its next drain,
+    /// as the store of a store-buffer handshake may on hardware.
+    #[cfg(not(loom))]
+    fn enter_store(&self) -> u32 {
+        if broadside_base::weak::enabled() {
+            let before = broadside_base::weak::load_u32(&self.users, Ordering::Acquire);
+            // SAFETY: the gate outlives this CPU's next drain: an entrant holds the object the
+            // gate is in until it leaves, and leaving drains (`exit`), as does backing out.
+            unsafe { broadside_base::weak::add_u32(&self.users, 1, Ordering::Acquire) };
+            before
+        } else {
+            self.users.fetch_add(1, Ordering::Acquire)
+        }
+    }
+
+    #[cfg(loom)]
+    fn enter_store(&self) -> u32 {
+        self.users.fetch_add(1, Ordering::Acquire)
     }
 
     /// Closes the gate: once this returns, every later [`try_enter`](Self::try_enter) fails,

@@ -7,6 +7,7 @@
 extern crate alloc;
 
 pub mod gate;
+pub mod planted;
 pub mod rcu;
 #[cfg(target_arch = "aarch64")]
 pub mod rcu_kernel;

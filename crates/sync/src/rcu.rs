@@ -446,8 +446,31 @@ impl Rcu {
         // Acquire load (GP start snapshot or scan) that sees this value or a later one (the
         // increments are RMWs, so they extend the release sequence). No fence is needed here:
         // nothing this CPU does after this store reads RCU-protected data.
+        #[cfg(not(loom))]
+        broadside_base::weak::before_rmw(&self.cpus[cpu].eqs_counter);
         let old = self.cpus[cpu].eqs_counter.fetch_add(1, Ordering::Release);
         debug_assert!(!eqs_idle(old), "cpu {cpu}: idle_enter while already idle");
+    }
+
+    /// The waking CPU's store of its EQS counter (odd again), returning the old value. In the
+    /// kernel with `weak=on` it waits in the CPU's emulated store buffer until the fence that
+    /// follows (`broadside_base::weak`), as the store of a store-buffer handshake may.
+    #[cfg(not(loom))]
+    fn wake_store(&self, cpu: usize) -> u64 {
+        let counter = &self.cpus[cpu].eqs_counter;
+        if broadside_base::weak::enabled() {
+            let old = broadside_base::weak::load_u64(counter, Ordering::Relaxed);
+            // SAFETY: the engine lives for the whole run (the kernel's is a static).
+            unsafe { broadside_base::weak::add_u64(counter, 1, Ordering::Relaxed) };
+            old
+        } else {
+            counter.fetch_add(1, Ordering::Relaxed)
+        }
+    }
+
+    #[cfg(loom)]
+    fn wake_store(&self, cpu: usize) -> u64 {
+        self.cpus[cpu].eqs_counter.fetch_add(1, Ordering::Relaxed)
     }
 
     /// `cpu` leaves its extended quiescent state; `ct_kernel_enter` in Linux.
@@ -459,8 +482,17 @@ impl Rcu {
         // RCU-protected pointers: the store-buffer pattern of the module docs, cases 2 and 3.
         // Without it, a read after waking could see a pointer unpublished before a GP start
         // that read this counter as idle, and the GP could end while that read is in use.
-        let old = self.cpus[cpu].eqs_counter.fetch_add(1, Ordering::Relaxed);
+        let old = self.wake_store(cpu);
+        #[cfg(not(loom))]
+        if crate::planted::rcu_snapshot_early() {
+            // bug=rcu-snapshot-early: no fence; the odd value may stay in this CPU's store
+            // buffer (weak=on) while its first reads go ahead.
+            debug_assert!(eqs_idle(old), "cpu {cpu}: idle_exit while running");
+            return;
+        }
         fence(Ordering::SeqCst);
+        #[cfg(not(loom))]
+        broadside_base::weak::drain();
         debug_assert!(eqs_idle(old), "cpu {cpu}: idle_exit while running");
     }
 

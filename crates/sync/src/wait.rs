@@ -39,10 +39,18 @@ pub fn wait_relax() {
 /// watchdog watches only working CPUs; the tick clock it reads (`last_tick_at`) restarts on
 /// waking.
 pub fn idle_wait(woken: impl Fn() -> bool, watch_ticks: u64) {
+    idle_then(woken, watch_ticks, || ());
+}
+
+/// [`idle_wait`], then `first` on waking, after the extended quiescent state ends and before
+/// IRQs are unmasked (so before the interrupt that woke the CPU is taken): a reader CPU's first
+/// read-side section after idle, with nothing between leaving idle and the reads. (The stress
+/// walker idles this way: `bug=rcu-snapshot-early` leaves that window unordered.)
+pub fn idle_then<R>(woken: impl Fn() -> bool, watch_ticks: u64, first: impl FnOnce() -> R) -> R {
     let irq = irq::save_and_mask();
     if woken() {
         irq::restore(irq);
-        return;
+        return first();
     }
     crate::rcu_kernel::idle_enter();
     let tickless = crate::rcu_kernel::may_stop_tick();
@@ -61,6 +69,8 @@ pub fn idle_wait(woken: impl Fn() -> bool, watch_ticks: u64) {
             .store(cpu::counter(), Ordering::Relaxed);
     }
     crate::rcu_kernel::idle_exit();
+    let r = first();
     // The pending interrupt is taken here, after the CPU has left its extended quiescent state.
     irq::restore(irq);
+    r
 }

@@ -28,6 +28,7 @@ use broadside_arch::aarch64::exception::{probe_read, probe_write_user};
 use broadside_arch::pte::{Attributes, DescriptorKind, L1_BLOCK_SIZE, L2_BLOCK_SIZE, PAGE_SIZE};
 use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::IrqSpinlock;
+use broadside_base::hint::QuietMutex;
 use broadside_base::percpu::Role;
 use broadside_base::rng::Rng;
 use broadside_base::stats::{self, Counter};
@@ -35,6 +36,7 @@ use broadside_memory::frame;
 use broadside_mm::aspace::{
     AddressSpace, MapError, SpaceState, StampCheck, WRITE_COUNTER_WORD, check_stamp,
 };
+use broadside_mm::fault_inject;
 use broadside_mm::gather::MmuGather;
 use broadside_mm::migrate::MigrateError;
 use broadside_mm::mm_types::SharedObject;
@@ -43,10 +45,15 @@ use broadside_mm::walker::{self, WalkConfig, WalkOutcome};
 use broadside_platform::boot_info::BootInfo;
 use broadside_platform::kprintln;
 use broadside_smp as smp;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Address spaces shared by all roles.
 const SPACES: usize = 4;
+/// The slot whose space a mutator replaces by an exec cycle (a small fresh process), where the
+/// other slots' spaces are replaced whole and seldom.
+const EXEC_SLOT: usize = 0;
+/// The pages an exec'd process maps (from the start of region A).
+const EXEC_PAGES: u64 = 128;
 /// Region A: 4 KiB pages over `Layout::pages_chunks` level-3 tables.
 const PAGES_BASE: VirtAddr = VirtAddr::new(0x4000_0000);
 /// Region B: `Layout::blocks` 2 MiB block slots, half of them mapped at start.
@@ -149,6 +156,42 @@ struct Shared {
     /// Maps that failed for want of memory and were backed off from.
     map_backoffs: AtomicU64,
     first_reports: AtomicU64,
+    /// The range a mutator is unmapping now, which walkers chase (see [`Hot`]).
+    hot: Hot,
+    /// The slot an exec cycle filled last, plus one (0: none yet): touchers favour it, so its
+    /// first activations race the new process's own unmaps.
+    fresh: AtomicUsize,
+    /// Walkers idling until a mutator starts emptying a table (bit per CPU index, the first 64):
+    /// the mutator kicks them, and each walks the table's last page as the unmap goes on.
+    idle_walkers: AtomicU64,
+    /// The space a mutator is destroying now: touchers try to map the shared object into it
+    /// (with sharing on), as a thread of another process maps into one that is exiting.
+    doomed: QuietMutex<Option<Arc<AddressSpace>>>,
+    /// Walks begun by kicked walkers (see [`heat`]).
+    woken: AtomicU64,
+    /// Activations by touchers: an exec cycle's unmaps wait for one (see [`exec_cycle`]).
+    activations: AtomicU64,
+}
+
+/// Where a mutator unmaps now: the space, the first VA and the page count. Walkers pick their
+/// VAs there half of the time, so a walk's load, pin and re-check meet the clears, flushes and
+/// frees of the same pages (rule 4's windows) rather than by chance.
+///
+/// A `QuietMutex`: its release drains nothing with `weak=on`, so a walker that has just left
+/// idle can read it without making its own buffered stores visible (nothing stored under it
+/// is a store the emulation buffers).
+struct Hot {
+    range: QuietMutex<Option<HotRange>>,
+}
+
+#[derive(Clone)]
+struct HotRange {
+    space: Arc<AddressSpace>,
+    va: VirtAddr,
+    pages: u64,
+    /// The unmap empties the tables under the range (the sparse region, a teardown): they are
+    /// freed after the next grace period.
+    empties_tables: bool,
 }
 
 /// Why the stress roles do not fit the machine.
@@ -308,6 +351,14 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         object: None,
         map_backoffs: AtomicU64::new(0),
         first_reports: AtomicU64::new(0),
+        hot: Hot {
+            range: QuietMutex::new(None),
+        },
+        fresh: AtomicUsize::new(0),
+        idle_walkers: AtomicU64::new(0),
+        doomed: QuietMutex::new(None),
+        woken: AtomicU64::new(0),
+        activations: AtomicU64::new(0),
     };
     // The layout was sized to the free memory, so these only fail if the estimate is wrong;
     // even then the run goes on with what it has (a slot left empty is skipped by every role).
@@ -344,13 +395,34 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     let uaf = stats::read(Counter::UafDetected);
     let leaf_only = stats::read(Counter::LeafOnlyFlushDetected);
     let flush_missed = stats::read(Counter::UnshareFlushMissed);
+    let stale_pin = stats::read(Counter::StalePinDetected);
+    let gate_breach = stats::read(Counter::GateBreachDetected);
+    let double_free = stats::read(Counter::DoubleFreeDetected);
+    let map_contract = stats::read(Counter::MapContractDetected);
+    let foreign = stats::read(Counter::ForeignTableDetected);
     let backoffs = shared.map_backoffs.load(Ordering::Relaxed);
     kprintln!(
-        "stress: done: {} touches, stale_tlb_detected={stale}, uaf_detected={uaf}, leaf_only_flush_detected={leaf_only}, unshare_flush_missed={flush_missed}, map_backoffs={backoffs}",
+        "stress: done: {} touches, stale_tlb_detected={stale}, uaf_detected={uaf}, leaf_only_flush_detected={leaf_only}, unshare_flush_missed={flush_missed}, stale_pin_detected={stale_pin}, gate_breach_detected={gate_breach}, double_free_detected={double_free}, map_contract_detected={map_contract}, foreign_table_detected={foreign}, map_backoffs={backoffs}",
         stats::read(Counter::Touches)
     );
-    let mut out =
-        Outcome::from_checks(stale == 0 && uaf == 0 && leaf_only == 0 && flush_missed == 0);
+    if broadside_base::weak::enabled() {
+        kprintln!(
+            "stress: weak memory: {} stores buffered, {} loads passed older stores",
+            stats::read(Counter::WeakStoresBuffered),
+            stats::read(Counter::WeakLoadsReordered)
+        );
+    }
+    let mut out = Outcome::from_checks(
+        stale == 0
+            && uaf == 0
+            && leaf_only == 0
+            && flush_missed == 0
+            && stale_pin == 0
+            && gate_breach == 0
+            && double_free == 0
+            && map_contract == 0
+            && foreign == 0,
+    );
     out.extra_json = Some(alloc::format!(
         "\"stress\":{{\"free_mib\":{},\"pages_per_space\":{},\"block_slots\":{},\"object_gib\":{},\"map_backoffs\":{backoffs}}}",
         free / MIB,
@@ -456,6 +528,23 @@ fn cpu_main(cpu_index: usize, shared: &Shared) {
                 kprintln!("stress: stopping early: the audit found a violation");
                 shared.stop.store(true, Ordering::Release);
             }
+            // So did a protocol detector (a breached gate, a stale pin, a double free): stop
+            // for the same reason.
+            if shared.first_reports.load(Ordering::Relaxed) == 0
+                && [
+                    Counter::GateBreachDetected,
+                    Counter::StalePinDetected,
+                    Counter::DoubleFreeDetected,
+                    Counter::MapContractDetected,
+                    Counter::ForeignTableDetected,
+                ]
+                .iter()
+                .any(|&c| stats::read(c) > 0)
+                && !shared.stop.load(Ordering::Relaxed)
+            {
+                kprintln!("stress: stopping early: a protocol detector fired");
+                shared.stop.store(true, Ordering::Release);
+            }
         }
     }
     this.set_role(Role::None);
@@ -535,11 +624,57 @@ const STAY_US: (u64, u64) = (2_000, 8_000);
 ///
 /// It leaves early when the space stops being Live: `AddressSpace::destroy` waits for every
 /// CPU that has the space loaded, so a toucher that stayed on would stall `replace_space`.
+/// The key under which an exec cycle waits for a toucher's activation of `space`.
+fn activation_key(space: &AddressSpace) -> u64 {
+    (1 << 62) | space.id
+}
+
+/// Activates `space` on this CPU (false if its destroy has begun), then hands the turn to a
+/// mutator waiting for an activation of it (deterministic runs): its unmap then reads the
+/// space's CPUs while this CPU's new bit may still wait in the store buffer (`weak=on`), the
+/// window the activation's `DSB` closes (`bug=activate-no-dsb` leaves it open).
+fn activated(shared: &Shared, space: &AddressSpace) -> bool {
+    if !space.activate() {
+        return false;
+    }
+    shared.activations.fetch_add(1, Ordering::AcqRel);
+    broadside_base::hint::yield_point_watched(
+        broadside_base::hint::Site::Activate,
+        activation_key(space),
+    );
+    true
+}
+
 fn touch(shared: &Shared, rng: &mut Rng) {
-    let (_, Some(space)) = pick(shared, rng) else {
+    // Half the time the space an exec cycle made last, whose first activations race its unmaps.
+    let fresh = shared.fresh.load(Ordering::Acquire);
+    let space = if fresh > 0 && rng.below(2) == 0 {
+        shared.spaces[fresh - 1].lock().clone()
+    } else {
+        pick(shared, rng).1
+    };
+    let Some(space) = space else {
         return;
     };
-    if !space.activate() {
+    if let Some(obj) = &shared.object
+        && rng.below(4) == 0
+    {
+        map_into_doomed(shared, obj);
+    }
+    // A process's thread maps the shared object now and then (with sharing on), racing the
+    // mutators' destroys and unshares of the same space (the teardown race of rule 6).
+    if let Some(obj) = &shared.object
+        && rng.below(4) == 0
+        && !space
+            .objects
+            .lock()
+            .iter()
+            .any(|(o, _)| Arc::ptr_eq(o, obj))
+        && map_object_under_pressure(shared, &space, obj, rng) == Err(MapError::OutOfMemory)
+    {
+        shared.backoff();
+    }
+    if !activated(shared, &space) {
         return;
     }
     let hz = cpu::counter_frequency();
@@ -557,6 +692,10 @@ fn touch(shared: &Shared, rng: &mut Rng) {
             probe(shared, &space, va, rng);
         }
         set[rng.below(WORKING_SET as u64) as usize] = random_va(shared, rng);
+        // The working set is walked and cached; this CPU's stores of the round (its bit in
+        // `cpus_ever` after an activation, with `weak=on`) may still wait in its store buffer
+        // until the quiescent state below, whose locks drain it. A stall here holds that open.
+        broadside_base::hint::yield_point(broadside_base::hint::Site::Activate);
         // As the main loop does between calls: the watchdog watches the heartbeat, and the
         // quiescent state lets grace periods (and this CPU's table frees) go on.
         this.heartbeat.fetch_add(1, Ordering::Relaxed);
@@ -567,10 +706,21 @@ fn touch(shared: &Shared, rng: &mut Rng) {
         // toucher, the one role whose loop reached no YIELD/WFI/WFE, used a full budget every
         // round. In about one seed in ten the mutator and walker all but stopped and the run
         // missed its deadline (exit 4); with this yield 76 of 76 seeds finished. On hardware
-        // it is a hint, nothing more.
-        cpu::relax();
+        // it is a hint, nothing more. Not `cpu::relax`, which would also drain this CPU's
+        // emulated store buffer (`weak=on`): a toucher waits for nobody here. The yield point
+        // after it may stall, with this CPU's first walks of the space behind it.
+        broadside_base::hint::yield_now();
         if cpu::counter() >= until {
             break;
+        }
+        // Now and then this thread is switched out and back in: another activation, which may
+        // race a destroy of the space (the activation gate).
+        if rng.below(2) == 0 {
+            space.deactivate();
+            broadside_base::hint::yield_point(broadside_base::hint::Site::Activate);
+            if !activated(shared, &space) {
+                return;
+            }
         }
     }
     space.deactivate();
@@ -609,26 +759,165 @@ fn probe(shared: &Shared, space: &AddressSpace, va: VirtAddr, rng: &mut Rng) {
 // ---- walkers -----------------------------------------------------------------------------
 
 fn walk(shared: &Shared, rng: &mut Rng) {
-    let (_, Some(space)) = pick(shared, rng) else {
+    let (_, Some(picked)) = pick(shared, rng) else {
         return;
     };
     for _ in 0..16 {
-        // Walks favour the regions whose tables are freed or unshared most often.
-        let va = match rng.below(5) {
-            0 | 1 if shared.object.is_some() => object_va(shared, rng),
-            0 | 1 => SPARSE_BASE + rng.below(SPARSE_PAGES) * PAGE_SIZE,
-            _ => random_va(shared, rng),
+        // Half the walks chase the range a mutator is unmapping now; the others favour the
+        // regions whose tables are freed or unshared most often.
+        let (space, va) = match hot_target(shared, rng) {
+            Some(target) if rng.below(2) == 0 => target,
+            _ => (
+                picked.clone(),
+                match rng.below(5) {
+                    0 | 1 if shared.object.is_some() => object_va(shared, rng),
+                    0 | 1 => SPARSE_BASE + rng.below(SPARSE_PAGES) * PAGE_SIZE,
+                    _ => random_va(shared, rng),
+                },
+            ),
         };
         // Hold the walk for up to ~8 ms, as a walk over a long range would: long enough that a
         // grace period ending mid-walk (bug=walker-irqs-on) or a table freed without one
         // (bug=free-tables-now) is seen while the walk still reads the table.
         let hold = cpu::counter_frequency() * rng.below(8000) / 1_000_000;
+        // Half the walks come right after a short idle (until the next tick), as a reader CPU's
+        // do between bursts of work: RCU then sees the CPU in an extended quiescent state, and
+        // the walk races the grace periods that began while it slept (rule 3; the EQS handshake
+        // of `sync::rcu`, which `bug=rcu-snapshot-early` breaks). Such a walk is made on waking,
+        // before the interrupt that woke the CPU is taken, so that nothing between leaving idle
+        // and the walk takes a lock (whose release would drain, with `weak=on`, the store that
+        // left idle).
+        if rng.below(2) == 0
+            && let Some((space, va, out)) = wake_walk(shared)
+        {
+            report_walk(shared, &space, va, out);
+            continue;
+        }
         let out = walker::walk_and_pin(&space, va, shared.walk_cfg, hold);
-        if let WalkOutcome::UseAfterFree(what) = out {
-            report(
-                shared,
-                format_args!("walker: space {} va {va:#x}: {what}", space.id),
-            );
+        report_walk(shared, &space, va, out);
+    }
+}
+
+/// Ticks a walker idles at most waiting for a mutator to start emptying a table.
+const WAKE_WAIT_TICKS: u32 = 8;
+
+/// A walk right after an idle: idles until a mutator starts emptying the sparse region of a
+/// space (it kicks the idle walkers), for at most [`WAKE_WAIT_TICKS`] ticks, then walks that
+/// region's last page (which the unmap reaches last, so the walk finds it and holds its table
+/// while the unmap unhooks it and queues its free). The walk is made on waking, before the
+/// interrupt that woke the CPU is taken, so nothing between leaving idle and the walk takes a
+/// lock (whose release would drain, with `weak=on`, the store that left idle). `None` if no
+/// mutator came.
+fn wake_walk(shared: &Shared) -> Option<(Arc<AddressSpace>, VirtAddr, WalkOutcome)> {
+    let me = broadside_base::cpu_id();
+    let bit = 1u64.checked_shl(me as u32).filter(|_| me < 64)?;
+    shared.idle_walkers.fetch_or(bit, Ordering::AcqRel);
+    let mut walked = None;
+    for _ in 0..WAKE_WAIT_TICKS {
+        let stop = || shared.stop.load(Ordering::Relaxed);
+        // Sleep at most a millisecond per round (counter ticks), so that a kick is met soon.
+        let ms = cpu::counter_frequency() / 1000;
+        walked = broadside_sync::wait::idle_then(stop, ms, || {
+            if shared.idle_walkers.load(Ordering::Acquire) & bit != 0 {
+                return None; // not kicked: a tick
+            }
+            let h = shared.hot.range.lock().clone()?;
+            shared.woken.fetch_add(1, Ordering::AcqRel);
+            broadside_base::hint::yield_point(broadside_base::hint::Site::IdleWake);
+            // If the unmap empties the page's table: held long enough for the unmap to reach
+            // the page, unhook the table, and a grace period to end and free it (30 ms).
+            let held = if h.empties_tables {
+                cpu::counter_frequency() * 3 / 100
+            } else {
+                cpu::counter_frequency() / 1000
+            };
+            // The last mapped page of the range (a walk holds its tables only once it pins):
+            // a few pages back from the end, 1/16 of the range apart, until one is mapped.
+            let stride = (h.pages / 16).max(1);
+            let mut walked = None;
+            for k in 0..16u64.min(h.pages) {
+                let va = h.va + (h.pages - 1 - k * stride) * PAGE_SIZE;
+                let out = walker::walk_and_pin(&h.space, va, shared.walk_cfg, held);
+                let found = out != WalkOutcome::NotPresent;
+                walked = Some((h.space.clone(), va, out));
+                if found {
+                    break;
+                }
+            }
+            walked
+        });
+        if walked.is_some() || stop() || shared.idle_walkers.load(Ordering::Acquire) & bit == 0 {
+            break;
+        }
+    }
+    shared.idle_walkers.fetch_and(!bit, Ordering::AcqRel);
+    walked
+}
+
+/// Reports what a walk found that it must not (a use-after-free, a stale pin).
+fn report_walk(shared: &Shared, space: &AddressSpace, va: VirtAddr, out: WalkOutcome) {
+    match out {
+        WalkOutcome::UseAfterFree(what) => report(
+            shared,
+            format_args!("walker: space {} va {va:#x}: {what}", space.id),
+        ),
+        WalkOutcome::StalePin => report(
+            shared,
+            format_args!(
+                "walker: space {} va {va:#x}: kept its pin on a page unmapped before the pin took effect",
+                space.id
+            ),
+        ),
+        _ => {}
+    }
+}
+
+/// A page of the range a mutator is unmapping now, and its space.
+fn hot_target(shared: &Shared, rng: &mut Rng) -> Option<(Arc<AddressSpace>, VirtAddr)> {
+    let h = shared.hot.range.lock().clone()?;
+    // Half the time its last page, which the unmap clears last: a walk that loads its entry
+    // is then most likely still ahead of the clear, so its pin and re-check race the clear,
+    // the flush and the free.
+    let page = if rng.below(2) == 0 {
+        h.pages - 1
+    } else {
+        rng.below(h.pages)
+    };
+    Some((h.space, h.va + page * PAGE_SIZE))
+}
+
+/// Makes `[start, end)` of `space` the range walkers chase (see [`Hot`]), and wakes the walkers
+/// that idle to race the unmap about to start.
+fn heat(
+    shared: &Shared,
+    space: &Arc<AddressSpace>,
+    start: VirtAddr,
+    end: VirtAddr,
+    empties_tables: bool,
+) {
+    *shared.hot.range.lock() = Some(HotRange {
+        space: space.clone(),
+        va: start,
+        pages: (end - start) / PAGE_SIZE,
+        empties_tables,
+    });
+    if shared.idle_walkers.load(Ordering::Acquire) != 0 {
+        let idle = shared.idle_walkers.swap(0, Ordering::AcqRel);
+        let woken = shared.woken.load(Ordering::Acquire);
+        for cpu in (0..64).filter(|c| idle & (1 << c) != 0) {
+            smp::work::kick(cpu);
+        }
+        // Let them start their walks before the unmap does (at most 200 us): with one host
+        // thread for every vCPU, this CPU would otherwise finish a short unmap before a kicked
+        // CPU ran at all, and every such walk would find the range already gone. Then a burst
+        // of yields, in which each walker loads its leaf.
+        let target = woken + u64::from(idle.count_ones());
+        let until = cpu::counter() + cpu::counter_frequency() / 5000;
+        while shared.woken.load(Ordering::Acquire) < target && cpu::counter() < until {
+            broadside_base::hint::yield_now();
+        }
+        for _ in 0..broadside_base::hint::MAX_BURST {
+            broadside_base::hint::yield_now();
         }
     }
 }
@@ -653,17 +942,32 @@ fn mutate(shared: &Shared, rng: &mut Rng) {
         return share_cycle(shared, &space, obj, rng);
     }
     match rng.below(100) {
-        0..=29 => unmap_remap_pages(shared, &space, rng),
-        30..=34 => migrate_cycle(shared, &space, rng),
-        35..=49 => unmap_remap_chunk(shared, &space, rng),
-        50..=69 => protect_cycle(shared, &space, rng),
-        70..=84 => block_cycle(shared, &space, rng),
-        85..=97 => sparse_cycle(shared, &space),
-        _ => replace_space(shared, slot, space),
+        0..=24 => unmap_remap_pages(shared, &space, rng),
+        25..=29 => migrate_cycle(shared, &space, rng),
+        30..=41 => unmap_remap_chunk(shared, &space, rng),
+        42..=56 => protect_cycle(shared, &space, rng),
+        57..=66 => block_cycle(shared, &space, rng),
+        67..=77 => sparse_cycle(shared, &space),
+        78..=97 => {
+            drop(space);
+            // Bound first: the slot's lock must not be held across the cycle, which takes it.
+            let old = shared.spaces[EXEC_SLOT].lock().clone();
+            if let Some(old) = old {
+                exec_cycle(shared, EXEC_SLOT, old, rng);
+            }
+        }
+        _ => {
+            if let Some(fresh) = new_populated_space(shared)
+                && !replace_space(shared, slot, space, fresh.clone())
+            {
+                fresh.destroy();
+            }
+        }
     }
 }
 
-fn unmap_range(space: &AddressSpace, start: VirtAddr, end: VirtAddr) {
+fn unmap_range(shared: &Shared, space: &Arc<AddressSpace>, start: VirtAddr, end: VirtAddr) {
+    heat(shared, space, start, end, start == SPARSE_BASE);
     let _g = space.lock.lock();
     let mut gather = MmuGather::new_range(space);
     gather.unmap(start, end);
@@ -682,11 +986,11 @@ fn map_pages_or_back_off(shared: &Shared, space: &AddressSpace, va: VirtAddr, co
     }
 }
 
-fn unmap_remap_pages(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
+fn unmap_remap_pages(shared: &Shared, space: &Arc<AddressSpace>, rng: &mut Rng) {
     let n = 1 + rng.below(64);
     let first = rng.below(shared.layout.pages_len() / PAGE_SIZE - n);
     let start = PAGES_BASE + first * PAGE_SIZE;
-    unmap_range(space, start, start + n * PAGE_SIZE);
+    unmap_range(shared, space, start, start + n * PAGE_SIZE);
     map_pages_or_back_off(shared, space, start, n);
 }
 
@@ -704,9 +1008,9 @@ fn migrate_cycle(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
     }
 }
 
-fn unmap_remap_chunk(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
+fn unmap_remap_chunk(shared: &Shared, space: &Arc<AddressSpace>, rng: &mut Rng) {
     let start = PAGES_BASE + rng.below(shared.layout.pages_chunks) * L2_BLOCK_SIZE;
-    unmap_range(space, start, start + L2_BLOCK_SIZE);
+    unmap_range(shared, space, start, start + L2_BLOCK_SIZE);
     map_pages_or_back_off(shared, space, start, L2_BLOCK_SIZE / PAGE_SIZE);
 }
 
@@ -755,11 +1059,11 @@ fn protect_cycle(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
     let _ = space.protect(start, end, Attributes::user_data_rw());
 }
 
-fn block_cycle(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
+fn block_cycle(shared: &Shared, space: &Arc<AddressSpace>, rng: &mut Rng) {
     let va = BLOCKS_BASE + rng.below(shared.layout.blocks) * L2_BLOCK_SIZE;
     let mapped = space.lookup(va).is_some();
     if mapped {
-        unmap_range(space, va, va + L2_BLOCK_SIZE);
+        unmap_range(shared, space, va, va + L2_BLOCK_SIZE);
     } else {
         let _g = space.lock.lock();
         if space.map_block(va, Attributes::user_data_rw()).is_none() {
@@ -770,9 +1074,14 @@ fn block_cycle(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
 
 /// Maps region C if it is unmapped, else unmaps all of it (freeing its level-3, -2 and -1
 /// tables).
-fn sparse_cycle(shared: &Shared, space: &AddressSpace) {
+fn sparse_cycle(shared: &Shared, space: &Arc<AddressSpace>) {
     if space.lookup(SPARSE_BASE).is_some() {
-        unmap_range(space, SPARSE_BASE, SPARSE_BASE + SPARSE_PAGES * PAGE_SIZE);
+        unmap_range(
+            shared,
+            space,
+            SPARSE_BASE,
+            SPARSE_BASE + SPARSE_PAGES * PAGE_SIZE,
+        );
     } else {
         map_pages_or_back_off(shared, space, SPARSE_BASE, SPARSE_PAGES);
     }
@@ -789,7 +1098,7 @@ fn sparse_cycle(shared: &Shared, space: &AddressSpace) {
 /// are often merged into an ASID-wide flush, and rollovers need `asid_bits=` — so the audit
 /// checks each of them in every run, whatever the seed.
 fn prologue(shared: &Shared) {
-    let Some(space) = AddressSpace::new() else {
+    let Some(space) = AddressSpace::new().map(Arc::new) else {
         shared.backoff();
         return;
     };
@@ -832,26 +1141,163 @@ fn prologue(shared: &Shared) {
 
 /// Takes the space out of its slot, puts a fresh one in, and destroys the old one (which waits
 /// for touchers still using it). Out of memory, the old space stays.
-fn replace_space(shared: &Shared, slot: usize, old: Arc<AddressSpace>) {
-    let Some(fresh) = new_populated_space(shared) else {
+/// A process execs: a fresh space replaces the one in `slot` (which is destroyed), runs on this
+/// CPU first (so it is active nowhere else, and its flushes may be local), and unmaps and
+/// remaps its pages a few times while the touchers, which favour it, load it for the first
+/// time. Those first activations race its unmaps: the handshake of `cpus_ever` (a flusher's
+/// `DMB` against an activation's `DSB`), and the activation gate against the destroy.
+fn exec_cycle(shared: &Shared, slot: usize, old: Arc<AddressSpace>, rng: &mut Rng) {
+    // A small process: its first EXEC_PAGES pages, so that an exec is cheap and frequent.
+    let Some(fresh) = AddressSpace::new().map(Arc::new) else {
+        shared.backoff();
         return;
     };
-    let replaced = {
-        let mut s = shared.spaces[slot].lock();
-        match s.as_ref() {
-            Some(cur) if Arc::ptr_eq(cur, &old) => {
-                *s = Some(fresh.clone());
-                true
-            }
-            _ => false, // another mutator replaced it first
+    map_pages_or_back_off(shared, &fresh, PAGES_BASE, EXEC_PAGES);
+    let active = fresh.activate();
+    if !swap_space(shared, slot, &old, fresh.clone()) {
+        if active {
+            fresh.deactivate();
         }
-    };
-    // Spaces have no Drop: whichever one is not in the slot now must be destroyed, or its
-    // tables and frames would leak.
-    if replaced {
-        old.destroy();
-    } else {
         fresh.destroy();
+        return;
+    }
+    shared.fresh.store(slot + 1, Ordering::Release);
+    for _ in 0..8 {
+        let n = 1 + rng.below(16);
+        let start = PAGES_BASE + rng.below(EXEC_PAGES - n) * PAGE_SIZE;
+        // Deterministic runs: sometimes wait for a toucher to activate the new process, so
+        // that the unmap races its activation (see [`activated`]).
+        let seen = shared.activations.load(Ordering::Acquire);
+        broadside_base::hint::yield_point_until(
+            broadside_base::hint::Site::Activate,
+            activation_key(&fresh),
+            || shared.activations.load(Ordering::Acquire) != seen,
+        );
+        unmap_range(shared, &fresh, start, start + n * PAGE_SIZE);
+        map_pages_or_back_off(shared, &fresh, start, n);
+    }
+    if active {
+        fresh.deactivate();
+    }
+    // The old process goes last: its destroy waits for the CPUs still in it, and the fresh
+    // one's first unmaps should not. Its teardown frees every table: walkers race it.
+    heat(
+        shared,
+        &old,
+        PAGES_BASE,
+        PAGES_BASE + EXEC_PAGES * PAGE_SIZE,
+        true,
+    );
+    destroy_doomed(shared, &old);
+}
+
+/// Puts `fresh` in `slot` if `old` is still there; returns whether it did (the caller then owns
+/// the destroy of `old`).
+fn swap_space(
+    shared: &Shared,
+    slot: usize,
+    old: &Arc<AddressSpace>,
+    fresh: Arc<AddressSpace>,
+) -> bool {
+    let mut s = shared.spaces[slot].lock();
+    match s.as_ref() {
+        Some(cur) if Arc::ptr_eq(cur, old) => {
+            *s = Some(fresh);
+            true
+        }
+        _ => false, // another mutator replaced it first
+    }
+}
+
+/// Puts `fresh` in `slot` in place of `old` and destroys `old`; returns false (destroying
+/// nothing) if another mutator replaced `old` first.
+fn replace_space(
+    shared: &Shared,
+    slot: usize,
+    old: Arc<AddressSpace>,
+    fresh: Arc<AddressSpace>,
+) -> bool {
+    // Spaces have no Drop: the one taken out of the slot must be destroyed, or its tables and
+    // frames would leak (the caller destroys `fresh` if it did not go in).
+    let replaced = swap_space(shared, slot, &old, fresh);
+    if replaced {
+        destroy_doomed(shared, &old);
+    }
+    replaced
+}
+
+/// Maps the shared object into `space`; one time in four, one of its first three table
+/// allocations fails, as under memory pressure: a failure half-way must undo what the call
+/// hooked (`bug=map-object-no-undo` leaves it, and the teardown then meets a shared table it
+/// does not own).
+fn map_object_under_pressure(
+    shared: &Shared,
+    space: &AddressSpace,
+    obj: &Arc<SharedObject>,
+    rng: &mut Rng,
+) -> Result<(), MapError> {
+    // The map builds a table for each GiB no space shares now. Failing the last of those
+    // builds makes the failure come half-way whenever a GiB before it is hooked already (the
+    // path `map_object` must undo); otherwise one of its first three allocations.
+    let missing = obj.share_counts().iter().filter(|c| c.is_none()).count() as u64;
+    if rng.below(4) != 0 && (missing == 0 || rng.below(2) == 0) {
+        return shared::map_object(space, obj, SHARED_BASE);
+    }
+    let skip = match missing {
+        0 => rng.below(3),
+        n => n - 1 + rng.below(2),
+    };
+    fault_inject::fail_table_allocs(skip as u32, 1);
+    let result = shared::map_object(space, obj, SHARED_BASE);
+    fault_inject::clear_table_alloc_failures();
+    // A map that failed half-way must have undone what it hooked: destroy unshares only the
+    // objects a space lists, so a table left hooked would be torn down under its other users.
+    if result == Err(MapError::OutOfMemory)
+        && let Some(gib) = shared::hooked_but_unlisted(space, obj, SHARED_BASE)
+    {
+        stats::detected(Counter::MapContractDetected);
+        report(
+            shared,
+            format_args!(
+                "map_object: space {} failed out of memory and left GiB {gib} of the object hooked, unlisted",
+                space.id
+            ),
+        );
+    }
+    result
+}
+
+/// Destroys `old` as the space touchers race to map into (see [`Shared::doomed`]).
+fn destroy_doomed(shared: &Shared, old: &Arc<AddressSpace>) {
+    *shared.doomed.lock() = Some(old.clone());
+    old.destroy();
+    *shared.doomed.lock() = None;
+}
+
+/// A thread maps the shared object into the space a mutator is destroying, waiting (in
+/// deterministic runs) for the destroy to have unshared the space's objects: a map that gets
+/// in after that step and before the teardown is one the teardown would reach as a shared
+/// table (`bug=map-dying`). The map must be refused once the destroy has begun.
+fn map_into_doomed(shared: &Shared, obj: &Arc<SharedObject>) {
+    let Some(space) = shared.doomed.lock().clone() else {
+        return;
+    };
+    let dying = || space.state() != SpaceState::Live && space.objects.lock().is_empty();
+    broadside_base::hint::yield_point_until(
+        broadside_base::hint::Site::MapRace,
+        space.teardown_watch_key(),
+        dying,
+    );
+    let was_dying = space.state() != SpaceState::Live;
+    if shared::map_object(&space, obj, SHARED_BASE).is_ok() && was_dying {
+        stats::detected(Counter::MapContractDetected);
+        report(
+            shared,
+            format_args!(
+                "map_object: mapped the object into space {}, whose destroy had begun",
+                space.id
+            ),
+        );
     }
 }
 
@@ -861,14 +1307,14 @@ fn replace_space(shared: &Shared, slot: usize, old: Arc<AddressSpace>) {
 /// space left as the only user of a table take it over and install a private block in it, as
 /// the last sharer may; maps it again (sharing) otherwise. Sometimes changes the protection of
 /// one GiB instead (which unshares it too).
-fn share_cycle(shared: &Shared, space: &AddressSpace, obj: &Arc<SharedObject>, rng: &mut Rng) {
+fn share_cycle(shared: &Shared, space: &Arc<AddressSpace>, obj: &Arc<SharedObject>, rng: &mut Rng) {
     let mapped = space
         .objects
         .lock()
         .iter()
         .any(|(o, _)| Arc::ptr_eq(o, obj));
     if !mapped {
-        if shared::map_object(space, obj, SHARED_BASE) == Err(MapError::OutOfMemory) {
+        if map_object_under_pressure(shared, space, obj, rng) == Err(MapError::OutOfMemory) {
             shared.backoff();
         }
         return;
@@ -882,6 +1328,10 @@ fn share_cycle(shared: &Shared, space: &AddressSpace, obj: &Arc<SharedObject>, r
         }
         return;
     }
+    // Walkers chase the unshare: one that holds a shared table as this space lets go of it is
+    // what the walker sync after a full unshare (`unshare=sync-last`) exists for.
+    let end = SHARED_BASE + shared.layout.object_gib * L1_BLOCK_SIZE;
+    heat(shared, space, SHARED_BASE, end, true);
     shared::unmap_object(space, obj, SHARED_BASE);
     for slot in &shared.spaces {
         let Some(other) = slot.lock().clone() else {

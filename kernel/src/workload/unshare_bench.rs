@@ -200,6 +200,7 @@ fn walker_loop(bench: &Bench, cpu_index: usize) {
             let cfg = WalkConfig {
                 mask_irqs: true,
                 recheck_upper: unshare_sync::walker_rechecks_upper(),
+                bugs: broadside_platform::bootargs::Bugs::NONE,
             };
             let va = OBJECT_BASE + next() % (bench.tables * L1_BLOCK_SIZE / PAGE_SIZE) * PAGE_SIZE;
             if let WalkOutcome::UseAfterFree(what) = walker::walk_and_pin(&space, va, cfg, 0) {

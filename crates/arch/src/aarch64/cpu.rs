@@ -8,6 +8,8 @@ use core::arch::asm;
 /// Waits for an interrupt. Returns after any interrupt becomes pending, even a masked one.
 #[inline(always)]
 pub fn wfi() {
+    // A sleeping CPU's stores do not wait for it to wake (`weak=on`: drain the emulated buffer).
+    broadside_base::weak::drain();
     aarch64_cpu::asm::wfi();
 }
 

@@ -147,6 +147,12 @@ pub(crate) fn observed(
 ) {
     if let Some(TlbEvent::Barrier(b)) = after {
         broadside_base::events::mark(broadside_base::events::Kind::Barrier, b as u64, 0);
+        if matches!(b, Barrier::StoreBroadcast | Barrier::FullBroadcast) {
+            // The inner-shareable barriers make this CPU's earlier stores visible to every
+            // CPU: with `weak=on`, the emulated store buffer drains here (the NSH forms
+            // complete accesses for this CPU only and drain nothing).
+            broadside_base::weak::drain();
+        }
     }
     if let Some(TlbEvent::LoadTtbr0 { root, asid }) = before {
         broadside_base::events::mark(broadside_base::events::Kind::Ttbr0, root, asid as u64);
@@ -370,6 +376,12 @@ pub fn order_before_walks() {
 /// tables, then reads which CPUs the space has been active on; paired with
 /// [`order_before_walks`] on the activating CPU, one of the two must see the other's store.
 pub fn order_stores_before_loads() {
+    /// The event log's number for `DMB ISH` (after [`Barrier`]'s four).
+    const DMB_ISH: u64 = 4;
+    broadside_base::events::mark(broadside_base::events::Kind::Barrier, DMB_ISH, 0);
+    // With `weak=on`, the emulated store buffer drains: the stores before the DMB are visible
+    // to every CPU before any load after it is made.
+    broadside_base::weak::drain();
     // SAFETY: barrier only.
     unsafe { asm!("dmb ish", options(nostack, preserves_flags)) };
 }

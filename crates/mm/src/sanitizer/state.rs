@@ -57,7 +57,7 @@ use super::rules::{
 use super::violation::{Check, Gap, Issued, Obligation, Violation};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use broadside_base::hint::Mutex;
+use broadside_base::hint::QuietMutex as Mutex;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Sizes fixed when the sanitizer is made (at boot).
@@ -178,6 +178,9 @@ struct Ops {
 /// A CPU's translation context, as observed.
 struct Context {
     loaded: Loaded,
+    /// The event number of the last TTBR0 load (for delayed stores: did it come after a clear
+    /// that was not visible yet?).
+    loaded_at: u64,
     loads: u64,
     owes_flush: bool,
     kept: Option<u16>,
@@ -218,6 +221,12 @@ struct Piece {
     /// owed on the same CPUs, and may extend it.
     version: u64,
     open: CpuMask,
+    /// Whether the store that made it reached memory, so that no walk can read the old entry
+    /// any more (always, unless stores are delayed: `weak=on`).
+    visible: bool,
+    /// Recorded while no CPU held the space under any ASID (only while stores are delayed): its
+    /// tag becomes the ASID of the first CPU that loads the space before the store is visible.
+    placeholder: bool,
 }
 
 impl Piece {
@@ -280,6 +289,9 @@ struct Store {
     frames: Vec<u64>,
     unpublished_all: usize,
     unpublished_local: usize,
+    /// Pieces from here on are not visible yet (their stores wait in the recording CPU's
+    /// emulated store buffer).
+    invisible_from: usize,
     /// Bytes its vectors hold (counted against the budget).
     bytes: usize,
     /// Pieces with a deferral mark on a CPU they are still open on.
@@ -510,6 +522,8 @@ pub struct Sanitizer {
     dropped: AtomicU64,
     deferred: AtomicU64,
     loads_checked: AtomicU64,
+    /// Stores reach memory only when their CPU drains (`weak=on`): see [`Sanitizer::stores_visible`].
+    delayed: AtomicBool,
 }
 
 fn try_vec<T>(n: usize, what: &'static str) -> Result<Vec<T>, SizeError> {
@@ -558,6 +572,7 @@ impl Sanitizer {
             contexts: boxed(cpus, "CPU contexts", |_| {
                 Mutex::new(Context {
                     loaded: Loaded::default(),
+                    loaded_at: 0,
                     loads: 0,
                     owes_flush: false,
                     kept: None,
@@ -570,6 +585,7 @@ impl Sanitizer {
                     frames: Vec::new(),
                     unpublished_all: 0,
                     unpublished_local: 0,
+                    invisible_from: 0,
                     bytes: 0,
                     deferred: 0,
                     recorded: 0,
@@ -588,6 +604,7 @@ impl Sanitizer {
             dropped: AtomicU64::new(0),
             deferred: AtomicU64::new(0),
             loads_checked: AtomicU64::new(0),
+            delayed: AtomicBool::new(false),
         })
     }
 
@@ -703,6 +720,7 @@ impl Sanitizer {
                 }
             }
             c.loaded = Loaded { root, asid, space };
+            c.loaded_at = self.next_seq();
             c.loads += 1;
         }
         if let Some(slot) = slot {
@@ -714,6 +732,80 @@ impl Sanitizer {
             violation = self.stale_entry_loaded(cpu, asid);
         }
         violation.map(Box::new)
+    }
+
+    /// From now on a store reaches memory only when its CPU drains its emulated store buffer
+    /// (`weak=on`): a clear is readable by other CPUs' walks until then, and is owed on every CPU
+    /// that loads its space meanwhile ([`Self::stores_visible`]). Call before any record.
+    pub fn set_stores_delayed(&self) {
+        self.delayed.store(true, Ordering::Release);
+    }
+
+    fn delayed(&self) -> bool {
+        self.delayed.load(Ordering::Relaxed)
+    }
+
+    /// `cpu` drained its store buffer: its clears recorded so far are in memory. Each one not
+    /// visible until now is owed, besides the CPUs that held its space when it was recorded, on
+    /// every CPU that loaded that space after it was recorded (its walks could still read the
+    /// old entry, and cache it under the ASID it loaded). A placeholder (recorded when nobody
+    /// held the space) takes the ASID of the first such CPU; a CPU that loaded the space under
+    /// another ASID than a piece's is not added to it (the emulation's one blind spot: a
+    /// rollover inside a store's window).
+    ///
+    /// `at` is the event number of the drain ([`Self::now`], taken when it happened): pieces
+    /// recorded before it become visible, and the loads that count are those between a piece's
+    /// record and `at` (the glue may tell of a drain a little late, when it happened inside a
+    /// call of the sanitizer's own).
+    pub fn stores_visible(&self, cpu: usize, at: u64) {
+        if self.disarmed() || !self.delayed() {
+            return;
+        }
+        let mut guard = self.stores[cpu].lock();
+        let s = &mut *guard;
+        let from = s.invisible_from;
+        let mut emptied = false;
+        let mut upto = from;
+        for p in s.pieces[from..].iter_mut().take_while(|p| p.born <= at) {
+            if !p.visible {
+                self.absorb_loads(p, at);
+            }
+            p.visible = true;
+            emptied |= p.open.is_empty();
+            upto += 1;
+        }
+        if upto == from {
+            return;
+        }
+        s.invisible_from = upto;
+        self.settle(cpu, s, emptied);
+    }
+
+    /// The event clock now: the number a drain is stamped with ([`Self::stores_visible`]).
+    pub fn now(&self) -> u64 {
+        self.next_seq()
+    }
+
+    /// Adds to the invisible piece `p` every CPU whose last TTBR0 load, of `p`'s space, came
+    /// after `p` was recorded and before `until` (see [`Self::stores_visible`]).
+    fn absorb_loads(&self, p: &mut Piece, until: u64) {
+        for (x, c) in self.contexts.iter().enumerate().take(self.ncpus) {
+            let c = c.lock();
+            if c.loaded.root != p.root
+                || c.loaded.asid == 0
+                || c.loaded_at < p.born
+                || c.loaded_at >= until
+            {
+                continue;
+            }
+            if p.placeholder {
+                p.entries.tag = Tag::Asid(c.loaded.asid);
+                p.placeholder = false;
+            }
+            if p.entries.tag == Tag::Global || p.entries.tag == Tag::Asid(c.loaded.asid) {
+                p.open.insert(x);
+            }
+        }
     }
 
     /// An ASID rollover (Linux's `flush_context`): every CPU owes a local full flush before it
@@ -969,6 +1061,13 @@ impl Sanitizer {
     /// per leaf, kept as one piece per ASID they are held under, or added to the store's last
     /// piece when the run continues it. Returns the number of leaves.
     pub fn record_run(&self, cpu: usize, run: &LeafRun<'_>) -> usize {
+        self.record_run_buffered(cpu, run, self.delayed())
+    }
+
+    /// [`Self::record_run`], saying whether the run's stores may still wait in `cpu`'s store
+    /// buffer (with stores delayed, a run told after a drain that followed its stores is visible
+    /// from the start).
+    pub fn record_run_buffered(&self, cpu: usize, run: &LeafRun<'_>, buffered: bool) -> usize {
         let n = run.frames.len();
         if n == 0 || self.disarmed() {
             return 0;
@@ -982,7 +1081,7 @@ impl Sanitizer {
         let s = &mut *guard;
         s.recorded += n as u64;
         if let Some(v) = version
-            && self.extend(s, run, v >> 1, v & 1 != 0)
+            && self.extend(s, run, v >> 1, v & 1 != 0, !buffered)
         {
             return n;
         }
@@ -1011,6 +1110,8 @@ impl Sanitizer {
             deferred_on: CpuMask::EMPTY,
             version,
             open: CpuMask::EMPTY,
+            visible: !buffered,
+            placeholder: false,
         };
         match run.owed {
             Owed::Observed(slot) => {
@@ -1023,7 +1124,16 @@ impl Sanitizer {
                     for (asid, cpus) in &r.tags[..r.ntags] {
                         self.push(s, template(Tag::Asid(*asid)), *cpus, run.frames);
                     }
-                    self.push(s, template(Tag::AnyAsid), r.other, run.frames);
+                    if !r.other.is_empty() {
+                        self.push(s, template(Tag::AnyAsid), r.other, run.frames);
+                    }
+                    if r.ntags == 0 && r.other.is_empty() && buffered {
+                        let placeholder = Piece {
+                            placeholder: true,
+                            ..template(Tag::AnyAsid)
+                        };
+                        self.push(s, placeholder, CpuMask::EMPTY, run.frames);
+                    }
                 }
             }
             Owed::Recorded {
@@ -1071,6 +1181,8 @@ impl Sanitizer {
             deferred_on: CpuMask::EMPTY,
             version,
             open: CpuMask::EMPTY,
+            visible: !self.delayed(),
+            placeholder: false,
         };
         let push = |s: &mut Store, tag, cpus: CpuMask, root, version| {
             for entries in clear.entry.entries(tag).into_iter().flatten() {
@@ -1083,7 +1195,18 @@ impl Sanitizer {
                 for (asid, cpus) in &r.tags[..r.ntags] {
                     push(s, Tag::Asid(*asid), *cpus, r.root, r.version);
                 }
-                push(s, Tag::AnyAsid, r.other, r.root, r.version);
+                if !r.other.is_empty() {
+                    push(s, Tag::AnyAsid, r.other, r.root, r.version);
+                }
+                if r.ntags == 0 && r.other.is_empty() && self.delayed() {
+                    for entries in clear.entry.entries(Tag::AnyAsid).into_iter().flatten() {
+                        let p = Piece {
+                            placeholder: true,
+                            ..piece(entries, r.root, r.version)
+                        };
+                        self.push(s, p, CpuMask::EMPTY, &[]);
+                    }
+                }
             }
             Owed::Recorded {
                 asid: Some(asid),
@@ -1100,7 +1223,14 @@ impl Sanitizer {
     /// Extends the store's last piece with `run` when it continues it: the next leaves of the
     /// same operation in the same space, owed on the same CPUs under one ASID, with nothing
     /// published yet. Returns whether it did.
-    fn extend(&self, s: &mut Store, run: &LeafRun<'_>, version: u64, one_group: bool) -> bool {
+    fn extend(
+        &self,
+        s: &mut Store,
+        run: &LeafRun<'_>,
+        version: u64,
+        one_group: bool,
+        visible: bool,
+    ) -> bool {
         let frames_len = s.frames.len();
         let Some(last) = s.pieces.last_mut() else {
             return false;
@@ -1117,6 +1247,7 @@ impl Sanitizer {
             && last.published_local == UNPUBLISHED
             && last.published_all == UNPUBLISHED
             && last.deferred_on.is_empty()
+            && last.visible == visible
             && matches!(last.frames, Frames::Run { at } if at as usize + last.leaves() as usize == frames_len);
         if !fits || !self.reserve(s, 0, run.frames.len()) {
             return false;
@@ -1164,7 +1295,7 @@ impl Sanitizer {
     /// Adds `piece`, open on `cpus`, to the store `s`, with `frames` for a run (`piece.frames`
     /// is then set to them) or none for a table's piece.
     fn push(&self, s: &mut Store, mut piece: Piece, cpus: CpuMask, frames: &[u64]) {
-        if cpus.is_empty() || !self.reserve(s, 1, frames.len()) {
+        if (cpus.is_empty() && piece.visible) || !self.reserve(s, 1, frames.len()) {
             return;
         }
         if matches!(piece.frames, Frames::Run { .. }) {
@@ -1244,6 +1375,11 @@ impl Sanitizer {
                 };
                 if !named {
                     continue;
+                }
+                if !s.pieces[i].visible {
+                    // Its store is still buffered: whoever loaded the space since may hold the
+                    // old entry, and a free or a return now must have flushed them too.
+                    self.absorb_loads(&mut s.pieces[i], u64::MAX);
                 }
                 let usable = self.usable(&s.pieces[i]);
                 let p = &mut s.pieces[i];
@@ -1439,8 +1575,9 @@ impl Sanitizer {
         let mut kept = 0;
         let mut live_frames = 0;
         let frames = &s.frames;
+        let mut invisible = None;
         s.pieces.retain(|p| {
-            if p.open.is_empty() {
+            if p.open.is_empty() && p.visible {
                 removed += 1;
                 p.frames(frames).for_each(|f| self.frame_dec(f));
                 return false;
@@ -1454,11 +1591,15 @@ impl Sanitizer {
             if local.is_none() && p.published_local == UNPUBLISHED {
                 local = Some(kept);
             }
+            if invisible.is_none() && !p.visible {
+                invisible = Some(kept);
+            }
             kept += 1;
             true
         });
         s.unpublished_all = all.unwrap_or(kept);
         s.unpublished_local = local.unwrap_or(kept);
+        s.invisible_from = invisible.unwrap_or(kept);
         self.open.fetch_sub(removed, Ordering::Relaxed);
         if live_frames == 0 {
             s.frames.clear();

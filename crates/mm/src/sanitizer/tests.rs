@@ -1219,3 +1219,84 @@ fn bug_bbm_skip() {
 fn a_local_op_acts_on_its_own_cpu() {
     Sanitizer::for_cpus(2).issue(0, decode(TlbiOp::Vmalle1, Scope::Local(1)));
 }
+
+/// With stores delayed (`weak=on`), a clear is owed on every CPU that loads its space before
+/// the clear reaches memory, and on no CPU that loads it after.
+#[test]
+fn a_delayed_clear_is_owed_on_the_cpus_that_load_before_it_is_visible() {
+    fn run(slot: SpaceSlot, frames: &[u64]) -> LeafRun<'_> {
+        LeafRun {
+            op: OP,
+            space: SPACE,
+            owed: Owed::Observed(slot),
+            va: 0x10_0000,
+            level: 3,
+            global: false,
+            frames,
+        }
+    }
+    let req = FlushRequest {
+        start: 0x10_0000,
+        end: 0x10_1000,
+        stride: PAGE_SIZE,
+        asid: 5,
+        last_level_only: true,
+        level_hint: Some(3),
+    };
+    let frames = [FRAME];
+    for (load_before_drain, ran_before) in
+        [(true, true), (false, true), (true, false), (false, false)]
+    {
+        let (s, slot) = ran_on(2, if ran_before { &[0] } else { &[] }, 5);
+        s.set_stores_delayed();
+        s.record_run_buffered(0, &run(slot, &frames), true);
+        if load_before_drain {
+            assert_eq!(s.load_ttbr0(1, ROOT, 5), None);
+        }
+        s.stores_visible(0, s.now());
+        if !load_before_drain {
+            assert_eq!(s.load_ttbr0(1, ROOT, 5), None);
+        }
+        // The flusher read its CPU set without CPU 1: a local flush.
+        flush(&s, 0, &plan_range_flush(&req, NO_FEATS), true);
+        let r = s.check(0, Check::Free(FRAME));
+        assert_eq!(
+            r.is_err(),
+            load_before_drain,
+            "load before the drain: {load_before_drain}, ran before: {ran_before}: {r:?}"
+        );
+        if load_before_drain {
+            assert_eq!(gap(&r), Some(Gap::CpusMissed));
+        }
+    }
+}
+
+/// A run told after a drain that followed its stores is visible from the start.
+#[test]
+fn a_run_told_after_its_drain_is_visible() {
+    let (s, slot) = ran_on(2, &[0], 5);
+    s.set_stores_delayed();
+    let frames = [FRAME];
+    let run = LeafRun {
+        op: OP,
+        space: SPACE,
+        owed: Owed::Observed(slot),
+        va: 0x10_0000,
+        level: 3,
+        global: false,
+        frames: &frames,
+    };
+    s.record_run_buffered(0, &run, false);
+    assert_eq!(s.load_ttbr0(1, ROOT, 5), None);
+    s.stores_visible(0, s.now());
+    let req = FlushRequest {
+        start: 0x10_0000,
+        end: 0x10_1000,
+        stride: PAGE_SIZE,
+        asid: 5,
+        last_level_only: true,
+        level_hint: Some(3),
+    };
+    flush(&s, 0, &plan_range_flush(&req, NO_FEATS), true);
+    assert_eq!(s.check(0, Check::Free(FRAME)), Ok(()));
+}
