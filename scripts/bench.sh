@@ -69,8 +69,10 @@ if [ $scale = 1 ]; then
             printf 'scale: %3s CPUs ... ' "$n"
             log="$out/boot-${n}cpu.log"
             start=$(date +%s)
+            # yield_points=off: --deterministic would turn them on, and their stalls would
+            # add virtual time of their own to the operations measured.
             scripts/run.sh --kernel "$BS_KERNEL" --smp "$n" --timeout 1800 $det -- \
-                workload=scale-bench >"$log" 2>&1
+                workload=scale-bench yield_points=off >"$log" 2>&1
             rc=$?
             refused "$rc" "$log"
             line=$(grep '^summary: ' "$log" | tail -1 | sed 's/^summary: //')

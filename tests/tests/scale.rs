@@ -115,7 +115,9 @@ fn scale_bench_ticks_are_reproducible_and_ordered_under_icount() {
         let run = Boot::new(&format!("scale-bench --deterministic, {cpus} CPUs"))
             .smp(cpus)
             .opts("--deterministic")
-            .args("workload=scale-bench")
+            // A measurement, not a search: no yield points, whose stalls and PCT yields
+            // would add their own virtual time to the operations measured.
+            .args("workload=scale-bench yield_points=off")
             .expect_exit(0);
         let s = run.summary();
         STRATEGIES.map(|m| s.mode_counter(m, "ticks_per_op"))

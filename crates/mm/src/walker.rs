@@ -156,7 +156,10 @@ fn walk_masked(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u64) -
         let generation = frame::meta(table).generation.load(Ordering::Relaxed);
         match identity(space, table, level, generation) {
             Identity::Ours => {}
-            Identity::Freed => return WalkOutcome::UseAfterFree("walked into a freed table"),
+            Identity::Freed => {
+                events::mark(events::Kind::Blame, table.as_u64(), level as u64);
+                return WalkOutcome::UseAfterFree("walked into a freed table");
+            }
             Identity::Foreign => return foreign_table(&steps[..level as usize], cfg),
         }
         let index = table_index(va.as_u64(), level);
@@ -187,6 +190,7 @@ fn walk_masked(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u64) -
             broadside_base::hint::yield_point(broadside_base::hint::Site::WalkerLoad);
         }
         if value == TABLE_POISON {
+            events::mark(events::Kind::Blame, table.as_u64(), level as u64);
             return WalkOutcome::UseAfterFree("read poison from a freed table");
         }
         steps[level as usize] = Step {
