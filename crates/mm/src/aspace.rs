@@ -506,7 +506,12 @@ impl AddressSpace {
         // walk the tables: a flusher that changes an entry and then finds no ASID, or not this
         // CPU, is then guaranteed that this CPU's walks see the change (`mm::tlb` pairs this
         // with a DMB ISH between its table stores and those loads).
-        broadside_base::hint::yield_point(broadside_base::hint::Site::Activate);
+        // Deterministic runs: a stall here, inside the gate with this CPU's entry possibly
+        // still buffered (`weak=on`), ends when a destroyer closes the gate: the store-buffer
+        // handshake of `sync::gate` then runs with both stores in flight.
+        broadside_base::hint::yield_point_until(broadside_base::hint::Site::Activate, 0, || {
+            self.active.is_closed()
+        });
         if !crate::fault_inject::planted(broadside_platform::bootargs::Bug::ActivateNoDsb) {
             tlb::order_before_walks();
         }

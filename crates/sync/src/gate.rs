@@ -191,10 +191,15 @@ impl<F: GateFences> ActiveGate<F> {
     pub fn exit(&self) {
         #[cfg(not(loom))]
         broadside_base::weak::drain(); // a release: what was done inside is visible first
+        // Read before the decrement, while this user still counts: a correct owner seals only
+        // after it read the count 0, so a seal seen now is a breach. Read after, it was a false
+        // alarm: the owner may see this decrement, read 0 and seal before the read.
+        #[cfg(not(loom))]
+        let breached = self.sealed.load(Ordering::Acquire);
         let before = self.users.fetch_sub(1, Ordering::Release);
         assert!(before != 0, "ActiveGate: exit without a matching try_enter");
         #[cfg(not(loom))]
-        if self.sealed.load(Ordering::Acquire) {
+        if breached {
             broadside_base::stats::detected(broadside_base::stats::Counter::GateBreachDetected);
         }
     }

@@ -656,10 +656,8 @@ fn touch(shared: &Shared, rng: &mut Rng) {
     let Some(space) = space else {
         return;
     };
-    if let Some(obj) = &shared.object
-        && rng.below(4) == 0
-    {
-        map_into_doomed(shared, obj);
+    if rng.below(4) == 0 {
+        race_doomed(shared);
     }
     // A process's thread maps the shared object now and then (with sharing on), racing the
     // mutators' destroys and unshares of the same space (the teardown race of rule 6).
@@ -714,8 +712,10 @@ fn touch(shared: &Shared, rng: &mut Rng) {
             break;
         }
         // Now and then this thread is switched out and back in: another activation, which may
-        // race a destroy of the space (the activation gate).
-        if rng.below(2) == 0 {
+        // race a destroy of the space (the activation gate). Not often: QEMU drops a vCPU's
+        // TLB when its ASID changes, so every switch also ends the stale entries the probe
+        // looks for (one round in two made the probe miss `bug=skip-tlbi` in 4 of 8 seeds).
+        if rng.below(8) == 0 {
             space.deactivate();
             broadside_base::hint::yield_point(broadside_base::hint::Site::Activate);
             if !activated(shared, &space) {
@@ -1267,11 +1267,39 @@ fn map_object_under_pressure(
     result
 }
 
-/// Destroys `old` as the space touchers race to map into (see [`Shared::doomed`]).
+/// The key under which touchers wait for a destroy to begin (see [`race_doomed`]).
+const DOOMED_KEY: u64 = 1 << 61;
+
+/// Destroys `old` as the space touchers race to activate or map into (see
+/// [`Shared::doomed`]); in deterministic runs, hands the turn to touchers waiting for that first.
 fn destroy_doomed(shared: &Shared, old: &Arc<AddressSpace>) {
     *shared.doomed.lock() = Some(old.clone());
+    broadside_base::hint::yield_point_watched(broadside_base::hint::Site::MapRace, DOOMED_KEY);
     old.destroy();
     *shared.doomed.lock() = None;
+}
+
+/// A thread of a process that another CPU is destroying: waits (in deterministic runs, for at
+/// most a stall) for a destroy to begin, then activates that space, racing the destroy's close
+/// of its gate (an activation stalls inside the gate until it closes), or with sharing on, one
+/// time in two, maps the shared object into it ([`map_into_doomed`]).
+fn race_doomed(shared: &Shared) {
+    broadside_base::hint::yield_point_until(
+        broadside_base::hint::Site::MapRace,
+        DOOMED_KEY,
+        || shared.doomed.lock().is_some(),
+    );
+    if let Some(obj) = &shared.object
+        && broadside_base::hint::coin()
+    {
+        return map_into_doomed(shared, obj);
+    }
+    let Some(space) = shared.doomed.lock().clone() else {
+        return;
+    };
+    if activated(shared, &space) {
+        space.deactivate();
+    }
 }
 
 /// A thread maps the shared object into the space a mutator is destroying, waiting (in
