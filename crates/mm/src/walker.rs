@@ -160,7 +160,13 @@ fn walk_masked(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u64) -
                 events::mark(events::Kind::Blame, table.as_u64(), level as u64);
                 return WalkOutcome::UseAfterFree("walked into a freed table");
             }
-            Identity::Foreign => return foreign_table(&steps[..level as usize], cfg),
+            Identity::Foreign => {
+                let out = foreign_table(&steps[..level as usize], cfg);
+                if matches!(out, WalkOutcome::UseAfterFree(_)) {
+                    events::mark(events::Kind::Blame, table.as_u64(), level as u64);
+                }
+                return out;
+            }
         }
         let index = table_index(va.as_u64(), level);
         let value = entry(table, index).load(Ordering::Acquire);
@@ -236,6 +242,16 @@ fn foreign_table(above: &[Step], cfg: WalkConfig) -> WalkOutcome {
 /// for identity; entry values are compared at levels 2 and 3 (as GUP-fast re-checks the PMD and
 /// PTE), and at levels 0 and 1 too with `recheck_upper`.
 fn recheck(space: &AddressSpace, steps: &[Step], cfg: WalkConfig) -> Result<bool, WalkOutcome> {
+    // Freed tables first, deepest first: when a teardown frees every table of the walk, the
+    // one blamed is the table whose unhook a replay can step back to (a root is freed, never
+    // unhooked).
+    for (l, s) in steps.iter().enumerate().rev() {
+        let freed = entry(s.table, s.index).load(Ordering::Acquire) == TABLE_POISON
+            || identity(space, s.table, l as u8, s.generation) == Identity::Freed;
+        if freed {
+            return Err(table_freed_under(s.table, l));
+        }
+    }
     for (l, s) in steps.iter().enumerate() {
         let now = entry(s.table, s.index).load(Ordering::Acquire);
         if now == TABLE_POISON {
@@ -249,7 +265,11 @@ fn recheck(space: &AddressSpace, steps: &[Step], cfg: WalkConfig) -> Result<bool
             Identity::Foreign => {
                 return match foreign_table(&steps[..l], cfg) {
                     WalkOutcome::Retry => Ok(false),
-                    uaf => Err(uaf),
+                    uaf => {
+                        // Freed and reused while held: blamed like a table freed under it.
+                        events::mark(events::Kind::Blame, s.table.as_u64(), l as u64);
+                        Err(uaf)
+                    }
                 };
             }
         }
