@@ -57,6 +57,7 @@ use super::rules::{
 use super::violation::{Check, Gap, Issued, Obligation, Violation};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use broadside_arch::pte::PAGE_SIZE;
 use broadside_base::hint::QuietMutex as Mutex;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -126,6 +127,37 @@ pub struct Stats {
     pub loads_checked: u64,
     /// Pieces open now.
     pub open: usize,
+}
+
+/// `prev` extended by `next` when `next` names the page right after what `prev` names, with
+/// everything else the same (instruction, ASID, leaf-only, TTL hint, scope): a by-VA op on each page of a
+/// range invalidates what one range op over those pages would (Arm ARM D8.13.5), so the audit
+/// models the loop as that range.
+fn extend_by_page(prev: &Invalidation, next: &Invalidation) -> Option<Invalidation> {
+    let Target::Va { va } = next.target else {
+        return None;
+    };
+    // The same instruction (its operand aside, which the target already decodes).
+    let same = core::mem::discriminant(&prev.op) == core::mem::discriminant(&next.op)
+        && prev.asid == next.asid
+        && prev.leaf_only == next.leaf_only
+        && prev.ttl == next.ttl
+        && prev.scope == next.scope;
+    if !same {
+        return None;
+    }
+    let (base, pages) = match prev.target {
+        Target::Va { va } => (va, 1),
+        Target::Range { base, pages } => (base, pages),
+        _ => return None,
+    };
+    (base.checked_add(pages * PAGE_SIZE) == Some(va)).then_some(Invalidation {
+        target: Target::Range {
+            base,
+            pages: pages + 1,
+        },
+        ..*prev
+    })
 }
 
 /// TLBIs one CPU may have issued and not completed; beyond this the oldest is forgotten (it can
@@ -839,15 +871,27 @@ impl Sanitizer {
         };
         let seq = self.next_seq();
         let mut ops = self.ops[cpu].lock();
-        if ops.pending.len() == MAX_PENDING {
-            ops.pending.remove(0);
+        // A by-VA loop (a range flush without FEAT_TLBIRANGE: up to 511 TLBIs before one DSB)
+        // is kept as one range, so that it never overflows the pending list. The merged op
+        // keeps the earlier sequence number: a clear made visible between the two is then
+        // credited to neither (conservative), never to the earlier one.
+        if let Some(last) = ops.pending.last_mut()
+            && last.loaded == loaded
+            && last.loads == loads
+            && let Some(merged) = extend_by_page(&last.inv, &inv)
+        {
+            last.inv = merged;
+        } else {
+            if ops.pending.len() == MAX_PENDING {
+                ops.pending.remove(0);
+            }
+            ops.pending.push(Pending {
+                inv,
+                seq,
+                loaded,
+                loads,
+            });
         }
-        ops.pending.push(Pending {
-            inv,
-            seq,
-            loaded,
-            loads,
-        });
         let next = ops.next;
         ops.history[next] = Some(HistoryEntry {
             seq,
