@@ -372,27 +372,28 @@ pub fn coin() -> bool {
     if !enabled() {
         return false;
     }
-    let cpu = crate::cpu_id();
+    (next_draw(crate::cpu_id(), 0) >> 11) & 1 == 1
+}
+
+/// The next value of `cpu`'s seeded stream, stepped with `salt` mixed in (never 0).
+fn next_draw(cpu: usize, salt: u64) -> u64 {
     let slot = &STATE[cpu % STATE.len()];
     let mut x = slot.load(Ordering::Relaxed);
     if x == 0 {
         x = initial_state(SEED.load(Ordering::Relaxed), cpu);
     }
-    x = crate::rng::Rng::step(x);
+    x = crate::rng::Rng::step(x ^ salt);
+    if x == 0 {
+        x = 1;
+    }
     slot.store(x, Ordering::Relaxed);
-    (x >> 11) & 1 == 1
+    x
 }
 
 /// This CPU's stall at a yield point of `site`, in counter ticks: one draw in
 /// [`Site::stall_one_in`] stalls for up to [`STALL_MAX_US`] microseconds, 0 otherwise.
 fn stall_draw(cpu: usize, site: Site) -> u64 {
-    let slot = &STATE[cpu % STATE.len()];
-    let mut x = slot.load(Ordering::Relaxed);
-    if x == 0 {
-        x = initial_state(SEED.load(Ordering::Relaxed), cpu);
-    }
-    x = crate::rng::Rng::step(x);
-    slot.store(x, Ordering::Relaxed);
+    let x = next_draw(cpu, 0);
     if !(x >> 3).is_multiple_of(site.stall_one_in()) {
         return 0;
     }
@@ -438,16 +439,7 @@ fn counter_frequency() -> u64 {
 /// This CPU's next draw at `site`: `Some(burst)` to yield `burst` times, `None` to go on. Each
 /// CPU owns its slot (only that CPU draws from it), so a Relaxed load and store suffice.
 fn draw(cpu: usize, site: Site) -> Option<u64> {
-    let slot = &STATE[cpu % STATE.len()];
-    let mut x = slot.load(Ordering::Relaxed);
-    if x == 0 {
-        x = initial_state(SEED.load(Ordering::Relaxed), cpu);
-    }
-    x = crate::rng::Rng::step(x ^ ((site as u64) << 56));
-    if x == 0 {
-        x = 1;
-    }
-    slot.store(x, Ordering::Relaxed);
+    let x = next_draw(cpu, (site as u64) << 56);
     x.is_multiple_of(YIELD_ONE_IN)
         .then(|| 1 + (x >> 8) % MAX_BURST)
 }
