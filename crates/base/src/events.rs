@@ -81,6 +81,16 @@ pub static RINGS: [Ring; crate::config::MAX_CPUS] = [const {
     }
 }; crate::config::MAX_CPUS];
 
+/// Each CPU's last unhooks again, in a ring of their own: a walk that holds a table for
+/// milliseconds sees it freed long after its unhook, when the unhooking CPU's main ring has
+/// moved on (a teardown records hundreds of events); `bs-culprit` looks here too.
+pub static UNHOOK_RINGS: [Ring; crate::config::MAX_CPUS] = [const {
+    Ring {
+        next: AtomicU64::new(0),
+        slots: [const { [const { AtomicU64::new(0) }; 4] }; RING],
+    }
+}; crate::config::MAX_CPUS];
+
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// The number of the last event.
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -115,17 +125,24 @@ pub fn mark(kind: Kind, a: u64, b: u64) {
 #[inline(never)]
 fn mark_slow(kind: Kind, a: u64, b: u64) {
     let seq = SEQ.fetch_add(1, Ordering::Relaxed) + 1;
-    let ring = &RINGS[crate::cpu_id() % crate::config::MAX_CPUS];
-    let i = ring.next.load(Ordering::Relaxed);
-    let slot = &ring.slots[(i as usize) % RING];
-    slot[0].store(seq, Ordering::Relaxed);
-    slot[1].store(kind as u64, Ordering::Relaxed);
-    slot[2].store(a, Ordering::Relaxed);
-    slot[3].store(b, Ordering::Relaxed);
-    ring.next.store(i + 1, Ordering::Relaxed);
+    let cpu = crate::cpu_id() % crate::config::MAX_CPUS;
+    push(&RINGS[cpu], [seq, kind as u64, a, b]);
+    if kind == Kind::Unhook {
+        push(&UNHOOK_RINGS[cpu], [seq, kind as u64, a, b]);
+    }
     if seq == STOP_AT.load(Ordering::Relaxed) {
         stop_here(seq);
     }
+}
+
+/// Appends one event to `ring` (only its CPU writes it).
+fn push(ring: &Ring, event: [u64; 4]) {
+    let i = ring.next.load(Ordering::Relaxed);
+    let slot = &ring.slots[(i as usize) % RING];
+    for (word, value) in slot.iter().zip(event) {
+        word.store(value, Ordering::Relaxed);
+    }
+    ring.next.store(i + 1, Ordering::Relaxed);
 }
 
 /// Called at the event a debugger asked for ([`STOP_AT`]): break here

@@ -3,7 +3,7 @@
 import gdb
 
 from .kernel import (EVENT_KINDS, KIMAGE_VBASE_FALLBACK, SYM_EVENT_RINGS, SYM_EVENT_SEQ,
-                     SYM_EVENT_STOP_AT)
+                     SYM_EVENT_STOP_AT, SYM_UNHOOK_RINGS)
 from .text import event_text
 from .values import BsError, array_elements, command, require, scalar
 
@@ -23,9 +23,9 @@ def ring_events(ring):
     return out
 
 
-def all_events():
+def all_events(symbol=SYM_EVENT_RINGS):
     """Every event still in a ring, as (seq, cpu, kind, a, b), in run order."""
-    rings = require(SYM_EVENT_RINGS)
+    rings = require(symbol)
     lo, hi = rings.type.strip_typedefs().range()
     out = []
     for cpu in range(lo, hi + 1):
@@ -158,7 +158,8 @@ that to scripts/replay.sh --back to stop there, in the same run."""
         super().__init__(self.NAME, gdb.COMMAND_DATA)
 
     def run(self, arg, from_tty):
-        events = all_events()
+        # The unhooks' own rings keep them longer than the main rings do.
+        events = sorted(set(all_events()) | set(all_events(SYM_UNHOOK_RINGS)))
         blame, unhook, free = kind_number("blame"), kind_number("unhook"), kind_number("free")
         blamed = [e for e in events if e[2] == blame]
         if not blamed:

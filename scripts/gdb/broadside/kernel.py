@@ -41,6 +41,7 @@ MAIR_INDEX_FALLBACK = {0: "Normal-WB", 1: "Device-nGnRE", 2: "Normal-NC"}
 # The event log of deterministic runs (crates/base/src/events.rs).
 # --------------------------------------------------------------------------------------------
 SYM_EVENT_RINGS = "broadside_base::events::RINGS"
+SYM_UNHOOK_RINGS = "broadside_base::events::UNHOOK_RINGS"
 SYM_EVENT_STOP_AT = "broadside_base::events::STOP_AT"
 SYM_EVENT_SEQ = "broadside_base::events::SEQ"
 # events::Kind, by number (the enum is #[repr(u8)] with these discriminants).
