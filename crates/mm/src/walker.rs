@@ -152,6 +152,7 @@ fn walk_masked(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u64) -
     }; 4];
     let mut table = space.root;
     let mut unmaps_at_load = 0;
+    let mut generation_at_load = 0;
     for level in 0..=3u8 {
         let generation = frame::meta(table).generation.load(Ordering::Relaxed);
         match identity(space, table, level, generation) {
@@ -174,6 +175,7 @@ fn walk_masked(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u64) -
             // The leaf's unmap count as of this load, for the check across the pin.
             let meta = frame::meta(pa);
             unmaps_at_load = meta.unmaps.load(Ordering::Acquire);
+            generation_at_load = meta.generation.load(Ordering::Acquire);
             // Deterministic runs: let other CPUs run between the load and the pin. A stall
             // here ends at one of the two steps rule 4's pin races (a seeded coin picks): the
             // page's unmap (the pin must then be undone by the re-check) or its release (the
@@ -215,6 +217,7 @@ fn walk_masked(space: &AddressSpace, va: VirtAddr, cfg: WalkConfig, hold: u64) -
                     head: pa,
                     level,
                     unmaps_at_load,
+                    generation_at_load,
                 };
                 return pin_and_recheck(space, leaf, steps, cfg, hold);
             }
@@ -288,12 +291,13 @@ fn table_freed_under(table: PhysAddr, level: usize) -> WalkOutcome {
 }
 
 /// The leaf a walk reached: the VA walked, the frame (the head of a block) and level, and the
-/// frame's unmap count read right after the entry.
+/// frame's unmap count and generation read right after the entry.
 struct Leaf {
     va: VirtAddr,
     head: PhysAddr,
     level: u8,
     unmaps_at_load: u32,
+    generation_at_load: u64,
 }
 
 fn pin_and_recheck(
@@ -319,7 +323,11 @@ fn pin_and_recheck(
     }
     // Whether the page was unmapped between the load of its entry and the pin: then the
     // re-check below must see the entry changed (the count is bumped after the clear).
+    // Only the incarnation the walk loaded: a frame freed, reused and mapped at this same VA
+    // again has the same entry, and the pin of it is good (found once in 100 seeds, a false
+    // alarm, before the generation was compared).
     let unmapped_before_pin = meta.unmaps.load(Ordering::Acquire) != leaf.unmaps_at_load
+        && meta.generation.load(Ordering::Acquire) == leaf.generation_at_load
         && meta.kind() == FrameKind::Data as u32;
     events::mark(events::Kind::Pin, va.as_u64(), head.as_u64());
     // Deterministic runs: let other CPUs run between the pin and the re-checks.
