@@ -32,7 +32,7 @@
 //!   architecture's rule too (a walk needs a `DSB` to see the CPU's own earlier stores).
 //! - **Drains** (all of the buffer, in order): `DMB ISH`, `DSB ISH`, `DSB ISHST` (the
 //!   barriers of the inner-shareable domain, issued through `arch::aarch64::tlb`), a `SeqCst`
-//!   fence ([`fence`]), the release of any kernel lock (a release orders every earlier store
+//!   fence (the gate's and RCU's, which drain after it), the release of any kernel lock (a release orders every earlier store
 //!   before it, so a CPU that takes the lock next sees them), a spin-wait's relax (a CPU that
 //!   spins waits for others; its own stores must not wait with it), the timer tick, a full
 //!   buffer (its oldest entry), and a yield point, one in [`DRAIN_ONE_IN`] (seeded). `DSB NSH`
@@ -61,8 +61,7 @@ pub const DRAIN_ONE_IN: u64 = 16;
 const STORE64: u64 = 1;
 const OR64: u64 = 2;
 const ADD32: u64 = 3;
-const STORE32: u64 = 4;
-const ADD64: u64 = 5;
+const ADD64: u64 = 4;
 
 struct Slot {
     addr: AtomicUsize,
@@ -132,7 +131,7 @@ fn with_buffer<R>(f: impl FnOnce(usize, &Buffer) -> R) -> R {
 /// Applies one buffered operation to memory.
 ///
 /// # Safety
-/// `addr` is a location a caller of [`store_u64`], [`or_u64`], [`add_u32`] or [`store_u32`]
+/// `addr` is a location a caller of [`store_u64`], [`or_u64`], [`add_u32`] or [`add_u64`]
 /// buffered, with the width `kind` says; it is still valid (those functions' contract).
 unsafe fn apply(addr: usize, kind: u64, value: u64) {
     match kind {
@@ -147,10 +146,6 @@ unsafe fn apply(addr: usize, kind: u64, value: u64) {
         ADD32 => {
             // SAFETY: the caller's contract: a live, aligned AtomicU32.
             unsafe { &*(addr as *const AtomicU32) }.fetch_add(value as u32, Ordering::Release);
-        }
-        STORE32 => {
-            // SAFETY: as above.
-            unsafe { &*(addr as *const AtomicU32) }.store(value as u32, Ordering::Release)
         }
         ADD64 => {
             // SAFETY: the caller's contract: a live, aligned AtomicU64.
@@ -197,13 +192,6 @@ fn drain_buffer(cpu: usize, b: &Buffer, keep: usize) {
     }
 }
 
-/// Stores this CPU holds now (for diagnostics).
-pub fn pending() -> usize {
-    BUFFERS[crate::cpu_id() % MAX_CPUS]
-        .len
-        .load(Ordering::Relaxed)
-}
-
 /// This CPU's drain epoch: take it right after a store; [`drained_since`] then says whether
 /// that store has reached memory.
 pub fn epoch() -> u64 {
@@ -231,14 +219,6 @@ pub fn drain() {
     if enabled() {
         with_buffer(|cpu, b| drain_buffer(cpu, b, 0));
     }
-}
-
-/// A `SeqCst` fence that also drains this CPU's buffer (the fences of the gate and RCU
-/// handshakes: `DMB ISH` in the kernel).
-#[inline(always)]
-pub fn fence() {
-    core::sync::atomic::fence(Ordering::SeqCst);
-    drain();
 }
 
 /// A yield point's chance to drain (seeded): with yield points as the places where other CPUs
@@ -295,7 +275,6 @@ fn forward(addr: usize, mut value: u64) -> u64 {
                 STORE64 => v,
                 OR64 => value | v,
                 ADD32 => (value as u32).wrapping_add(v as u32) as u64,
-                STORE32 => v as u32 as u64,
                 ADD64 => value.wrapping_add(v),
                 _ => value,
             };
@@ -366,19 +345,6 @@ pub unsafe fn add_u64(a: &AtomicU64, delta: u64, order: Ordering) {
         push(a as *const AtomicU64 as usize, ADD64, delta);
     } else {
         a.fetch_add(delta, order);
-    }
-}
-
-/// Stores `value` to `a`: buffered with `weak=on`.
-///
-/// # Safety
-/// As [`store_u64`].
-#[inline(always)]
-pub unsafe fn store_u32(a: &AtomicU32, value: u32, order: Ordering) {
-    if enabled() {
-        push(a as *const AtomicU32 as usize, STORE32, value as u64);
-    } else {
-        a.store(value, order);
     }
 }
 
@@ -456,7 +422,7 @@ mod tests {
         }
         assert_eq!(A.load(Ordering::Relaxed), 100, "the oldest went to memory");
         assert_eq!(load_u64(&A, Ordering::Relaxed), 100 + CAPACITY as u64);
-        fence();
+        drain();
         assert_eq!(A.load(Ordering::Relaxed), 100 + CAPACITY as u64);
         ENABLED.store(false, Ordering::Relaxed);
     }
