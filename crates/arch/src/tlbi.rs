@@ -63,7 +63,7 @@ pub const fn range_op_pages(num: u8, scale: u8) -> u64 {
 }
 
 /// Levels a TTL hint can name with the 4K granule: level 0 needs FEAT_LPA2.
-const fn is_hintable_level(level: u8) -> bool {
+pub const fn is_hintable_level(level: u8) -> bool {
     matches!(level, 1..=3)
 }
 

@@ -161,6 +161,15 @@ counters! {
     /// An unmap or teardown reached a table its space does not own (a shared table left
     /// hooked): it was left alone rather than freed under its other users.
     ForeignTableDetected => "foreign_table_detected", Sum;
+    /// `protect` calls whose every change was a permission upgrade: they issued no TLBI (a
+    /// stale, more restrictive entry can only fault, and the fault is fixed locally).
+    UpgradesUnflushed => "upgrades_unflushed", Sum;
+    /// Permission faults on an entry that already allowed the access (a stale, more
+    /// restrictive TLB entry), fixed by a local invalidation of the one VA and a retry.
+    SpuriousFaultsFixed => "spurious_faults_fixed", Sum;
+    /// A CPU took permission fault after permission fault on one VA whose entry allows the
+    /// access, without progress: a spurious-fault handler that does not invalidate.
+    FaultLoopDetected => "fault_loop_detected", Sum;
 }
 
 /// Number of counters.

@@ -37,8 +37,8 @@
 //! Sits on `sanitizer`.
 
 use crate::sanitizer::{
-    Barrier, Change, Check, Clear, Cleared, Config, Holds, LeafRun, OpId, Owed, Sanitizer, Scope,
-    SpaceSlot, Violation, decode,
+    Barrier, Change, Check, Clear, Cleared, Config, CpuMask, Holds, LeafRun, OldAccess, OpId, Owed,
+    Sanitizer, Scope, SpaceSlot, StalePermissions, Violation, decode,
 };
 use broadside_arch::PhysAddr;
 use broadside_arch::aarch64::tlb::{self, TlbEvent};
@@ -50,6 +50,8 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use spin::Once;
 
 static SANITIZER: Once<Sanitizer> = Once::new();
+/// Stale restrictive entries left by upgrades that issued no TLBI ([`StalePermissions`]).
+static PERMISSIONS: Once<StalePermissions> = Once::new();
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static NEXT_OP: AtomicU64 = AtomicU64::new(1);
 static REPORTED: AtomicU32 = AtomicU32::new(0);
@@ -89,6 +91,7 @@ pub fn init(enabled: bool, cpus: usize, ram_base: u64, ram_bytes: u64) {
     match Sanitizer::new(config) {
         Ok(s) => {
             SANITIZER.call_once(|| s);
+            PERMISSIONS.call_once(|| StalePermissions::new(cpus));
         }
         Err(e) => broadside_platform::exit::config_error(format_args!(
             "error: audit: its {} need {} KiB more than the heap has ({} KiB of tables in all \
@@ -238,6 +241,38 @@ pub fn record_change(change: &Change) {
     }
 }
 
+/// A leaf of `size` bytes at `va` (level `level`) of the space running as `asid` was upgraded
+/// in place with no TLBI, from an entry that allowed `old`: each CPU of `cpus` may still hold
+/// the old entry, and fault through it where the new one allows the access.
+pub fn record_unflushed_upgrade(
+    cpus: CpuMask,
+    asid: u16,
+    va: u64,
+    level: u8,
+    size: u64,
+    old: OldAccess,
+) {
+    if let Some(p) = PERMISSIONS.get() {
+        let irq = irq::save_and_mask();
+        p.upgrade(cpus, asid, va, level, size, old);
+        irq::restore(irq);
+    }
+}
+
+/// Whether this CPU may still hold an entry for `va` under `asid` that forbids the access (a
+/// write if `write`) although the tables now allow it: where hardware may take a spurious
+/// permission fault, which QEMU never takes (its TLB re-walks on any permission miss). Always
+/// `false` with the audit off.
+pub fn may_fault_spuriously(asid: u16, va: u64, write: bool) -> bool {
+    let Some(p) = PERMISSIONS.get() else {
+        return false;
+    };
+    let irq = irq::save_and_mask();
+    let r = p.faults(broadside_base::cpu_id(), asid, va, write);
+    irq::restore(irq);
+    r
+}
+
 /// What an unhooked table at `level` still held, read from the table itself (not taken from the
 /// caller: a caller that wrongly believes it empty is what the sanitizer is for). `entries` are
 /// its raw descriptors.
@@ -378,7 +413,11 @@ fn observe_on(s: &Sanitizer, cpu: usize, event: TlbEvent) {
                 tlb::Scope::Broadcast => Scope::InnerShareable,
                 tlb::Scope::Local => Scope::Local(cpu),
             };
-            s.issue(cpu, decode(op, scope));
+            let inv = decode(op, scope);
+            s.issue(cpu, inv);
+            if let Some(p) = PERMISSIONS.get() {
+                p.invalidate(cpu, &inv);
+            }
         }
         TlbEvent::Barrier(b) => s.barrier(
             cpu,

@@ -16,8 +16,9 @@
 //! 4. `tlb` (flushing a space: broadcast TLBI or IPIs) and `walker` (the lockless walker,
 //!    which reads the tables `aspace` builds).
 //! 5. `table_free` (table pages freed once walkers are gone), `mprotect`
-//!    (`AddressSpace::protect`, a range flush) and `migrate` (`AddressSpace::migrate_page`:
-//!    break, invalidate, copy, make).
+//!    (`AddressSpace::protect`: downgrades flushed, upgrades not), `fault` (writes to user
+//!    pages and their spurious permission faults, fixed locally) and `migrate`
+//!    (`AddressSpace::migrate_page`: break, invalidate, copy, make).
 //! 6. `gather`: the mmu_gather — unmap, and unhook, invalidate, then free.
 //! 7. `shared`: shared objects and shared level-2 tables — sharing, unsharing, fork.
 //! 8. `exit_mmap`: the teardown (`AddressSpace::destroy`), which unshares the space's objects
@@ -34,6 +35,8 @@ pub mod aspace;
 pub mod audit;
 #[cfg(target_arch = "aarch64")]
 pub mod exit_mmap;
+#[cfg(target_arch = "aarch64")]
+pub mod fault;
 #[cfg(target_arch = "aarch64")]
 pub mod fault_inject;
 #[cfg(target_arch = "aarch64")]

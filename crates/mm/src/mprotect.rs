@@ -1,16 +1,27 @@
 //! Changing the protection of a range of an address space: broadside's analogue of Linux's
 //! mm/mprotect.c (`change_protection`, then `flush_tlb_range`). `AddressSpace::protect`
-//! rewrites the leaf entries in place and flushes the range before it returns; a range that
-//! reaches into a shared object's table is refused (`shared::protect_object_gib` unshares
-//! first).
+//! rewrites the leaf entries in place and flushes, before it returns, the leaves whose change
+//! took a permission away; a range that reaches into a shared object's table is refused
+//! (`shared::protect_object_gib` unshares first).
 //!
-//! Sits on `aspace` (the walk over the leaves) and `tlb` (the range flush).
+//! A change that only adds permissions (read-only to read-write) is not flushed at all: a TLB
+//! may keep the old, more restrictive entry, and an access through it faults; the fault path
+//! (`fault::write_user`) sees that the entry allows the access and drops its own stale copy
+//! locally. Linux does the same for a write fault that reuses a page ("arm64, tlbflush: don't
+//! TLBI broadcast if page reused in write fault", 2025); broadside does it for every upgrade.
+//! The audit checks the split independently: it classifies each change itself, and a
+//! downgrade left unflushed (`bug=downgrade-as-upgrade`) is a flush gap when `protect`
+//! returns.
+//!
+//! Sits on `aspace` (the walk over the leaves), `tlb` (the range flush) and `audit` (the stale
+//! restrictive entries an unflushed upgrade leaves).
 
 use crate::aspace::AddressSpace;
 use crate::audit;
 use crate::gather_range::GatherRange;
 use broadside_arch::VirtAddr;
 use broadside_arch::pte::{Attributes, Descriptor, DescriptorKind, PAGE_SIZE, level_block_size};
+use broadside_platform::bootargs::Bug;
 use core::sync::atomic::Ordering;
 
 /// Why `AddressSpace::protect` refused a range. It checks the whole range before changing any
@@ -37,13 +48,16 @@ pub enum ProtectError {
 pub struct Protected {
     /// 4 KiB units whose leaf entries were rewritten.
     pub pages: u64,
+    /// Of those, the units whose change took a permission away (the only ones flushed).
+    pub downgraded_pages: u64,
     /// The flush that made the change visible to every CPU (nothing if no leaf changed).
     pub flush: crate::tlb::FlushRecord,
 }
 
 impl AddressSpace {
-    /// Rewrites the permissions of every leaf in `[start, end)` (page aligned) and flushes them,
-    /// leaf-only: no break-before-make is needed for a permission change. Caller holds `lock`.
+    /// Rewrites the permissions of every leaf in `[start, end)` (page aligned) and flushes, leaf-
+    /// only, those whose change took a permission away: no break-before-make is needed for a
+    /// permission change, and an upgrade needs no flush (module docs). Caller holds `lock`.
     ///
     /// The range is checked whole before any entry changes: a block only partly inside it, or a
     /// leaf in a table shared with other spaces, refuses the call. The flush steps by the
@@ -73,28 +87,62 @@ impl AddressSpace {
             }
             Ok(())
         })?;
-        let mut pages = 0;
+        let (mut pages, mut downgraded_pages, mut upgraded) = (0, 0, false);
         let mut range = GatherRange::EMPTY;
         let op = audit::begin_op();
+        // The CPUs that may hold the old entries, and the ASID they hold them under, for the
+        // audit's model of stale restrictive entries (read before the stores: a CPU that loads
+        // the space later walks the new entries).
+        let upgrade_model = (audit::enabled())
+            .then(|| self.asid_number().map(|asid| (self.cpus_ever(), asid)))
+            .flatten();
         let _ = self.for_each_leaf(start, end, |e, d, level, va, _| {
             let attrs = crate::aspace::user_leaf_attrs(attrs);
-            let new = match d.kind(level) {
-                DescriptorKind::Page { pa, .. } => Descriptor::page(pa, attrs),
-                DescriptorKind::Block { pa, .. } => Descriptor::block(pa, level, attrs),
+            let (old_attrs, new) = match d.kind(level) {
+                DescriptorKind::Page { pa, attrs: old } => (old, Descriptor::page(pa, attrs)),
+                DescriptorKind::Block { pa, attrs: old } => {
+                    (old, Descriptor::block(pa, level, attrs))
+                }
                 _ => unreachable!("for_each_leaf yields leaves"),
             };
             e.store(new.raw(), Ordering::Release);
-            // The sanitizer classifies the change: a permission downgrade must be flushed before
-            // `protect` returns, an upgrade owes nothing, and anything but permissions needed
-            // break-before-make.
+            // The sanitizer classifies the change itself: a permission downgrade must be
+            // flushed before `protect` returns, an upgrade owes nothing, and anything but
+            // permissions needed break-before-make.
             self.audit_change(op, va, level, d, new);
-            pages += level_block_size(level) / PAGE_SIZE;
-            range.leaf(va.as_u64(), level);
+            let size = level_block_size(level);
+            pages += size / PAGE_SIZE;
+            if grants_at_least(&old_attrs, &attrs) && old_attrs != attrs
+                || crate::fault_inject::planted(Bug::DowngradeAsUpgrade)
+            {
+                upgraded = true;
+                if let Some((cpus, asid)) = upgrade_model {
+                    audit::record_unflushed_upgrade(
+                        cpus,
+                        asid,
+                        va.as_u64(),
+                        level,
+                        size,
+                        crate::sanitizer::OldAccess {
+                            read: old_attrs.accessed,
+                            write: old_attrs.accessed && old_attrs.access.el1_writable(),
+                        },
+                    );
+                }
+            } else if old_attrs != attrs {
+                downgraded_pages += size / PAGE_SIZE;
+                range.leaf(va.as_u64(), level);
+            }
             Ok::<(), ()>(())
         });
-        if pages == 0 {
+        if downgraded_pages == 0 {
+            if upgraded {
+                broadside_base::stats::count(broadside_base::stats::Counter::UpgradesUnflushed);
+            }
+            audit::check_return(op);
             return Ok(Protected {
                 pages,
+                downgraded_pages,
                 flush: crate::tlb::FlushRecord::default(),
             });
         }
@@ -116,6 +164,31 @@ impl AddressSpace {
             level_hint,
         );
         audit::check_return(op);
-        Ok(Protected { pages, flush })
+        Ok(Protected {
+            pages,
+            downgraded_pages,
+            flush,
+        })
     }
+}
+
+/// Whether every access `old` allows, `new` allows too (so a stale copy of `old` can only
+/// fault): the kernel's own rule, kept apart from the sanitizer's classification so that the
+/// audit checks it rather than shares it. AF clear allows nothing (and is never cached).
+fn grants_at_least(old: &Attributes, new: &Attributes) -> bool {
+    use broadside_arch::pte::AccessPermission as Ap;
+    if !old.accessed {
+        return true;
+    }
+    let el0 = |a: Ap| matches!(a, Ap::El1El0ReadWrite | Ap::El1El0ReadOnly);
+    let el0_write = |a: Ap| matches!(a, Ap::El1El0ReadWrite);
+    new.accessed
+        && (!old.access.el1_writable() || new.access.el1_writable())
+        && (!el0(old.access) || el0(new.access))
+        && (!el0_write(old.access) || el0_write(new.access))
+        && (old.privileged_execute_never || !new.privileged_execute_never)
+        && (old.user_execute_never || !new.user_execute_never)
+        && old.mair_index == new.mair_index
+        && old.shareability == new.shareability
+        && old.not_global == new.not_global
 }

@@ -175,6 +175,25 @@ pub fn flush_tlb_mm(space: &AddressSpace) -> FlushRecord {
     record
 }
 
+/// Drops this CPU's stale entry for `va` in `space`, a leaf at `level`: one `TLBI VALE1` (at
+/// any address inside a block, which hits the whole block entry; with the level as a TTL hint
+/// where FEAT_TTL allows it) completed by `DSB NSH`. No other CPU is told: the entry allows
+/// more than the one this CPU faulted on (Linux's `flush_tlb_fix_spurious_fault`).
+/// `bug=spurious-no-local-tlbi` issues nothing. Returns whether a TLBI was issued.
+pub fn flush_tlb_fix_spurious_fault(space: &AddressSpace, va: VirtAddr, level: u8) -> bool {
+    if planted(Bug::SpuriousNoLocalTlbi) {
+        return false;
+    }
+    let Some(asid) = space.asid_number() else {
+        return false;
+    };
+    let ttl =
+        (policy().features.ttl && broadside_arch::tlbi::is_hintable_level(level)).then_some(level);
+    let operand = broadside_arch::tlbi::tlbi_vaddr(va.align_down(PAGE_SIZE).as_u64(), asid, ttl);
+    tlb::flush_one_local(TlbiOp::Vale1 { operand });
+    true
+}
+
 /// The space's ASID, read only after the caller's table stores are ordered before it
 /// (store -> load: `DMB ISH`), and so is the CPU set `execute` reads next.
 /// `AddressSpace::activate` publishes its CPU and the ASID with a `DSB ISH` before its first

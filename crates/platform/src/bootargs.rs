@@ -230,6 +230,12 @@ arg_enum! {
         /// `protect` flushes a range of mixed pages and blocks with the largest leaf's stride and
         /// level hint.
         ProtectWideStride = "protect-wide-stride",
+        /// The spurious-permission-fault handler retries without invalidating the stale entry
+        /// locally: the access faults again, forever (a fault loop).
+        SpuriousNoLocalTlbi = "spurious-no-local-tlbi",
+        /// `protect` takes every change for a permission upgrade and issues no TLBI, so a
+        /// downgrade (read-write to read-only) is never flushed.
+        DowngradeAsUpgrade = "downgrade-as-upgrade",
         /// A `map_object` that runs out of memory half-way leaves its shared tables hooked.
         MapObjectNoUndo = "map-object-no-undo",
         /// Unshare without flushing under the object lock (the flush happens late, in `finish`).

@@ -86,6 +86,10 @@ pub fn run(info: &BootInfo) -> Outcome {
             check_protect_mixed_leaves,
         ),
         (
+            "a permission upgrade issues no TLBI; a write through the stale entry is fixed locally",
+            check_upgrade_without_flush,
+        ),
+        (
             "map_object out of memory half-way undoes its sharing",
             check_map_object_undo,
         ),
@@ -646,6 +650,108 @@ fn check_protect_mixed_leaves(_: &BootInfo) -> Check {
             .covers_leaf((base + L2_BLOCK_SIZE).as_u64(), L2_BLOCK_SIZE, 2),
         "the block was not invalidated; the flush covered {:?}",
         done.flush.coverage
+    );
+    PASS
+}
+
+/// Issue 19's first part: `protect` read-write → read-only over 4 KiB pages and a 2 MiB block
+/// flushes (a downgrade), read-only → read-write issues no TLBI and no `DSB ISH` at all (an
+/// upgrade). With the audit on, every CPU that ran the space may still hold the read-only
+/// entries: a write from this CPU takes a spurious permission fault on each leaf, which the
+/// fault path fixes with one local `TLBI VALE1` (one for the whole block) and retries, and the
+/// write lands. `bug=downgrade-as-upgrade` leaves the downgrade unflushed (and the audit
+/// reports it); `bug=spurious-no-local-tlbi` loops on the first write (a fault loop).
+fn check_upgrade_without_flush(info: &BootInfo) -> Check {
+    if info.args.flush != FlushMode::Tlbi {
+        return Ok(Verdict::Skipped(alloc::format!(
+            "counts are for flush=tlbi; here flush={}",
+            info.args.flush.name()
+        )));
+    }
+    let base = TEST_SPACE_BASE;
+    let block = base + L2_BLOCK_SIZE;
+    let space = space_active_everywhere(4)?;
+    {
+        let _g = space.lock.lock();
+        space
+            .map_block(block, Attributes::user_data_rw())
+            .ok_or("no memory for a block")?;
+    }
+    activate_everywhere(&space);
+    let protect = |attrs| {
+        let _g = space.lock.lock();
+        space.protect(base, block + L2_BLOCK_SIZE, attrs)
+    };
+    let before = Snapshot::take();
+    let down = protect(Attributes::user_data_ro());
+    let d_down = Snapshot::take().since(&before);
+    let before = Snapshot::take();
+    let up = protect(Attributes::user_data_rw());
+    let d_up = Snapshot::take().since(&before);
+    // Writes from this CPU, which ran the space: one to a page, one to the block, one more to
+    // the same page (its stale entry is gone by then).
+    let writes = [base + 8, block + 16, base + 24];
+    let mut results = Vec::new();
+    let mut d_write = Snapshot::take().since(&Snapshot::take());
+    if space.activate() {
+        // Counted after the activation, whose own `DSB ISH` is not the writes'.
+        let before = Snapshot::take();
+        for (k, &va) in writes.iter().enumerate() {
+            let w = broadside_mm::fault::write_user(&space, va, 0x5eed_0000 + k as u64);
+            let back = probe_read(va).ok();
+            results.push((va, w.is_ok(), back));
+        }
+        d_write = Snapshot::take().since(&before);
+        space.deactivate();
+    }
+    space.destroy();
+    let down = down.map_err(|e| alloc::format!("protect to read-only refused: {e:?}"))?;
+    let up = up.map_err(|e| alloc::format!("protect to read-write refused: {e:?}"))?;
+    ensure!(
+        down.pages == 4 + 512
+            && down.downgraded_pages == 4 + 512
+            && d_down.get(Counter::TlbiOps) > 0,
+        "the downgrade changed {} pages, {} downgraded, with {} TLBIs",
+        down.pages,
+        down.downgraded_pages,
+        d_down.get(Counter::TlbiOps)
+    );
+    let (tlbis, dsb) = (d_up.get(Counter::TlbiOps), d_up.get(Counter::DsbIsh));
+    ensure!(
+        up.pages == 4 + 512 && up.downgraded_pages == 0 && tlbis == 0 && dsb == 0,
+        "the upgrade changed {} pages, {} downgraded, with {tlbis} TLBIs and {dsb} DSB ISH",
+        up.pages,
+        up.downgraded_pages
+    );
+    ensure!(
+        d_up.get(Counter::UpgradesUnflushed) == 1,
+        "upgrades_unflushed went up by {}",
+        d_up.get(Counter::UpgradesUnflushed)
+    );
+    ensure!(
+        results.len() == writes.len(),
+        "the space could not be loaded"
+    );
+    for (k, &(va, ok, back)) in results.iter().enumerate() {
+        ensure!(
+            ok && back == Some(0x5eed_0000 + k as u64),
+            "the write to {va:#x} did not land (ok={ok}, read back {back:?})"
+        );
+    }
+    // The audit's model says where hardware may fault; without it QEMU never does.
+    let (fixed, local) = (
+        d_write.get(Counter::SpuriousFaultsFixed),
+        d_write.get(Counter::TlbiLocalOps),
+    );
+    let want = if broadside_mm::audit::enabled() { 2 } else { 0 };
+    ensure!(
+        fixed == want && local == want && d_write.get(Counter::DsbIsh) == 0,
+        "spurious_faults_fixed={fixed} tlbi_local_ops={local} (expected {want} each: one per \
+         leaf, the block's one entry included), dsb_ish={}",
+        d_write.get(Counter::DsbIsh)
+    );
+    kprintln!(
+        "selftest:   upgrade: 0 TLBIs; {fixed} spurious faults fixed with {local} local TLBIs"
     );
     PASS
 }

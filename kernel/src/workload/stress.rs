@@ -171,6 +171,10 @@ struct Shared {
     woken: AtomicU64,
     /// Activations by touchers: an exec cycle's unmaps wait for one (see [`exec_cycle`]).
     activations: AtomicU64,
+    /// The pages a mutator made writable again last (space id, first VA, pages), with no
+    /// TLBI: touchers write there, where a CPU may still hold the read-only entry (a spurious
+    /// permission fault, fixed locally by `fault::write_user`).
+    upgraded: QuietMutex<Option<(u64, VirtAddr, u64)>>,
 }
 
 /// Where a mutator unmaps now: the space, the first VA and the page count. Walkers pick their
@@ -359,6 +363,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         doomed: QuietMutex::new(None),
         woken: AtomicU64::new(0),
         activations: AtomicU64::new(0),
+        upgraded: QuietMutex::new(None),
     };
     // The layout was sized to the free memory, so these only fail if the estimate is wrong;
     // even then the run goes on with what it has (a slot left empty is skipped by every role).
@@ -400,10 +405,12 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     let double_free = stats::read(Counter::DoubleFreeDetected);
     let map_contract = stats::read(Counter::MapContractDetected);
     let foreign = stats::read(Counter::ForeignTableDetected);
+    let fault_loop = stats::read(Counter::FaultLoopDetected);
     let backoffs = shared.map_backoffs.load(Ordering::Relaxed);
     kprintln!(
-        "stress: done: {} touches, stale_tlb_detected={stale}, uaf_detected={uaf}, leaf_only_flush_detected={leaf_only}, unshare_flush_missed={flush_missed}, stale_pin_detected={stale_pin}, gate_breach_detected={gate_breach}, double_free_detected={double_free}, map_contract_detected={map_contract}, foreign_table_detected={foreign}, map_backoffs={backoffs}",
-        stats::read(Counter::Touches)
+        "stress: done: {} touches, stale_tlb_detected={stale}, uaf_detected={uaf}, leaf_only_flush_detected={leaf_only}, unshare_flush_missed={flush_missed}, stale_pin_detected={stale_pin}, gate_breach_detected={gate_breach}, double_free_detected={double_free}, map_contract_detected={map_contract}, foreign_table_detected={foreign}, fault_loop_detected={fault_loop}, spurious_faults_fixed={}, map_backoffs={backoffs}",
+        stats::read(Counter::Touches),
+        stats::read(Counter::SpuriousFaultsFixed)
     );
     if broadside_base::weak::enabled() {
         kprintln!(
@@ -421,7 +428,8 @@ pub fn run(info: &'static BootInfo) -> Outcome {
             && gate_breach == 0
             && double_free == 0
             && map_contract == 0
-            && foreign == 0,
+            && foreign == 0
+            && fault_loop == 0,
     );
     out.extra_json = Some(alloc::format!(
         "\"stress\":{{\"free_mib\":{},\"pages_per_space\":{},\"block_slots\":{},\"object_gib\":{},\"map_backoffs\":{backoffs}}}",
@@ -537,6 +545,7 @@ fn cpu_main(cpu_index: usize, shared: &Shared) {
                     Counter::DoubleFreeDetected,
                     Counter::MapContractDetected,
                     Counter::ForeignTableDetected,
+                    Counter::FaultLoopDetected,
                 ]
                 .iter()
                 .any(|&c| stats::read(c) > 0)
@@ -690,6 +699,15 @@ fn touch(shared: &Shared, rng: &mut Rng) {
             probe(shared, &space, va, rng);
         }
         set[rng.below(WORKING_SET as u64) as usize] = random_va(shared, rng);
+        // Half the rounds write where a mutator has just made pages writable again, with no
+        // TLBI: this CPU may still hold their read-only entries.
+        let upgraded = *shared.upgraded.lock();
+        if let Some((id, start, pages)) = upgraded
+            && id == space.id
+            && rng.below(2) == 0
+        {
+            set[rng.below(WORKING_SET as u64) as usize] = start + rng.below(pages) * PAGE_SIZE;
+        }
         // The working set is walked and cached; this CPU's stores of the round (its bit in
         // `cpus_ever` after an activation, with `weak=on`) may still wait in its store buffer
         // until the quiescent state below, whose locks drain it. A stall here holds that open.
@@ -749,9 +767,10 @@ fn probe(shared: &Shared, space: &AddressSpace, va: VirtAddr, rng: &mut Rng) {
     }
     if rng.below(2) == 0 {
         let counter = va + (WRITE_COUNTER_WORD as u64) * 8;
-        // A write to a read-only page faults and is recovered.
+        // A write to a read-only page faults and is recovered; one through a stale read-only
+        // entry of a page made writable again faults spuriously and is retried.
         if let Ok(v) = probe_read(counter) {
-            let _ = probe_write_user(counter, v + 1);
+            let _ = broadside_mm::fault::write_user(space, counter, v + 1);
         }
     }
 }
@@ -1055,8 +1074,10 @@ fn protect_cycle(shared: &Shared, space: &AddressSpace, rng: &mut Rng) {
             );
         }
     }
-    // Cannot be refused: the state changes only under the lock this function holds.
+    // Cannot be refused: the state changes only under the lock this function holds. An
+    // upgrade: no TLBI, and touchers now write where CPUs may hold the read-only entries.
     let _ = space.protect(start, end, Attributes::user_data_rw());
+    *shared.upgraded.lock() = Some((space.id, start, n));
 }
 
 fn block_cycle(shared: &Shared, space: &Arc<AddressSpace>, rng: &mut Rng) {

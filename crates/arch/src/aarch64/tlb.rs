@@ -386,6 +386,16 @@ pub fn order_stores_before_loads() {
     unsafe { asm!("dmb ish", options(nostack, preserves_flags)) };
 }
 
+/// Issues and completes one TLBI on this CPU only (`DSB NSHST; TLBI ...; DSB NSH`): how a
+/// spurious permission fault drops the stale entry it faulted on (Linux's
+/// `local_flush_tlb_page_nonotify`). No `ISB`: the retried access is an explicit data access
+/// after the `DSB`, and the exception return (or fix-up) before it is context-synchronising.
+pub fn flush_one_local(op: TlbiOp) {
+    begin(Scope::Local);
+    issue(op, Scope::Local);
+    complete(Scope::Local);
+}
+
 /// Issues one local TLBI (for the IPI baseline's handler, between [`begin`] and [`complete`]).
 pub fn issue_one_local(op: TlbiOp) {
     issue(op, Scope::Local);

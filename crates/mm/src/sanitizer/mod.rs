@@ -23,6 +23,8 @@
 //! - [`clear`]: what the page-table code reports — a [`Clear`] or a [`Change`] — and the
 //!   entries each leaves behind.
 //! - [`violation`]: the checks and what they report.
+//! - [`permissions`]: stale restrictive entries after an upgrade that issued no TLBI, where
+//!   hardware may take a spurious permission fault (a model, not an obligation).
 //! - [`state`]: the [`Sanitizer`] itself, its state and its rules of ordering and deferral.
 //!
 //! Sits on nothing in this crate: portable, unit- and property-tested on the host (`audit` is
@@ -30,6 +32,7 @@
 
 pub mod clear;
 pub mod mask;
+pub mod permissions;
 pub mod rules;
 pub mod state;
 pub mod violation;
@@ -41,6 +44,7 @@ mod tests;
 
 pub use clear::{Change, ChangeKind, Clear, Cleared, Holds, LeafRun, OpId, Owed, SpaceSlot};
 pub use mask::{CpuMask, MAX_SANITIZER_CPUS};
+pub use permissions::{OldAccess, StalePermissions};
 pub use rules::{Entries, Invalidation, Scope, Tag, Target, decode};
 pub use state::{Barrier, Config, Sanitizer, SizeError, Stats};
 pub use violation::{Check, Gap, Issued, Obligation, Violation};
