@@ -42,6 +42,8 @@ const CONTROLS: &[Control] = &[
         &["[WrongLevel]", "[RangeMissed]", "[NothingIssued]"],
     ),
     gap("wrong-asid", &["[WrongAsid]"]),
+    // protect skips the flush of a downgrade, taking it for an upgrade.
+    gap("downgrade-as-upgrade", &["[NothingIssued]"]),
     gap("no-dsb", &["[NotCompleted]"]),
     // A one-page range stopped a page short is empty: nothing is issued for it.
     gap("narrow-range", &["[NothingIssued]", "[RangeMissed]"]),
