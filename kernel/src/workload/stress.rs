@@ -24,7 +24,7 @@ use super::sizing::{free_memory, refuse};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use broadside_arch::aarch64::cpu;
-use broadside_arch::aarch64::exception::{probe_read, probe_write_user};
+use broadside_arch::aarch64::exception::probe_read;
 use broadside_arch::pte::{Attributes, DescriptorKind, L1_BLOCK_SIZE, L2_BLOCK_SIZE, PAGE_SIZE};
 use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::IrqSpinlock;
