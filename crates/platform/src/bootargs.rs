@@ -925,6 +925,8 @@ mod tests {
             ("map-dying", Bug::MapDying),
             ("last-sharer-narrow-flush", Bug::LastSharerNarrowFlush),
             ("protect-wide-stride", Bug::ProtectWideStride),
+            ("spurious-no-local-tlbi", Bug::SpuriousNoLocalTlbi),
+            ("downgrade-as-upgrade", Bug::DowngradeAsUpgrade),
             ("map-object-no-undo", Bug::MapObjectNoUndo),
             ("unshare-flush-late", Bug::UnshareFlushLate),
             ("gather-no-local-batch", Bug::GatherNoLocalBatch),
@@ -1129,6 +1131,7 @@ mod tests {
         let accepted = "a comma-separated list of distinct names from skip-tlbi, local-tlbi, \
                         leaf-only-flush, free-tables-now, walker-irqs-on, unshare-no-sync, \
                         map-dying, last-sharer-narrow-flush, protect-wide-stride, \
+                        spurious-no-local-tlbi, downgrade-as-upgrade, \
                         map-object-no-undo, unshare-flush-late, gather-no-local-batch, \
                         wrong-asid, no-dsb, narrow-range, rollover-skip-flush, \
                         tlbi-before-store-barrier, global-user-leaf, bbm-skip, flush-no-dmb, \
