@@ -165,19 +165,22 @@ def gather_flush_location():
 def break_in_gather_flush(cond):
     gdb.execute("break %s if %s" % (gather_flush_location(), cond))
 end
-delete
-python break_in_gather_flush("self.range.start < self.range.end && !self.fullmm")
-continue
-echo === gather range\n
-bs-gather
-echo === gather range bs-pt\n
-bs-pt self.space self.range.start
+# The rarer stop first (a gather that freed tables, not a teardown): a gather over a
+# range comes on nearly every unmap after it, while the run's remaining mutator cycles might
+# not free tables outside a teardown.
 delete
 python break_in_gather_flush("self.freed_tables && !self.fullmm")
 continue
 echo === gather tables\n
 bs-gather
 echo === gather tables bs-pt\n
+bs-pt self.space self.range.start
+delete
+python break_in_gather_flush("self.range.start < self.range.end && !self.fullmm")
+continue
+echo === gather range\n
+bs-gather
+echo === gather range bs-pt\n
 bs-pt self.space self.range.start
 echo === gather bs-counters\n
 bs-counters
