@@ -139,10 +139,18 @@ for i in range(200):
     if "fault" not in before:
         continue
     root = here("(*space).root")
+    try:
+        reference = ref_walk(root, va)
+    except gdb.MemoryError:
+        # At this stop gdb read a root outside RAM (seen once in 30 runs: 0x414d50000000, an
+        # optimised-out location read as `space`): no reference walk can be made from it, and
+        # the stop is not one of the three compared.
+        print("notpresent-skipped: root %#x unreadable" % root)
+        continue
     print("=== notpresent %d" % found)
     print("walk: space %#x va %#x root %#x" % (here("space"), va, root))
     print("before: " + before)
-    print(ref_walk(root, va) + walk_result(), end="")
+    print(reference + walk_result(), end="")
     # The walk's frame is gone: walk the same root again, given as a physical address.
     print("after: " + bs_pt("%#x" % root, va, quiet=True))
     found += 1

@@ -126,7 +126,7 @@ fn selftest_passes_every_scenario() {
         .check("no check failed", |s| s.counter("selftest_failures") == 0)
         .line(
             "all ran",
-            r"^selftest: 18 of 18 checks passed, 0 skipped, 0 failed",
+            r"^selftest: 19 of 19 checks passed, 0 skipped, 0 failed",
         );
 }
 
@@ -143,7 +143,7 @@ fn selftest_on_one_cpu_skips_only_the_two_cpu_scenarios() {
         )
         .line(
             "everything else ran",
-            r"^selftest: 16 of 18 checks passed, 2 skipped, 0 failed",
+            r"^selftest: 17 of 19 checks passed, 2 skipped, 0 failed",
         );
 }
 
