@@ -170,6 +170,15 @@ counters! {
     /// A CPU took permission fault after permission fault on one VA whose entry allows the
     /// access, without progress: a spurious-fault handler that does not invalidate.
     FaultLoopDetected => "fault_loop_detected", Sum;
+    /// Pages unmapped into a deferred TLB batch (reclaim): a `TLBI VALE1IS` each, with no
+    /// `DSB` of their own (Linux's `arch_tlbbatch_add_pending`).
+    BatchedPages => "batched_pages", Sum;
+    /// Deferred batches completed by one `DSB ISH` on the CPU that issued their TLBIs
+    /// (`arch_tlbbatch_flush`): `dsb_ish` per batched page is 1 / batch size.
+    BatchFlushes => "batch_flushes", Sum;
+    /// An unmap or `protect` found another CPU's batch pending on its space and invalidated
+    /// the space again before going on (Linux's `flush_tlb_batched_pending`).
+    BatchPendingFlushes => "batch_pending_flushes", Sum;
 }
 
 /// Number of counters.

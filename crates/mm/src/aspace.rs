@@ -113,6 +113,10 @@ pub struct AddressSpace {
     pub lock: broadside_base::hint::Mutex<()>,
     /// Gathers in flight on this space (Linux's `mm->tlb_flush_pending`).
     pub flush_pending: AtomicU32,
+    /// The CPU (plus one; 0: none) whose deferred TLB batch holds TLBIs for this space that
+    /// it has not completed yet (Linux's `mm->tlb_flush_batched`). Set under `lock` by the
+    /// batch; taken under `lock` by `tlbbatch::flush_tlb_batched_pending`.
+    pub batch_owner: AtomicU32,
     /// Shared objects mapped, and where.
     pub objects: broadside_base::hint::Mutex<
         alloc::vec::Vec<(alloc::sync::Arc<crate::mm_types::SharedObject>, VirtAddr)>,
@@ -286,6 +290,7 @@ impl AddressSpace {
             state: AtomicU8::new(SpaceState::Live as u8),
             lock: broadside_base::hint::Mutex::new(()),
             flush_pending: AtomicU32::new(0),
+            batch_owner: AtomicU32::new(0),
             objects: broadside_base::hint::Mutex::new(alloc::vec::Vec::new()),
         })
     }

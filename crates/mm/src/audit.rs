@@ -350,6 +350,18 @@ pub fn check_return(op: OpId) {
     check(Check::Return(op));
 }
 
+/// Checks that operation `op`, over `[start, end)` of the space `space_id`, may return: no
+/// obligation in that range is open, whichever operation (on whichever CPU) recorded it — a
+/// deferred TLB batch's pages among them (`tlbbatch`).
+pub fn check_range(op: OpId, space_id: u64, start: u64, end: u64) {
+    check(Check::Range {
+        op,
+        space: space_id,
+        start,
+        end,
+    });
+}
+
 fn check(what: Check) {
     if !enabled() {
         return;
@@ -360,6 +372,7 @@ fn check(what: Check) {
     let may_fail = match what {
         Check::Free(frame) | Check::Reuse(frame) => s.may_owe_frame(frame),
         Check::Return(_) => s.may_owe_op(broadside_base::cpu_id()),
+        Check::Range { .. } => s.may_owe_any(),
         Check::Load { .. } => false,
     };
     if !may_fail {

@@ -105,6 +105,9 @@ pub struct MmuGather<'a> {
     pub flushes: u32,
     /// What the last flush did.
     pub last_flush: FlushRecord,
+    /// The VAs `unmap` was asked for, first to end (empty: `(u64::MAX, 0)`): when the gather
+    /// ends, nothing in them may still be cached anywhere, whoever cleared it.
+    unmapped: (u64, u64),
 }
 
 impl<'a> MmuGather<'a> {
@@ -121,6 +124,7 @@ impl<'a> MmuGather<'a> {
             freed_tables: false,
             unshared_tables: false,
             fully_unshared_tables: false,
+            unmapped: (u64::MAX, 0),
             local: [PageEntry {
                 pa: PhysAddr::ZERO,
                 order: 0,
@@ -165,6 +169,13 @@ impl<'a> MmuGather<'a> {
         if space.is_dead() {
             return;
         }
+        // Another CPU's deferred batch may have cleared pages here whose TLBIs it has not
+        // completed: this unmap would find nothing to flush there and return with them cached.
+        crate::tlb::flush_tlb_batched_pending(space);
+        self.unmapped = (
+            self.unmapped.0.min(start.as_u64()),
+            self.unmapped.1.max(end.as_u64()),
+        );
         self.unmap_level(space.root, 0, start, end);
     }
 
@@ -511,6 +522,9 @@ impl Drop for MmuGather<'_> {
         self.flush_mmu();
         self.tell_audit();
         audit::check_return(self.op);
+        if self.unmapped.0 < self.unmapped.1 {
+            audit::check_range(self.op, self.space.id, self.unmapped.0, self.unmapped.1);
+        }
         self.space.flush_pending.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -13,11 +13,13 @@
 //!    walkers are synchronised with after an unshare).
 //! 3. `aspace`: the address-space core — the `AddressSpace` struct, activation, its tables,
 //!    map and walk helpers, freeing data frames and table pages. No shootdown here.
-//! 4. `tlb` (flushing a space: broadcast TLBI or IPIs) and `walker` (the lockless walker,
+//! 4. `tlb` (flushing a space: broadcast TLBI or IPIs; another CPU's pending batch) and
+//!    `walker` (the lockless walker,
 //!    which reads the tables `aspace` builds).
 //! 5. `table_free` (table pages freed once walkers are gone), `mprotect`
 //!    (`AddressSpace::protect`: downgrades flushed, upgrades not), `fault` (writes to user
-//!    pages and their spurious permission faults, fixed locally) and `migrate`
+//!    pages and their spurious permission faults, fixed locally), `tlbbatch` (reclaim's
+//!    deferred TLB batches: one `DSB ISH` per batch) and `migrate`
 //!    (`AddressSpace::migrate_page`: break, invalidate, copy, make).
 //! 6. `gather`: the mmu_gather — unmap, and unhook, invalidate, then free.
 //! 7. `shared`: shared objects and shared level-2 tables — sharing, unsharing, fork.
@@ -55,6 +57,8 @@ pub mod shared;
 pub mod table_free;
 #[cfg(target_arch = "aarch64")]
 pub mod tlb;
+#[cfg(target_arch = "aarch64")]
+pub mod tlbbatch;
 #[cfg(target_arch = "aarch64")]
 pub mod unshare_sync;
 #[cfg(target_arch = "aarch64")]

@@ -87,6 +87,10 @@ impl AddressSpace {
             }
             Ok(())
         })?;
+        // A deferred batch of another CPU may have cleared pages here and not completed their
+        // TLBIs: a protect that finds them gone must not return with them still cached (a
+        // write through one after `mprotect(PROT_READ)` returned).
+        crate::tlb::flush_tlb_batched_pending(self);
         let (mut pages, mut downgraded_pages, mut upgraded) = (0, 0, false);
         let mut range = GatherRange::EMPTY;
         let op = audit::begin_op();
@@ -140,6 +144,7 @@ impl AddressSpace {
                 broadside_base::stats::count(broadside_base::stats::Counter::UpgradesUnflushed);
             }
             audit::check_return(op);
+            audit::check_range(op, self.id, start.as_u64(), end.as_u64());
             return Ok(Protected {
                 pages,
                 downgraded_pages,
@@ -164,6 +169,7 @@ impl AddressSpace {
             level_hint,
         );
         audit::check_return(op);
+        audit::check_range(op, self.id, start.as_u64(), end.as_u64());
         Ok(Protected {
             pages,
             downgraded_pages,

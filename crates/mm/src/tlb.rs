@@ -175,6 +175,62 @@ pub fn flush_tlb_mm(space: &AddressSpace) -> FlushRecord {
     record
 }
 
+/// Invalidates the 4 KiB page at `va` of `space` everywhere without waiting: `DSB ISHST;
+/// TLBI VALE1IS` and no completing `DSB` (Linux's `arch_tlbbatch_add_pending` /
+/// `__flush_tlb_page_nosync`). The caller completes it with [`complete_batch`] on this same
+/// CPU: a `DSB` completes only the TLBIs of the CPU that executes it. Returns whether a TLBI
+/// was issued (not for a space that never ran).
+pub fn flush_tlb_page_nosync(space: &AddressSpace, va: VirtAddr) -> bool {
+    let Some(asid) = asid_after_table_stores(space) else {
+        return false;
+    };
+    let req = FlushRequest {
+        start: va.align_down(PAGE_SIZE).as_u64(),
+        end: va.align_down(PAGE_SIZE).as_u64() + PAGE_SIZE,
+        stride: PAGE_SIZE,
+        asid,
+        last_level_only: true,
+        level_hint: Some(3),
+    };
+    tlb::issue_plan_nosync(&plan_range_flush(&req, policy().features), Scope::Broadcast);
+    true
+}
+
+/// Completes every TLBI this CPU issued without waiting: one `DSB ISH` for a whole deferred
+/// batch (Linux's `arch_tlbbatch_flush`).
+pub fn complete_batch() {
+    tlb::complete(Scope::Broadcast);
+}
+
+/// Completes the TLBIs *this* CPU issued, and nothing else: what `bug=batch-drain-other-cpu`
+/// wrongly takes for the completion of another CPU's batch.
+pub fn complete_own_tlbis() {
+    tlb::complete(Scope::Broadcast);
+}
+
+/// Makes sure no TLBI of another CPU's deferred batch for `space` is still incomplete before
+/// the caller (an unmap or `protect`, holding the space's lock) changes the tables and
+/// returns: if one is pending, the whole space is invalidated again here, completed by this
+/// CPU's own `DSB` (Linux's `flush_tlb_batched_pending`, as fixed by 4b634918384c). The
+/// batch's own CPU only needs its `DSB`.
+pub fn flush_tlb_batched_pending(space: &AddressSpace) {
+    if planted(Bug::BatchPendingIgnored) {
+        return;
+    }
+    let owner = space.batch_owner.swap(0, Ordering::AcqRel);
+    if owner == 0 {
+        return;
+    }
+    stats::count(Counter::BatchPendingFlushes);
+    if owner as usize - 1 == broadside_base::cpu_id() || planted(Bug::BatchDrainOtherCpu) {
+        // Completes this CPU's TLBIs: the batch's, when this CPU owns it; with the planted bug,
+        // nothing of the owner's.
+        complete_own_tlbis();
+    } else {
+        flush_tlb_mm(space);
+    }
+}
+
 /// Drops this CPU's stale entry for `va` in `space`, a leaf at `level`: one `TLBI VALE1` (at
 /// any address inside a block, which hits the whole block entry; with the level as a TTL hint
 /// where FEAT_TTL allows it) completed by `DSB NSH`. No other CPU is told: the entry allows

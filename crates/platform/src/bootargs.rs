@@ -236,6 +236,13 @@ arg_enum! {
         /// `protect` takes every change for a permission upgrade and issues no TLBI, so a
         /// downgrade (read-write to read-only) is never flushed.
         DowngradeAsUpgrade = "downgrade-as-upgrade",
+        /// An unmap that finds another CPU's deferred TLB batch pending on its space completes
+        /// it with a `DSB ISH` of its own, which completes only its own TLBIs (Linux
+        /// 4b634918384c's bug).
+        BatchDrainOtherCpu = "batch-drain-other-cpu",
+        /// An unmap or `protect` ignores another CPU's deferred TLB batch pending on its space,
+        /// and returns while that batch's TLBIs are not yet complete.
+        BatchPendingIgnored = "batch-pending-ignored",
         /// A `map_object` that runs out of memory half-way leaves its shared tables hooked.
         MapObjectNoUndo = "map-object-no-undo",
         /// Unshare without flushing under the object lock (the flush happens late, in `finish`).
@@ -927,6 +934,8 @@ mod tests {
             ("protect-wide-stride", Bug::ProtectWideStride),
             ("spurious-no-local-tlbi", Bug::SpuriousNoLocalTlbi),
             ("downgrade-as-upgrade", Bug::DowngradeAsUpgrade),
+            ("batch-drain-other-cpu", Bug::BatchDrainOtherCpu),
+            ("batch-pending-ignored", Bug::BatchPendingIgnored),
             ("map-object-no-undo", Bug::MapObjectNoUndo),
             ("unshare-flush-late", Bug::UnshareFlushLate),
             ("gather-no-local-batch", Bug::GatherNoLocalBatch),
@@ -1131,7 +1140,8 @@ mod tests {
         let accepted = "a comma-separated list of distinct names from skip-tlbi, local-tlbi, \
                         leaf-only-flush, free-tables-now, walker-irqs-on, unshare-no-sync, \
                         map-dying, last-sharer-narrow-flush, protect-wide-stride, \
-                        spurious-no-local-tlbi, downgrade-as-upgrade, \
+                        spurious-no-local-tlbi, downgrade-as-upgrade, batch-drain-other-cpu, \
+                        batch-pending-ignored, \
                         map-object-no-undo, unshare-flush-late, gather-no-local-batch, \
                         wrong-asid, no-dsb, narrow-range, rollover-skip-flush, \
                         tlbi-before-store-barrier, global-user-leaf, bbm-skip, flush-no-dmb, \

@@ -175,6 +175,12 @@ struct Shared {
     /// TLBI: touchers write there, where a CPU may still hold the read-only entry (a spurious
     /// permission fault, fixed locally by `fault::write_user`).
     upgraded: QuietMutex<Option<(u64, VirtAddr, u64)>>,
+    /// A page a toucher's reclaim batch holds now, its TLBIs issued and not completed: the
+    /// mutator unmaps or protects around it (an unmap racing a pending batch, which must flush
+    /// the space: `tlb::flush_tlb_batched_pending`).
+    reclaimed: QuietMutex<Option<(Arc<AddressSpace>, VirtAddr)>>,
+    /// Mutator cycles run around a pending batch's page (the reclaimer waits for one).
+    reclaim_races: AtomicU64,
 }
 
 /// Where a mutator unmaps now: the space, the first VA and the page count. Walkers pick their
@@ -364,6 +370,8 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         woken: AtomicU64::new(0),
         activations: AtomicU64::new(0),
         upgraded: QuietMutex::new(None),
+        reclaimed: QuietMutex::new(None),
+        reclaim_races: AtomicU64::new(0),
     };
     // The layout was sized to the free memory, so these only fail if the estimate is wrong;
     // even then the run goes on with what it has (a slot left empty is skipped by every role).
@@ -668,6 +676,11 @@ fn touch(shared: &Shared, rng: &mut Rng) {
     if rng.below(4) == 0 {
         race_doomed(shared);
     }
+    // Now and then this CPU reclaims, as kswapd would: pages of many spaces in one deferred
+    // TLB batch.
+    if rng.below(8) == 0 {
+        reclaim(shared, rng);
+    }
     // A process's thread maps the shared object now and then (with sharing on), racing the
     // mutators' destroys and unshares of the same space (the teardown race of rule 6).
     if let Some(obj) = &shared.object
@@ -950,7 +963,79 @@ fn spin_us(us: u64) {
 
 // ---- mutators ----------------------------------------------------------------------------
 
+/// Pages one reclaim takes, at most.
+const RECLAIM_PAGES: u64 = 16;
+/// How long a reclaim holds its batch pending for a mutator cycle to meet it, at most (a
+/// mutator cycle takes about 10 ms of virtual time in a deterministic 4-CPU run).
+const RECLAIM_HOLD_US: u64 = 20_000;
+
+/// Unmaps up to [`RECLAIM_PAGES`] private pages of random spaces into one deferred TLB batch
+/// (one `TLBI VALE1IS` each, no `DSB`), holds the batch pending until a mutator has unmapped or
+/// protected around one of its pages (or a while has passed), then completes it with one
+/// `DSB ISH` and frees the pages.
+fn reclaim(shared: &Shared, rng: &mut Rng) {
+    let mut batch = broadside_mm::tlbbatch::TlbBatch::new();
+    let mut last = None;
+    for _ in 0..RECLAIM_PAGES {
+        let (_, Some(space)) = pick(shared, rng) else {
+            continue;
+        };
+        let va = PAGES_BASE + rng.below(shared.layout.pages_len() / PAGE_SIZE) * PAGE_SIZE;
+        if batch.unmap_page(&space, va) {
+            last = Some((space, va));
+        }
+    }
+    if last.is_some() {
+        let races = shared.reclaim_races.load(Ordering::Acquire);
+        *shared.reclaimed.lock() = last;
+        let hz = cpu::counter_frequency();
+        let until =
+            cpu::counter() + hz * (RECLAIM_HOLD_US / 4 + rng.below(RECLAIM_HOLD_US)) / 1_000_000;
+        while cpu::counter() < until
+            && shared.reclaim_races.load(Ordering::Acquire) == races
+            && !shared.stop.load(Ordering::Relaxed)
+        {
+            broadside_base::hint::pause();
+        }
+        *shared.reclaimed.lock() = None;
+    }
+    batch.flush();
+}
+
+/// A mutator cycle around a pending reclaim batch's page: unmap and map again a few pages
+/// holding it, or make them read-only and writable again. Either must complete the batch's
+/// TLBIs for the space before it returns.
+fn race_reclaim(shared: &Shared, rng: &mut Rng) -> bool {
+    let Some((space, va)) = shared.reclaimed.lock().clone() else {
+        return false;
+    };
+    // From the batch's page on: the cycle's own flush covers the pages after it (those it
+    // cleared or changed) but not that one, which only the pending batch's TLBI names.
+    let pages = shared.layout.pages_len() / PAGE_SIZE;
+    let first = (va - PAGES_BASE) / PAGE_SIZE;
+    let start = va;
+    let n = 1 + rng.below(8).min(pages - 1 - first);
+    if rng.below(2) == 0 {
+        unmap_range(shared, &space, start, start + n * PAGE_SIZE);
+        map_pages_or_back_off(shared, &space, start, n);
+    } else {
+        let _g = space.lock.lock();
+        if space
+            .protect(start, start + n * PAGE_SIZE, Attributes::user_data_ro())
+            .is_ok()
+        {
+            let _ = space.protect(start, start + n * PAGE_SIZE, Attributes::user_data_rw());
+        }
+    }
+    shared.reclaim_races.fetch_add(1, Ordering::Release);
+    true
+}
+
 fn mutate(shared: &Shared, rng: &mut Rng) {
+    if rng.below(2) == 0 && race_reclaim(shared, rng) {
+        stats::count(Counter::MutatorOps);
+        return;
+    }
     let (slot, Some(space)) = pick(shared, rng) else {
         return;
     };

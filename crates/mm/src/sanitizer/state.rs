@@ -205,6 +205,10 @@ struct Ops {
     pending: Vec<Pending>,
     history: [Option<HistoryEntry>; HISTORY],
     next: usize,
+    /// The event number of this CPU's last barrier: a by-VA op after it is not merged into
+    /// one before it (the barrier may have published clears the earlier op is not ordered
+    /// after).
+    last_barrier: u64,
 }
 
 /// A CPU's translation context, as observed.
@@ -595,6 +599,7 @@ impl Sanitizer {
                     pending: try_vec(MAX_PENDING, "pending TLBIs")?,
                     history: [None; HISTORY],
                     next: 0,
+                    last_barrier: 0,
                 }))
             })
             .collect::<Result<Vec<_>, SizeError>>()?;
@@ -875,9 +880,11 @@ impl Sanitizer {
         // is kept as one range, so that it never overflows the pending list. The merged op
         // keeps the earlier sequence number: a clear made visible between the two is then
         // credited to neither (conservative), never to the earlier one.
+        let since_barrier = ops.last_barrier;
         if let Some(last) = ops.pending.last_mut()
             && last.loaded == loaded
             && last.loads == loads
+            && last.seq > since_barrier
             && let Some(merged) = extend_by_page(&last.inv, &inv)
         {
             last.inv = merged;
@@ -908,6 +915,7 @@ impl Sanitizer {
             return;
         }
         let seq = self.next_seq();
+        self.ops[cpu].lock().last_barrier = seq;
         let all = matches!(barrier, Barrier::StoreIs | Barrier::FullIs);
         {
             let mut guard = self.stores[cpu].lock();
@@ -1399,6 +1407,8 @@ impl Sanitizer {
             }
             // An operation records its clears on the CPU it runs on, and is checked there.
             Check::Return(_) => self.nonempty_mask().and(CpuMask::single(cpu)),
+            // Any CPU may have recorded a clear in the range (a deferred batch's owner).
+            Check::Range { .. } => self.nonempty_mask(),
             Check::Load { .. } => return Ok(()),
         };
         let mut found = None;
@@ -1415,6 +1425,12 @@ impl Sanitizer {
                         s.pieces[i].frames(&s.frames).next() == Some(frame)
                     }
                     Check::Return(op) => s.pieces[i].op == op,
+                    Check::Range {
+                        space, start, end, ..
+                    } => {
+                        let e = &s.pieces[i].entries;
+                        s.pieces[i].space == space && e.start < end && start < e.end
+                    }
                     Check::Load { .. } => false,
                 };
                 if !named {
@@ -1751,6 +1767,11 @@ impl Sanitizer {
     /// Whether `cpu`'s store holds open obligations (lock-free: the fast path of the returns).
     pub fn may_owe_op(&self, cpu: usize) -> bool {
         !self.disarmed() && self.nonempty_mask().contains(cpu)
+    }
+
+    /// Whether any CPU may have an obligation open (for a range check's fast path).
+    pub fn may_owe_any(&self) -> bool {
+        !self.disarmed() && !self.nonempty_mask().is_empty()
     }
 
     /// Whether `cpu` owes a rollover flush (for tests and diagnostics).

@@ -16,6 +16,19 @@ pub enum Check {
     Reuse(u64),
     /// Returning from this operation.
     Return(OpId),
+    /// Returning from operation `op` over `[start, end)` of space `space`: no obligation of
+    /// *any* operation in that range of that space may be open (another CPU's deferred batch
+    /// included), since the caller may take the range for invalidated everywhere.
+    Range {
+        /// The operation returning.
+        op: OpId,
+        /// The address space's id.
+        space: u64,
+        /// First VA.
+        start: u64,
+        /// End VA (exclusive).
+        end: u64,
+    },
     /// CPU `cpu` loading `asid` into TTBR0, while it still held an entry that an earlier check
     /// let go on the promise of its rollover flush.
     Load {
@@ -166,7 +179,9 @@ impl fmt::Display for Violation {
                 match check {
                     Check::Free(frame) => write!(f, "flush gap: free of {frame:#x}")?,
                     Check::Reuse(frame) => write!(f, "flush gap: reuse of {frame:#x}")?,
-                    Check::Return(op) => write!(f, "flush gap: op {} returned", op.0)?,
+                    Check::Return(op) | Check::Range { op, .. } => {
+                        write!(f, "flush gap: op {} returned", op.0)?
+                    }
                     Check::Load { cpu, asid } => {
                         write!(f, "flush gap: cpu {cpu} loaded asid {asid}")?
                     }
