@@ -62,6 +62,9 @@ impl Restrictive {
 /// Every CPU's stale restrictive entries.
 pub struct StalePermissions {
     cpus: Vec<Mutex<Vec<Restrictive>>>,
+    /// CPUs whose list may be non-empty (a bit per CPU): a broadcast TLBI visits only them, so
+    /// that with none held (nearly always) it costs one load per 64 CPUs, not a lock per CPU.
+    nonempty: Vec<AtomicU64>,
     recorded: AtomicU64,
     dropped: AtomicU64,
 }
@@ -73,6 +76,7 @@ impl StalePermissions {
             cpus: (0..cpus)
                 .map(|_| Mutex::new(Vec::with_capacity(PER_CPU)))
                 .collect(),
+            nonempty: (0..cpus.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             recorded: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         }
@@ -99,38 +103,63 @@ impl StalePermissions {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
             held.push(r);
+            self.nonempty[cpu / 64].fetch_or(1 << (cpu % 64), Ordering::Relaxed);
             self.recorded.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// `cpu` issued `inv`: the entries it hits go from every CPU it reaches.
     pub fn invalidate(&self, cpu: usize, inv: &Invalidation) {
-        let forget = |held: &mut Vec<Restrictive>| {
+        let forget = |c: usize| {
+            let Some(held) = self.cpus.get(c) else { return };
+            let mut held = held.lock();
             held.retain(|h| {
                 let e = h.entries();
                 !(asid_matches(inv, e.tag) && kind_matches(inv, &e) && hit_range(inv, &e).is_some())
-            })
+            });
+            if held.is_empty() {
+                // Under the list's lock: an `upgrade` that refills it sets the bit after this.
+                self.nonempty[c / 64].fetch_and(!(1 << (c % 64)), Ordering::Relaxed);
+            }
+        };
+        let holds = |c: usize| {
+            self.nonempty
+                .get(c / 64)
+                .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (c % 64)) != 0)
         };
         match inv.scope {
             Scope::Local(_) => {
-                if let Some(held) = self.cpus.get(cpu) {
-                    forget(&mut held.lock());
+                if holds(cpu) {
+                    forget(cpu);
                 }
             }
-            Scope::InnerShareable => self.cpus.iter().for_each(|h| forget(&mut h.lock())),
+            Scope::InnerShareable => {
+                for (w, word) in self.nonempty.iter().enumerate() {
+                    let mut bits = word.load(Ordering::Relaxed);
+                    while bits != 0 {
+                        forget(w * 64 + bits.trailing_zeros() as usize);
+                        bits &= bits - 1;
+                    }
+                }
+            }
         }
     }
 
     /// Whether an access by `cpu` to `va` under `asid` (a write if `write`, else a read) may
     /// take a permission fault through an entry this model says `cpu` may still hold.
     pub fn faults(&self, cpu: usize, asid: u16, va: u64, write: bool) -> bool {
-        self.cpus.get(cpu).is_some_and(|held| {
-            held.lock().iter().any(|h| {
-                h.asid == asid
-                    && (h.va..h.va + h.size).contains(&va)
-                    && !(if write { h.old.write } else { h.old.read })
+        let held_any = self
+            .nonempty
+            .get(cpu / 64)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (cpu % 64)) != 0);
+        held_any
+            && self.cpus.get(cpu).is_some_and(|held| {
+                held.lock().iter().any(|h| {
+                    h.asid == asid
+                        && (h.va..h.va + h.size).contains(&va)
+                        && !(if write { h.old.write } else { h.old.read })
+                })
             })
-        })
     }
 
     /// Entries recorded (one per CPU per upgraded leaf) and dropped for room.
