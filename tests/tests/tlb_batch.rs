@@ -1,0 +1,89 @@
+//! Deferred TLB batches for reclaim (issue 19, part 2): one `TLBI VALE1IS` per page and one
+//! `DSB ISH` per batch, on the CPU that owns it; an unmap or `protect` that finds another CPU's
+//! batch pending on its space invalidates the space again before it returns
+//! (`flush_tlb_batched_pending`). The audit checks each unmap and `protect` against every open
+//! obligation in its range.
+//!
+//! Controls: `bug=batch-drain-other-cpu` (the pending batch "completed" by a `DSB ISH` on the
+//! wrong CPU: Linux 4b634918384c's bug) and `bug=batch-pending-ignored`, each a flush gap that
+//! names the owner's uncompleted TLBI. The self-test scripts the race; stress runs it under
+//! `--deterministic` with fixed seeds.
+
+use broadside_tests::Boot;
+
+const BUGS: [&str; 2] = ["batch-drain-other-cpu", "batch-pending-ignored"];
+
+/// The gap a planted bug leaves: the unmap returned while the owner's TLBI had no `DSB`.
+const GAP: &str = r"^audit: cpu\d+: flush gap: op \d+ returned: space \d+ asid \d+ va 0x[0-9a-f]+\.\.0x[0-9a-f]+ level 3 needs leaf invalidation on cpus \{[0-9,]+\}; issued: vale1is on cpu \d+ asid \d+( ttl 3)? \(no dsb\) \[NotCompleted\]$";
+
+#[test]
+fn the_selftest_batch_costs_one_dsb_for_32_pages_and_the_race_reflushes() {
+    for cpu in ["max", "cortex-a72"] {
+        Boot::new(&format!("tlb batch selftest ({cpu})"))
+            .cpu(cpu)
+            .args("workload=selftest")
+            .expect_exit(0)
+            .line(
+                "32 TLBIs and one DSB ISH for 32 pages",
+                r"^selftest:   reclaim batch: 32 pages: tlbi_ops=32 dsb_ish=1 batched_pages=32 batch_flushes=1$",
+            )
+            .line(
+                "the scripted race passed",
+                r"^selftest: a deferred TLB batch: one DSB ISH for all its pages; an unmap racing it re-flushes: ok$",
+            );
+    }
+}
+
+#[test]
+fn each_batch_bug_is_a_flush_gap_in_the_selftest() {
+    for cpu in ["max", "cortex-a72"] {
+        for bug in BUGS {
+            Boot::new(&format!("{bug} selftest ({cpu})"))
+                .cpu(cpu)
+                .args(&format!("workload=selftest bug={bug}"))
+                .expect_exit(1)
+                .line("the owner's uncompleted TLBI named", GAP)
+                .check("flush_gap_detected > 0", |s| {
+                    s.counter("flush_gap_detected") > 0
+                });
+        }
+    }
+}
+
+/// Stress: touchers reclaim, the mutator unmaps and protects around pending batches.
+#[test]
+fn stress_batches_and_reflushes_on_both_machines() {
+    for (cpu, smp, seed) in [("max", 4, 1), ("cortex-a72", 4, 2), ("max", 8, 3)] {
+        Boot::new(&format!("tlb batch stress ({cpu}, {smp} CPUs) seed {seed}"))
+            .opts("--deterministic")
+            .cpu(cpu)
+            .smp(smp)
+            .args(&format!("workload=stress seconds=2 seed={seed}"))
+            .expect_exit(0)
+            .check(
+                "batches flushed, fewer than one DSB per page, pending batches met",
+                |s| {
+                    let (pages, batches) = (s.counter("batched_pages"), s.counter("batch_flushes"));
+                    batches > 0
+                        && pages > batches
+                        && s.counter("batch_pending_flushes") > 0
+                        && s.counter("flush_gap_detected") == 0
+                },
+            );
+    }
+}
+
+#[test]
+fn stress_catches_each_batch_bug() {
+    for (cpu, smp, seed) in [("max", 4, 1), ("cortex-a72", 4, 2), ("max", 8, 3)] {
+        for bug in BUGS {
+            Boot::new(&format!("{bug} stress ({cpu}, {smp} CPUs) seed {seed}"))
+                .opts("--deterministic")
+                .cpu(cpu)
+                .smp(smp)
+                .args(&format!("workload=stress seconds=2 seed={seed} bug={bug}"))
+                .expect_exit(1)
+                .line("the owner's uncompleted TLBI named", GAP);
+        }
+    }
+}
