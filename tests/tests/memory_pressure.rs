@@ -127,16 +127,25 @@ fn unshare_bench_refuses_at_24m() {
 }
 
 /// Touchers stay in one space across the mutators' changes (QEMU drops a vCPU's TLB whenever the
-/// ASID in TTBR0 changes), so a missing TLBI is seen hundreds of times a second, not a few.
+/// ASID in TTBR0 changes), so a missing TLBI is seen tens of times in a run, not once or twice.
+/// Deterministic, with fixed seeds: the count is a function of the seed (40 and 42 at the commit
+/// that made it so; the old form, 100 or more in 3 s of host time, held only on a quiet host and
+/// failed with as few as 16 under load).
 #[test]
-#[ignore = "long: a 3-second stress"]
+#[ignore = "long: two 3-second stress runs"]
 fn skip_tlbi_is_seen_many_times() {
-    Boot::new("stress bug=skip-tlbi: touchers see stale entries")
+    for seed in [1, 2] {
+        Boot::new(&format!(
+            "stress bug=skip-tlbi: touchers see stale entries (seed {seed})"
+        ))
         .smp(4)
-        .args("workload=stress seconds=3 bug=skip-tlbi audit=off")
-        .exclusive()
+        .opts("--deterministic")
+        .args(&format!(
+            "workload=stress seconds=3 bug=skip-tlbi audit=off seed={seed}"
+        ))
         .expect_exit(1)
-        .check("many stale-TLB detections", |s| {
-            s.counter("stale_tlb_detected") >= 100 && s.counter("touches") > 0
+        .check("tens of stale-TLB detections", |s| {
+            s.counter("stale_tlb_detected") >= 20 && s.counter("touches") > 0
         });
+    }
 }

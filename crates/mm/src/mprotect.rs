@@ -22,7 +22,17 @@ use crate::gather_range::GatherRange;
 use broadside_arch::VirtAddr;
 use broadside_arch::pte::{Attributes, Descriptor, DescriptorKind, PAGE_SIZE, level_block_size};
 use broadside_platform::bootargs::Bug;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Upgrades flushed like downgrades: the path before this one (Linux before 2025), which
+/// `workload=flush-bench` measures against it. Off except while that bench measures.
+static FLUSH_UPGRADES: AtomicBool = AtomicBool::new(false);
+
+/// Makes `protect` flush upgrades too (`true`: the old path) or not (`false`, the default).
+/// Only while no `protect` is in flight (the flush bench switches between measurements).
+pub fn set_flush_upgrades(on: bool) {
+    FLUSH_UPGRADES.store(on, Ordering::Relaxed);
+}
 
 /// Why `AddressSpace::protect` refused a range. It checks the whole range before changing any
 /// entry, so a refused call changed nothing.
@@ -116,7 +126,8 @@ impl AddressSpace {
             self.audit_change(op, va, level, d, new);
             let size = level_block_size(level);
             pages += size / PAGE_SIZE;
-            if grants_at_least(&old_attrs, &attrs) && old_attrs != attrs
+            let upgrade = grants_at_least(&old_attrs, &attrs) && old_attrs != attrs;
+            if upgrade && !FLUSH_UPGRADES.load(Ordering::Relaxed)
                 || crate::fault_inject::planted(Bug::DowngradeAsUpgrade)
             {
                 upgraded = true;

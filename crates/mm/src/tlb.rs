@@ -19,7 +19,7 @@ use crate::aspace::AddressSpace;
 use crate::fault_inject::planted;
 pub use crate::gather_range::FlushCoverage;
 use broadside_arch::VirtAddr;
-use broadside_arch::aarch64::tlb::Scope;
+pub use broadside_arch::aarch64::tlb::Scope;
 use broadside_arch::aarch64::{gic, tlb};
 use broadside_arch::pte::PAGE_SIZE;
 use broadside_arch::tlbi::{
@@ -177,13 +177,13 @@ pub fn flush_tlb_mm(space: &AddressSpace) -> FlushRecord {
 
 /// Invalidates the 4 KiB page at `va` of `space` everywhere without waiting: `DSB ISHST;
 /// TLBI VALE1IS` and no completing `DSB` (Linux's `arch_tlbbatch_add_pending` /
-/// `__flush_tlb_page_nosync`). The caller completes it with [`complete_batch`] on this same
-/// CPU: a `DSB` completes only the TLBIs of the CPU that executes it. Returns whether a TLBI
-/// was issued (not for a space that never ran).
-pub fn flush_tlb_page_nosync(space: &AddressSpace, va: VirtAddr) -> bool {
-    let Some(asid) = asid_after_table_stores(space) else {
-        return false;
-    };
+/// `__flush_tlb_page_nosync`), or the local forms for a space only ever active on this CPU.
+/// The caller completes it with [`complete_batch`] on this same CPU: a `DSB` completes only
+/// the TLBIs of the CPU that executes it. Returns the scope issued (none for a space that
+/// never ran).
+pub fn flush_tlb_page_nosync(space: &AddressSpace, va: VirtAddr) -> Option<Scope> {
+    let asid = asid_after_table_stores(space)?;
+    let scope = scope_for(space);
     let req = FlushRequest {
         start: va.align_down(PAGE_SIZE).as_u64(),
         end: va.align_down(PAGE_SIZE).as_u64() + PAGE_SIZE,
@@ -192,14 +192,14 @@ pub fn flush_tlb_page_nosync(space: &AddressSpace, va: VirtAddr) -> bool {
         last_level_only: true,
         level_hint: Some(3),
     };
-    tlb::issue_plan_nosync(&plan_range_flush(&req, policy().features), Scope::Broadcast);
-    true
+    tlb::issue_plan_nosync_published(&plan_range_flush(&req, policy().features), scope);
+    Some(scope)
 }
 
 /// Completes every TLBI this CPU issued without waiting: one `DSB ISH` for a whole deferred
-/// batch (Linux's `arch_tlbbatch_flush`).
-pub fn complete_batch() {
-    tlb::complete(Scope::Broadcast);
+/// batch (Linux's `arch_tlbbatch_flush`), or `DSB NSH` when all of them were local.
+pub fn complete_batch(scope: Scope) {
+    tlb::complete(scope);
 }
 
 /// Completes the TLBIs *this* CPU issued, and nothing else: what `bug=batch-drain-other-cpu`

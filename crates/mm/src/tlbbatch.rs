@@ -42,6 +42,8 @@ pub struct TlbBatch {
     owner: usize,
     frames: Vec<PhysAddr>,
     spaces: Vec<Arc<AddressSpace>>,
+    /// Any of its TLBIs was broadcast (else all were local: a space that ran only here).
+    broadcast: bool,
 }
 
 impl Default for TlbBatch {
@@ -58,6 +60,7 @@ impl TlbBatch {
             owner: broadside_base::cpu_id(),
             frames: Vec::with_capacity(MAX_BATCH),
             spaces: Vec::new(),
+            broadcast: false,
         }
     }
 
@@ -118,7 +121,7 @@ impl TlbBatch {
         space
             .batch_owner
             .store(self.owner as u32 + 1, Ordering::Release);
-        tlb::flush_tlb_page_nosync(space, va);
+        self.broadcast |= tlb::flush_tlb_page_nosync(space, va) == Some(tlb::Scope::Broadcast);
         stats::count(Counter::BatchedPages);
         self.frames.push(pa);
         if !self.spaces.iter().any(|s| Arc::ptr_eq(s, space)) {
@@ -138,7 +141,11 @@ impl TlbBatch {
         if self.frames.is_empty() {
             return;
         }
-        tlb::complete_batch();
+        tlb::complete_batch(if self.broadcast {
+            tlb::Scope::Broadcast
+        } else {
+            tlb::Scope::Local
+        });
         stats::count(Counter::BatchFlushes);
         for s in &self.spaces {
             // Completed: an unmap that takes the lock from now on owes it nothing. (If one

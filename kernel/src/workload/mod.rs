@@ -6,6 +6,8 @@ use broadside_base::ExitCode;
 #[cfg(target_arch = "aarch64")]
 pub mod demo;
 #[cfg(target_arch = "aarch64")]
+pub mod flush_bench;
+#[cfg(target_arch = "aarch64")]
 pub mod scale_bench;
 #[cfg(target_arch = "aarch64")]
 pub mod selftest;
@@ -83,6 +85,7 @@ mod hw {
             Workload::Stress => super::stress::run(info),
             Workload::UnshareBench => super::unshare_bench::run(info),
             Workload::ScaleBench => super::scale_bench::run(info),
+            Workload::FlushBench => super::flush_bench::run(info),
         };
         this.set_state(broadside_smp::CpuState::Idle);
         audit_verdict(outcome)

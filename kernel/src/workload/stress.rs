@@ -678,7 +678,7 @@ fn touch(shared: &Shared, rng: &mut Rng) {
     }
     // Now and then this CPU reclaims, as kswapd would: pages of many spaces in one deferred
     // TLB batch.
-    if rng.below(8) == 0 {
+    if rng.below(16) == 0 {
         reclaim(shared, rng);
     }
     // A process's thread maps the shared object now and then (with sharing on), racing the
@@ -1032,7 +1032,7 @@ fn race_reclaim(shared: &Shared, rng: &mut Rng) -> bool {
 }
 
 fn mutate(shared: &Shared, rng: &mut Rng) {
-    if rng.below(2) == 0 && race_reclaim(shared, rng) {
+    if rng.below(3) == 0 && race_reclaim(shared, rng) {
         stats::count(Counter::MutatorOps);
         return;
     }

@@ -336,6 +336,17 @@ pub fn issue_plan_nosync(plan: &FlushPlan, scope: Scope) {
     }
 }
 
+/// Issues `plan`'s TLBIs with `scope` after a `DSB ISHST`, without completing them: a
+/// deferred batch's page. Its clear is published to every CPU's walker even when the TLBI is
+/// local (a space that ran only here), because the batch may be completed for it by another
+/// CPU's broadcast (`flush_tlb_batched_pending`), which must be ordered after the clear.
+pub fn issue_plan_nosync_published(plan: &FlushPlan, scope: Scope) {
+    store_barrier(Scope::Broadcast);
+    for op in plan.ops() {
+        issue(op, scope);
+    }
+}
+
 /// `bug=tlbi-before-store-barrier` only: issues `plan`'s TLBIs, *then* the store barrier, then
 /// completes them. A walk between a TLBI and the barrier may read the old entry and cache it
 /// again after the TLBI has passed: the order the flush-coverage sanitizer must refuse to
