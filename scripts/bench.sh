@@ -7,16 +7,21 @@
 # per strategy; scripts/scale_chart.py draws it). With --deterministic[=SHIFT] each boot runs under
 # `-icount` (run.sh --deterministic): a tick is then a fixed number of instructions executed by
 # the whole machine, so ticks_per_op is the same on every run and every host.
+# With --flush, runs workload=flush-bench at each CPU count (default 4 64 512), always under
+# `-icount` (--deterministic[=SHIFT] picks the shift), and writes raw.jsonl, flush.md and
+# flush.svg (per feature, the old path against the new: TLBIs, DSB ISH and ticks per op;
+# scripts/flush_chart.py draws it).
 #
 # usage: scripts/bench.sh [--cpus "2 4 8"] [--tables "16 64 256"] [--children N] [--out DIR]
 #        scripts/bench.sh --scale [--deterministic[=SHIFT]] [--cpus "1 2 4 ... 512"] [--out DIR]
-#        scripts/bench.sh [--scale] --replot DIR    (rewrite the table and chart from DIR/raw.jsonl)
+#        scripts/bench.sh --flush [--deterministic=SHIFT] [--cpus "4 64 512"] [--out DIR]
+#        scripts/bench.sh [--scale|--flush] --replot DIR    (rewrite the table and chart from DIR/raw.jsonl)
 # Times are QEMU TCG ticks, not hardware time: read them as ratios between modes of one boot.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$BS_ROOT"
 
-cpus="" tables="16 64 256" children=8 tables_set=0 out="" replot=0 scale=0 det=""
+cpus="" tables="16 64 256" children=8 tables_set=0 out="" replot=0 scale=0 flush=0 det=""
 while [ $# -gt 0 ]; do
     case $1 in
         --cpus) bs_need_value bench.sh "$@"; cpus=$2; shift 2 ;;
@@ -25,15 +30,19 @@ while [ $# -gt 0 ]; do
         --out) bs_need_value bench.sh "$@"; out=$2; shift 2 ;;
         --replot) bs_need_value bench.sh "$@"; out=$2; replot=1; shift 2 ;;
         --scale) scale=1; shift ;;
+        --flush) flush=1; shift ;;
         --deterministic) det=$1; shift ;;
         --deterministic=*) det=$1; BS_ICOUNT=${1#--deterministic=}; shift ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) bs_die "bench.sh: unknown option $1 (see --help)" ;;
     esac
 done
 
-[ -z "$det" ] || [ $scale = 1 ] || bs_die "bench.sh: $det goes with --scale"
-[ $tables_set = 0 ] || [ $scale = 0 ] || bs_die "bench.sh: --tables and --children are the unshare bench's, not --scale's"
+[ $scale = 0 ] || [ $flush = 0 ] || bs_die "bench.sh: --scale and --flush are two benches: give one"
+# --flush always measures in virtual time.
+[ $flush = 0 ] || [ -n "$det" ] || det=--deterministic
+[ -z "$det" ] || [ $scale = 1 ] || [ $flush = 1 ] || bs_die "bench.sh: $det goes with --scale or --flush"
+[ $tables_set = 0 ] || { [ $scale = 0 ] && [ $flush = 0 ]; } || bs_die "bench.sh: --tables and --children are the unshare bench's, not --scale's or --flush's"
 bs_check_shift bench.sh
 for n in $cpus; do bs_check_smp bench.sh "$n" --cpus; done
 [ -z "$cpus" ] || [ -n "${cpus// /}" ] || bs_die "bench.sh: --cpus \"$cpus\": no CPU count"
@@ -53,6 +62,42 @@ refused() {
     grep -m1 '^error: ' "$2" >&2 || true
     bs_die "bench.sh: the kernel refused the arguments (see $2)"
 }
+
+if [ $flush = 1 ]; then
+    [ -n "$cpus" ] || cpus="4 64 512"
+    [ -n "$out" ] || out="results/flush-$(date +%Y%m%d-%H%M%S)"
+    mkdir -p "$out"
+    failed=0
+    if [ $replot = 1 ]; then
+        [ -s "$out/raw.jsonl" ] || bs_die "bench.sh: --replot $out: no raw.jsonl there"
+    else
+        : >"$out/raw.jsonl"
+        bs_need_qemu
+        bs_build
+        for n in $cpus; do
+            printf 'flush: %3s CPUs ... ' "$n"
+            log="$out/boot-${n}cpu.log"
+            start=$(date +%s)
+            # yield_points=off, as for --scale: their stalls would add virtual time of their own.
+            scripts/run.sh --kernel "$BS_KERNEL" --smp "$n" --timeout 1800 $det -- \
+                workload=flush-bench yield_points=off >"$log" 2>&1
+            rc=$?
+            refused "$rc" "$log"
+            line=$(grep '^summary: ' "$log" | tail -1 | sed 's/^summary: //')
+            if [ $rc -ne 0 ] || [ -z "$line" ]; then
+                echo "FAIL (exit $rc, see $log)"; failed=1; continue
+            fi
+            echo "$line" | python3 -c 'import json,sys; r=json.load(sys.stdin); r["wall_s"]=int(sys.argv[1]); r["clock"]=sys.argv[2]; r["commit"]=sys.argv[3]; print(json.dumps(r))' \
+                "$(( $(date +%s) - start ))" "$clock" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >>"$out/raw.jsonl"
+            echo "ok ($(( $(date +%s) - start )) s)"
+        done
+    fi
+    python3 scripts/flush_chart.py "$out" || failed=1
+    echo "flush: table  $out/flush.md"
+    echo "flush: chart  $out/flush.svg"
+    echo "flush: raw    $out/raw.jsonl"
+    exit $failed
+fi
 
 if [ $scale = 1 ]; then
     [ -n "$cpus" ] || cpus="1 2 4 8 16 32 64 128 256 512"

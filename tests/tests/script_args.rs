@@ -85,6 +85,8 @@ const CASES: &[Case] = &[
     ("bench.sh", &["--cpus"], "--cpus needs a value"),
     ("bench.sh", &["--tables", "16 0"], "--tables 0: a count of level-2 tables"),
     ("bench.sh", &["--children", "x"], "--children x: a count of children"),
+    ("bench.sh", &["--flush", "--scale"], "--scale and --flush are two benches: give one"),
+    ("bench.sh", &["--flush", "--tables", "16"], "not --scale's or --flush's"),
     ("bench.sh", &["--scale", "--tables", "16"], "not --scale's"),
     ("bench.sh", &["--deterministic"], "--deterministic goes with --scale"),
     ("bench.sh", &["--scale", "--deterministic=11"], "from 0 to 10"),

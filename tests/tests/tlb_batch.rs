@@ -87,3 +87,37 @@ fn stress_catches_each_batch_bug() {
         }
     }
 }
+
+/// `workload=flush-bench`'s counts are exact: per op, an upgrade of 64 pages costs 1 TLBI (a
+/// range op; 64 by-VA ops without FEAT_TLBIRANGE) and 1 `DSB ISH` on the old path and nothing
+/// on the new; a reclaim of 64 pages costs 64 TLBIs either way, and 64 `DSB ISH` on the old path
+/// against 1 on the new.
+#[test]
+fn flush_bench_counts_are_exact() {
+    for (cpu, upgrade_tlbis) in [("max", 1), ("cortex-a72", 64)] {
+        let run = Boot::new(&format!("flush-bench ({cpu})"))
+            .cpu(cpu)
+            .opts("--deterministic")
+            .args("workload=flush-bench yield_points=off")
+            .expect_exit(0);
+        let s = run.summary();
+        let mode = |m: &str, k: &str| s.mode_counter(m, k);
+        for (m, tlbi, dsb) in [
+            ("upgrade-old", upgrade_tlbis, 1),
+            ("upgrade-new", 0, 0),
+            ("batch-old", 64, 64),
+            ("batch-new", 64, 1),
+        ] {
+            let got = (mode(m, "tlbi_ops_per_op"), mode(m, "dsb_ish_per_op"));
+            if got != (tlbi, dsb) || mode(m, "ipis_sent_per_op") != 0 {
+                run.fail(&format!(
+                    "{m}: (tlbi, dsb_ish) per op {got:?}, expected {:?}",
+                    (tlbi, dsb)
+                ));
+            }
+        }
+        if mode("batch-new", "ticks_per_op") >= mode("batch-old", "ticks_per_op") {
+            run.fail("the batch took no less virtual time than the page-by-page path");
+        }
+    }
+}

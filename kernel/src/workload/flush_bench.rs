@@ -238,7 +238,7 @@ fn summary_members(results: &[PathResult]) -> Result<String, core::fmt::Error> {
     }
     modes.finish()?;
     members
-        .object("flush")?
+        .object("flush_bench")?
         .u64("ops", ROUNDS)?
         .u64("pages", PAGES)?
         .u64("counter_hz", cpu::counter_frequency())?;
