@@ -63,9 +63,13 @@ refused() {
     bs_die "bench.sh: the kernel refused the arguments (see $2)"
 }
 
-if [ $flush = 1 ]; then
-    [ -n "$cpus" ] || cpus="4 64 512"
-    [ -n "$out" ] || out="results/flush-$(date +%Y%m%d-%H%M%S)"
+# per_cpu_boots NAME WORKLOAD CHART DEFAULT_CPUS: the --scale and --flush benches. One boot of
+# WORKLOAD per CPU count, its summary (with the boot's wall time, its clock and the commit) a line
+# of OUT/raw.jsonl, then CHART writes OUT/NAME.md and OUT/NAME.svg; exits.
+per_cpu_boots() {
+    local name=$1 workload=$2 chart=$3
+    [ -n "$cpus" ] || cpus=$4
+    [ -n "$out" ] || out="results/$name-$(date +%Y%m%d-%H%M%S)"
     mkdir -p "$out"
     failed=0
     if [ $replot = 1 ]; then
@@ -74,69 +78,38 @@ if [ $flush = 1 ]; then
         : >"$out/raw.jsonl"
         bs_need_qemu
         bs_build
+        local commit n log start rc line
+        commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
         for n in $cpus; do
-            printf 'flush: %3s CPUs ... ' "$n"
-            log="$out/boot-${n}cpu.log"
-            start=$(date +%s)
-            # yield_points=off, as for --scale: their stalls would add virtual time of their own.
-            scripts/run.sh --kernel "$BS_KERNEL" --smp "$n" --timeout 1800 $det -- \
-                workload=flush-bench yield_points=off >"$log" 2>&1
-            rc=$?
-            refused "$rc" "$log"
-            line=$(grep '^summary: ' "$log" | tail -1 | sed 's/^summary: //')
-            if [ $rc -ne 0 ] || [ -z "$line" ]; then
-                echo "FAIL (exit $rc, see $log)"; failed=1; continue
-            fi
-            echo "$line" | python3 -c 'import json,sys; r=json.load(sys.stdin); r["wall_s"]=int(sys.argv[1]); r["clock"]=sys.argv[2]; r["commit"]=sys.argv[3]; print(json.dumps(r))' \
-                "$(( $(date +%s) - start ))" "$clock" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >>"$out/raw.jsonl"
-            echo "ok ($(( $(date +%s) - start )) s)"
-        done
-    fi
-    python3 scripts/flush_chart.py "$out" || failed=1
-    echo "flush: table  $out/flush.md"
-    echo "flush: chart  $out/flush.svg"
-    echo "flush: raw    $out/raw.jsonl"
-    exit $failed
-fi
-
-if [ $scale = 1 ]; then
-    [ -n "$cpus" ] || cpus="1 2 4 8 16 32 64 128 256 512"
-    [ -n "$out" ] || out="results/scale-$(date +%Y%m%d-%H%M%S)"
-    mkdir -p "$out"
-    failed=0
-    if [ $replot = 1 ]; then
-        [ -s "$out/raw.jsonl" ] || bs_die "bench.sh: --replot $out: no raw.jsonl there"
-    else
-        : >"$out/raw.jsonl"
-        bs_need_qemu
-        bs_build
-        for n in $cpus; do
-            printf 'scale: %3s CPUs ... ' "$n"
+            printf '%s: %3s CPUs ... ' "$name" "$n"
             log="$out/boot-${n}cpu.log"
             start=$(date +%s)
             # yield_points=off: --deterministic would turn them on, and their stalls would
             # add virtual time of their own to the operations measured.
             scripts/run.sh --kernel "$BS_KERNEL" --smp "$n" --timeout 1800 $det -- \
-                workload=scale-bench yield_points=off >"$log" 2>&1
+                workload="$workload" yield_points=off >"$log" 2>&1
             rc=$?
             refused "$rc" "$log"
             line=$(grep '^summary: ' "$log" | tail -1 | sed 's/^summary: //')
             if [ $rc -ne 0 ] || [ -z "$line" ]; then
                 echo "FAIL (exit $rc, see $log)"; failed=1; continue
             fi
-            # The boot's QEMU wall time and its clock ride along for the table (not part of
-            # the summary).
-            echo "$line" | python3 -c 'import json,sys; r=json.load(sys.stdin); r["wall_s"]=int(sys.argv[1]); r["clock"]=sys.argv[2]; print(json.dumps(r))' \
-                "$(( $(date +%s) - start ))" "$clock" >>"$out/raw.jsonl"
+            # The boot's QEMU wall time, its clock and the commit ride along for the table (not
+            # part of the summary).
+            echo "$line" | python3 -c 'import json,sys; r=json.load(sys.stdin); r["wall_s"]=int(sys.argv[1]); r["clock"]=sys.argv[2]; r["commit"]=sys.argv[3]; print(json.dumps(r))' \
+                "$(( $(date +%s) - start ))" "$clock" "$commit" >>"$out/raw.jsonl"
             echo "ok ($(( $(date +%s) - start )) s)"
         done
     fi
-    python3 scripts/scale_chart.py "$out" || failed=1
-    echo "scale: table  $out/scale.md"
-    echo "scale: chart  $out/scale.svg"
-    echo "scale: raw    $out/raw.jsonl"
+    python3 "$chart" "$out" || failed=1
+    echo "$name: table  $out/$name.md"
+    echo "$name: chart  $out/$name.svg"
+    echo "$name: raw    $out/raw.jsonl"
     exit $failed
-fi
+}
+
+[ $flush = 0 ] || per_cpu_boots flush flush-bench scripts/flush_chart.py "4 64 512"
+[ $scale = 0 ] || per_cpu_boots scale scale-bench scripts/scale_chart.py "1 2 4 8 16 32 64 128 256 512"
 
 [ -n "$cpus" ] || cpus="2 4 8"
 [ -n "$out" ] || out="results/bench-$(date +%Y%m%d-%H%M%S)"
