@@ -194,6 +194,9 @@ struct Loaded {
 struct Pending {
     inv: Invalidation,
     seq: u64,
+    /// The number of the last op merged into it (`seq` when none was): the issuer's history
+    /// entries from `seq` to here are this op's.
+    last: u64,
     /// The issuer's TTBR0 at issue, and its count of loads then: if the count has not moved at
     /// completion, that was its TTBR0 throughout.
     loaded: Loaded,
@@ -237,10 +240,11 @@ struct Ops {
 }
 
 impl Ops {
-    /// Marks the op issued at `seq` completed, and what it awaits now.
-    fn mark(&mut self, seq: u64, awaiting: Option<Workaround>) {
+    /// Marks `op` (its history entries: every op merged into it) completed, and what it awaits
+    /// now.
+    fn mark(&mut self, op: &Pending, awaiting: Option<Workaround>) {
         for h in self.history.iter_mut().flatten() {
-            if h.seq == seq {
+            if (op.seq..=op.last).contains(&h.seq) {
                 h.completed = true;
                 h.awaiting = awaiting;
             }
@@ -954,6 +958,7 @@ impl Sanitizer {
             && let Some(merged) = extend_by_page(&last.inv, &inv)
         {
             last.inv = merged;
+            last.last = seq;
         } else {
             if ops.pending.len() == MAX_PENDING {
                 ops.pending.remove(0);
@@ -961,6 +966,7 @@ impl Sanitizer {
             ops.pending.push(Pending {
                 inv,
                 seq,
+                last: seq,
                 loaded,
                 loads,
             });
@@ -1043,7 +1049,7 @@ impl Sanitizer {
                 repeated = repeated.max(Some(p.seq));
             }
             if is_repeat || p.inv.scope != Scope::InnerShareable || !(repeat || dvmsync) {
-                ops.mark(p.seq, None);
+                ops.mark(&p, None);
                 self.discharge(cpu, &p, steady, CpuMask::ALL, false);
                 continue;
             }
@@ -1062,7 +1068,7 @@ impl Sanitizer {
                 synced_at: at,
             });
             if repeat {
-                ops.mark(p.seq, Some(Workaround::Repeat));
+                ops.mark(&p, Some(Workaround::Repeat));
             } else {
                 let last = ops.awaiting.len() - 1;
                 self.take_effect(cpu, &mut ops, last, at);
@@ -1093,12 +1099,12 @@ impl Sanitizer {
         let waiting = self.discharge(cpu, &a.op, a.steady, CpuMask::ALL, dvmsync);
         if waiting.is_empty() {
             ops.awaiting.remove(k);
-            ops.mark(a.op.seq, None);
+            ops.mark(&a.op, None);
             return true;
         }
         ops.awaiting[k].waiting = waiting;
         ops.awaiting[k].synced_at = at;
-        ops.mark(a.op.seq, Some(Workaround::DvmSync));
+        ops.mark(&a.op, Some(Workaround::DvmSync));
         self.waiting_open.fetch_add(1, Ordering::Relaxed);
         false
     }
@@ -1123,7 +1129,7 @@ impl Sanitizer {
                 ops.awaiting[k].waiting.remove(cpu);
                 if ops.awaiting[k].waiting.is_empty() {
                     ops.awaiting.remove(k);
-                    ops.mark(a.op.seq, None);
+                    ops.mark(&a.op, None);
                     self.waiting_open.fetch_sub(1, Ordering::Relaxed);
                     continue;
                 }

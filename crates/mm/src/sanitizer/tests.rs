@@ -1578,3 +1578,25 @@ fn both_errata_the_repeat_then_the_cpus_sync() {
     assert_eq!(s.awaiting_count(0), 0);
     assert_eq!(s.check(0, Check::Free(FRAME)), Ok(()));
 }
+
+/// A by-VA loop is kept as one pending range; once a DSB completed it, the report of any of its
+/// pages names it completed (each op of the loop, not only the first), here waiting for the
+/// repeat.
+#[test]
+fn every_op_of_a_completed_by_va_loop_reads_as_completed() {
+    let (s, slot) = ran_on(2, &[0, 1], 5);
+    s.set_errata(REPEAT_TLBI);
+    for i in 0..3 {
+        s.record(0, &leaf(slot, 0x1000 * (i + 1), 3, FRAME + i * PAGE_SIZE));
+    }
+    s.barrier(0, Barrier::StoreIs);
+    for i in 0..3 {
+        s.issue(0, vae1(0x1000 * (i + 1), 5));
+    }
+    s.barrier(0, Barrier::FullIs);
+    for i in 0..3 {
+        let v = s.check(0, Check::Free(FRAME + i * PAGE_SIZE)).unwrap_err();
+        assert_eq!(v.gap(), Some(Gap::RepeatMissing), "page {i}: {v}");
+        assert!(!format!("{v}").contains("(no dsb)"), "{v}");
+    }
+}
