@@ -262,6 +262,10 @@ struct Context {
     owes_flush: bool,
     kept: Option<u16>,
     recent: [(u16, u64); RECENT_ASIDS],
+    /// The user space it last switched away from without a `DSB ISH` since: its accesses
+    /// through that space may still be outstanding (erratum 4193714). Only the last one is
+    /// kept.
+    left: Loaded,
 }
 
 /// Which frames a piece's entries name.
@@ -661,6 +665,7 @@ impl Sanitizer {
                     owes_flush: false,
                     kept: None,
                     recent: [(0, 0); RECENT_ASIDS],
+                    left: Loaded::default(),
                 })
             })?,
             stores: boxed(cpus, "stores", |_| {
@@ -828,6 +833,9 @@ impl Sanitizer {
                     *r = (asid, space);
                 }
             }
+            if c.loaded.asid != 0 && c.loaded.root != root {
+                c.left = c.loaded;
+            }
             c.loaded = Loaded { root, asid, space };
             c.loaded_at = self.next_seq();
             c.loads += 1;
@@ -982,7 +990,8 @@ impl Sanitizer {
     }
 
     /// `cpu` executed `barrier`: it publishes the clears `cpu` recorded before it, and a full
-    /// barrier completes `cpu`'s TLBIs of its domain.
+    /// barrier completes `cpu`'s TLBIs of its domain. A `DSB ISH` also completes `cpu`'s own
+    /// accesses, which erratum 4193714's model waits for ([`Self::set_errata`]).
     pub fn barrier(&self, cpu: usize, barrier: Barrier) {
         if self.disarmed() {
             return;
@@ -1012,7 +1021,15 @@ impl Sanitizer {
         match barrier {
             Barrier::FullIs => {
                 self.complete(cpu, seq, |_| true);
-                self.synced(cpu, seq);
+                // Numbered under the context's lock, after the space it left is forgotten: a
+                // completion that read this CPU's context before saw it still owing the sync,
+                // and is numbered before this; one that reads it after sees nothing to wait for.
+                let synced_at = {
+                    let mut c = self.contexts[cpu].lock();
+                    c.left = Loaded::default();
+                    self.next_seq()
+                };
+                self.synced(cpu, synced_at);
             }
             Barrier::FullLocal => {
                 self.complete(cpu, seq, |inv| matches!(inv.scope, Scope::Local(_)))
@@ -1096,8 +1113,17 @@ impl Sanitizer {
     fn take_effect(&self, cpu: usize, ops: &mut Ops, k: usize, at: u64) -> bool {
         let a = ops.awaiting[k];
         let dvmsync = self.dvmsync.load(Ordering::Acquire);
+        // Counted before the running CPUs' contexts are read (under their locks): a CPU whose
+        // `DSB ISH` follows a read that held it then finds the count, and waits on this CPU's
+        // ops lock until the entry is there ([`Self::synced`]).
+        if dvmsync {
+            self.waiting_open.fetch_add(1, Ordering::AcqRel);
+        }
         let waiting = self.discharge(cpu, &a.op, a.steady, CpuMask::ALL, dvmsync);
         if waiting.is_empty() {
+            if dvmsync {
+                self.waiting_open.fetch_sub(1, Ordering::AcqRel);
+            }
             ops.awaiting.remove(k);
             ops.mark(&a.op, None);
             return true;
@@ -1105,7 +1131,6 @@ impl Sanitizer {
         ops.awaiting[k].waiting = waiting;
         ops.awaiting[k].synced_at = at;
         ops.mark(&a.op, Some(Workaround::DvmSync));
-        self.waiting_open.fetch_add(1, Ordering::Relaxed);
         false
     }
 
@@ -1139,18 +1164,21 @@ impl Sanitizer {
     }
 
     /// Whether `cpu` runs the space of `piece` (its root, or for a space the sanitizer does not
-    /// know, an ASID the piece is held under).
+    /// know, an ASID the piece is held under), or left it with no `DSB ISH` since.
     fn runs(&self, cpu: usize, piece: &Piece) -> bool {
         let c = self.contexts[cpu].lock();
-        c.loaded.asid != 0
-            && if piece.root != 0 {
-                c.loaded.root == piece.root
-            } else {
-                match piece.entries.tag {
-                    Tag::Asid(a) => c.loaded.asid == a,
-                    Tag::Global | Tag::AnyAsid => true,
+        let of = |l: &Loaded| {
+            l.asid != 0
+                && if piece.root != 0 {
+                    l.root == piece.root
+                } else {
+                    match piece.entries.tag {
+                        Tag::Asid(a) => l.asid == a,
+                        Tag::Global | Tag::AnyAsid => true,
+                    }
                 }
-            }
+        };
+        of(&c.loaded) || of(&c.left)
     }
 
     /// Applies one completed TLBI: every piece it hits, on every CPU of `only` it reaches and is

@@ -1502,9 +1502,12 @@ fn erratum_repeat_leaves_local_flushes_alone() {
 fn erratum_dvmsync_each_running_cpu_waits_for_its_own_dsb() {
     let setup = || {
         let (s, slot) = ran_on(4, &[0, 2, 3], 5);
-        // CPU 1 runs the space now, CPU 3 runs another one; 2 ran it and left.
+        // CPU 1 runs the space now, CPU 3 runs another one; 2 ran it and left (both completed
+        // their accesses since they left it).
         assert_eq!(s.load_ttbr0(1, ROOT, 5), None);
         assert_eq!(s.load_ttbr0(3, OTHER_ROOT, 6), None);
+        s.barrier(2, Barrier::FullIs);
+        s.barrier(3, Barrier::FullIs);
         s.set_errata(DVMSYNC);
         s.record(0, &leaf(slot, 0x1000, 3, FRAME));
         s.barrier(0, Barrier::StoreIs);
@@ -1599,4 +1602,36 @@ fn every_op_of_a_completed_by_va_loop_reads_as_completed() {
         assert_eq!(v.gap(), Some(Gap::RepeatMissing), "page {i}: {v}");
         assert!(!format!("{v}").contains("(no dsb)"), "{v}");
     }
+}
+
+/// Erratum 4193714: a CPU that left the space just before the completion, with no `DSB ISH`
+/// since, may still have accesses through it outstanding: it waits like a running one. Its
+/// `DSB ISH` between leaving and the completion, or after, ends that.
+#[test]
+fn erratum_dvmsync_a_cpu_that_left_without_a_dsb_still_waits() {
+    let setup = |dsb_after_leaving: bool| {
+        let (s, slot) = ran_on(2, &[0], 5);
+        s.set_errata(DVMSYNC);
+        assert_eq!(s.load_ttbr0(1, ROOT, 5), None);
+        assert_eq!(s.load_ttbr0(1, 0x1000, 0), None);
+        if dsb_after_leaving {
+            s.barrier(1, Barrier::FullIs);
+        }
+        s.record(0, &leaf(slot, 0x1000, 3, FRAME));
+        s.barrier(0, Barrier::StoreIs);
+        s.issue(0, vae1(0x1000, 5));
+        s.barrier(0, Barrier::FullIs);
+        s
+    };
+    let s = setup(false);
+    assert_eq!(
+        gap(&s.check(0, Check::Free(FRAME))),
+        Some(Gap::DvmSyncMissing)
+    );
+    let s = setup(false);
+    s.barrier(1, Barrier::FullIs);
+    assert_eq!(s.check(0, Check::Free(FRAME)), Ok(()));
+    let s = setup(true);
+    assert_eq!(s.awaiting_count(0), 0);
+    assert_eq!(s.check(0, Check::Free(FRAME)), Ok(()));
 }
