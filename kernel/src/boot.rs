@@ -133,6 +133,7 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
         conduit.name(),
         info.platform.bootargs
     );
+    log_errata(info);
 
     let bringup_start = cpu::counter();
     match smp::boot::start_secondaries(&info.platform.cpu_mpidrs[..cpus], info.args.cpus_wait_ms) {
@@ -201,6 +202,7 @@ fn init_memory_policy(info: &BootInfo) {
     broadside_mm::tlb::init(
         broadside_arch::tlbi::TlbFeatures::from_id_regs(f.isar0, f.mmfr2),
         info.args.flush,
+        errata(info),
     );
     broadside_mm::table_free::set_mode(info.args.tablefree);
     let bits = info
@@ -221,6 +223,7 @@ fn init_memory_policy(info: &BootInfo) {
         ram_lo,
         ram_hi - ram_lo,
     );
+    broadside_mm::audit::model_errata(errata(info));
     broadside_mm::aspace::init_asids(bits, info.platform.cpus);
     broadside_mm::unshare_sync::set_mode(info.args.unshare);
     if info.args.weak {
@@ -240,6 +243,51 @@ fn init_memory_policy(info: &BootInfo) {
         );
         broadside_base::events::enable();
     }
+}
+
+/// The errata in force: `errata=`, or those of the boot CPU's MIDR_EL1 (QEMU gives every CPU
+/// the same model).
+fn errata(info: &BootInfo) -> broadside_arch::errata::Errata {
+    info.args.errata.resolve(cpu::midr())
+}
+
+/// The boot log's one line on errata: which are in force, the CPU, and why.
+fn log_errata(info: &BootInfo) {
+    use broadside_arch::errata::Midr;
+    use broadside_platform::bootargs::ErrataArg;
+    let midr = Midr(cpu::midr());
+    let e = errata(info);
+    let mut names = alloc::string::String::new();
+    for name in e.names() {
+        if !names.is_empty() {
+            names.push(',');
+        }
+        names.push_str(name);
+    }
+    if names.is_empty() {
+        names.push_str("none");
+    }
+    let cpu = match midr.arm_core() {
+        Some(core) => alloc::format!("{core} r{}p{}", midr.variant(), midr.revision()),
+        None => alloc::format!(
+            "implementer {:#04x} part {:#05x}",
+            midr.implementer(),
+            midr.part()
+        ),
+    };
+    let why = match info.args.errata {
+        ErrataArg::Auto => "from MIDR_EL1",
+        ErrataArg::Forced(_) => "forced by errata=",
+    };
+    let skipped = [Bug::ErratumNoRepeat, Bug::ErratumNoDvmsync]
+        .into_iter()
+        .filter(|b| info.args.bugs.has(*b))
+        .map(|b| alloc::format!("; bug={} skips its workaround", b.name()))
+        .collect::<alloc::string::String>();
+    log::info!(
+        "errata: {names} ({cpu}, MIDR_EL1 {:#010x}: {why}){skipped}",
+        midr.0
+    );
 }
 
 fn ram_extent(p: &PlatformInfo) -> (u64, u64) {

@@ -212,6 +212,18 @@ pub fn rows(matrix: Matrix) -> Vec<Row> {
             "workload=stress seconds=4",
             check!(|s| c(s, "tlbi_range_ops") == 0 && c(s, "tlbi_asid_ops") > 0 && !s.tlbi_range),
         ),
+        // Erratum 4118414 from MIDR: exactly one repeat per broadcast completion (every DSB ISH
+        // beyond the activations' is a completion or its repeat).
+        pass(
+            "stress-neoverse-n1",
+            "--smp 4 --cpu neoverse-n1",
+            "workload=stress seconds=4",
+            check!(|s| !s.tlbi_range
+                && s.errata.as_deref() == Some(&["repeat-tlbi".to_owned()][..])
+                && c(s, "erratum_tlbi_repeats") > 0
+                && c(s, "dsb_ish") - c(s, "ttbr0_loads_checked")
+                    == 2 * c(s, "erratum_tlbi_repeats")),
+        ),
         pass(
             "stress-el2",
             "--smp 4 --el2",
@@ -223,6 +235,15 @@ pub fn rows(matrix: Matrix) -> Vec<Row> {
             "--smp 4",
             "workload=stress seconds=4 flush=ipi",
             check!(|s| c(s, "ipis_sent") > 0 && c(s, "tlbi_local_ops") > 0),
+        ),
+        // Erratum 4193714 forced: its IPIs, with sharing's syncs beside them.
+        pass(
+            "errata-dvmsync-ipi",
+            "--smp 4",
+            "workload=stress seconds=4 sharing=on errata=dvmsync-ipi",
+            check!(|s| c(s, "erratum_dvmsync_ipis") > 0
+                && c(s, "ipis_sent") >= c(s, "erratum_dvmsync_ipis")
+                && c(s, "tables_unshared") > 0),
         ),
         pass(
             "asid-bits-3",
@@ -347,6 +368,20 @@ pub fn rows(matrix: Matrix) -> Vec<Row> {
             &format!("bug-{bug}-audit"),
             "--smp 4",
             &format!("workload=stress seconds=1 sharing=on bug={bug}"),
+            check!(|s| c(s, "flush_gap_detected") > 0),
+        );
+        row.exclusive = false;
+        rows.push(row);
+    }
+    // The errata workarounds' controls: on an affected model, and with the erratum forced.
+    for (bug, opts, args) in [
+        ("erratum-no-repeat", "--smp 4 --cpu neoverse-n1", ""),
+        ("erratum-no-dvmsync", "--smp 4", "errata=dvmsync-ipi "),
+    ] {
+        let mut row = caught(
+            &format!("bug-{bug}-audit"),
+            opts,
+            &format!("workload=stress seconds=1 sharing=on {args}bug={bug}"),
             check!(|s| c(s, "flush_gap_detected") > 0),
         );
         row.exclusive = false;

@@ -57,3 +57,18 @@ fn asid_bits_too_small_for_the_cpus() {
         r"^error: bootargs: asid_bits=2: ",
     );
 }
+
+#[test]
+fn bad_errata() {
+    for value in ["bogus", "repeat-tlbi,repeat-tlbi", "none,repeat-tlbi"] {
+        rejected(
+            &format!("bad errata={value}"),
+            "",
+            &format!("errata={value}"),
+            "names the key and every accepted value",
+            &format!(
+                r"^error: bootargs: errata={value}: auto, none, or a comma-separated list of distinct names from repeat-tlbi, dvmsync-ipi$"
+            ),
+        );
+    }
+}

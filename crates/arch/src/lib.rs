@@ -6,6 +6,8 @@
 //! - [`tlbi`]: TLBI operand encodings and flush planning (which TLBIs invalidate a range),
 //!   portable and host-tested; [`aarch64::tlb`] is the one module that issues TLBI instructions
 //!   and their barriers.
+//! - [`errata`]: the errata that change how a broadcast TLBI completes, detected from MIDR_EL1;
+//!   portable and host-tested.
 //! - [`aarch64`] (kernel build only): boot, exceptions (an unexpected one is handed to a handler
 //!   the kernel installs), sysregs, MMU, PSCI, GICv3, timer, semihosting.
 #![cfg_attr(not(any(test, loom)), no_std)]
@@ -16,6 +18,7 @@ extern crate alloc;
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 pub mod addr;
+pub mod errata;
 pub mod pte;
 pub mod tlbi;
 

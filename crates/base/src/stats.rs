@@ -57,8 +57,16 @@ counters! {
     TlbiAsidOps => "tlbi_asid_ops", Sum;
     /// Non-broadcast TLBIs (the space was only ever active on this CPU, or IPI-driven).
     TlbiLocalOps => "tlbi_local_ops", Sum;
-    /// Every `DSB ISH` executed: broadcast-TLBI completions and activation-before-walk barriers.
+    /// Every `DSB ISH` executed: broadcast-TLBI completions and activation-before-walk barriers,
+    /// and with an erratum workaround its repeats' barriers and its IPI targets' barriers too.
     DsbIsh => "dsb_ish", Sum;
+    /// Erratum 4118414 (`errata=repeat-tlbi`): the extra `TLBI VALE1IS, XZR; DSB ISH` run after
+    /// a completing `DSB ISH`, once per completion. Each also counts one in `tlbi_ops` and one in
+    /// `dsb_ish`.
+    ErratumTlbiRepeats => "erratum_tlbi_repeats", Sum;
+    /// Erratum 4193714 (`errata=dvmsync-ipi`): IPIs sent after a completion to the CPUs running
+    /// the space, each waited for. Also counted in `ipis_sent`.
+    ErratumDvmsyncIpis => "erratum_dvmsync_ipis", Sum;
     /// SGIs sent for TLB shootdown or table-free synchronisation.
     IpisSent => "ipis_sent", Sum;
     /// Flush requests (ranges, ASIDs) made of the TLB layer.

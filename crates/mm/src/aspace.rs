@@ -29,8 +29,23 @@ use broadside_base::config::MAX_CPUS;
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame::{self, FrameKind};
 use broadside_sync::ActiveGate;
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use spin::Once;
+
+/// Whether each space keeps the set of CPUs that run it now ([`AddressSpace::running_cpus`]):
+/// erratum 4193714's workaround (`mm::tlb`) interrupts exactly those after a completion.
+static TRACK_RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// Makes every space keep the CPUs that run it now, and a CPU that leaves a space complete its
+/// accesses first (`DSB ISH`): erratum 4193714's workaround. Called once at boot, before any
+/// space exists.
+pub fn track_running(on: bool) {
+    TRACK_RUNNING.store(on, Ordering::Relaxed);
+}
+
+fn tracking_running() -> bool {
+    TRACK_RUNNING.load(Ordering::Relaxed)
+}
 
 /// Stamp word 0 of a live data page: this magic XOR the owning space's id.
 pub const STAMP_MAGIC: u64 = 0x5354_414d_5000_0000;
@@ -104,6 +119,9 @@ pub struct AddressSpace {
     pub asid: AsidContext,
     /// CPUs on which this space has ever been loaded into TTBR0.
     cpus_ever: [AtomicU64; MAX_CPUS / 64],
+    /// CPUs that run it now, from before their TTBR0 load until after they left it and
+    /// completed their accesses; kept only for erratum 4193714 ([`track_running`]).
+    running: [AtomicU64; MAX_CPUS / 64],
     /// CPUs that have it in TTBR0 right now; closed by destroy, which then waits for it to
     /// drain (a store-buffer handshake, correct in the language's memory model: see
     /// [`ActiveGate`]).
@@ -286,6 +304,7 @@ impl AddressSpace {
             root,
             asid: AsidContext::new(),
             cpus_ever: [const { AtomicU64::new(0) }; MAX_CPUS / 64],
+            running: [const { AtomicU64::new(0) }; MAX_CPUS / 64],
             active: ActiveGate::new(),
             state: AtomicU8::new(SpaceState::Live as u8),
             lock: broadside_base::hint::Mutex::new(()),
@@ -472,6 +491,15 @@ impl AddressSpace {
         )
     }
 
+    /// The CPUs that run this space now (with [`track_running`] on; none otherwise): set before
+    /// a CPU's TTBR0 load, and ordered before its walks by the activation's `DSB ISH`; cleared
+    /// after it left the space and completed its accesses. A flusher that reads it after its
+    /// completing `DSB ISH` finds every CPU that may still have an access through the old
+    /// entries outstanding.
+    pub fn running_cpus(&self) -> CpuMask {
+        CpuMask::from_words(self.running.iter().map(|w| w.load(Ordering::Acquire)))
+    }
+
     /// Whether this space has only ever been active on `cpu` (or nowhere).
     pub fn only_active_on(&self, cpu: usize) -> bool {
         self.cpus_ever.iter().enumerate().all(|(w, bits)| {
@@ -500,6 +528,11 @@ impl AddressSpace {
                 Ordering::AcqRel,
             )
         };
+        if tracking_running() {
+            // A plain atomic, not the emulated store buffer (`weak=on`): the erratum's
+            // workaround is not what the weak-memory runs test.
+            self.running[cpu / 64].fetch_or(1 << (cpu % 64), Ordering::AcqRel);
+        }
         let irq = broadside_base::irq::save_and_mask();
         let sw = asid_allocator().switch_to(cpu, &self.asid);
         if sw.flush_local_tlb
@@ -525,9 +558,16 @@ impl AddressSpace {
         true
     }
 
-    /// Unloads this space from the current CPU (TTBR0 back to the empty table).
+    /// Unloads this space from the current CPU (TTBR0 back to the empty table). With erratum
+    /// 4193714's workaround on, the CPU then completes its accesses (`DSB ISH`) before it
+    /// leaves the space's running set: a flusher that no longer finds it there needs no IPI.
     pub fn deactivate(&self) {
         mmu::set_ttbr0(mmu::empty_table_pa(), 0);
+        if tracking_running() {
+            let cpu = broadside_base::cpu_id();
+            tlb::complete_accesses();
+            self.running[cpu / 64].fetch_and(!(1 << (cpu % 64)), Ordering::AcqRel);
+        }
         self.active.exit();
     }
 

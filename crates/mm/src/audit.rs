@@ -106,6 +106,16 @@ pub fn init(enabled: bool, cpus: usize, ram_base: u64, ram_bytes: u64) {
     ENABLED.store(true, Ordering::Release);
 }
 
+/// The CPUs have `errata` (`errata=`, or from MIDR_EL1): from now on the sanitizer credits a
+/// broadcast completion only once its workaround ran ([`Sanitizer::set_errata`]), whatever the
+/// kernel does about it (a planted `bug=erratum-no-repeat` skips the workaround, not the
+/// erratum). Call after [`init`], before any address space exists.
+pub fn model_errata(errata: broadside_arch::errata::Errata) {
+    if let Some(s) = SANITIZER.get() {
+        s.set_errata(errata);
+    }
+}
+
 /// With `weak=on`: stores reach memory only when their CPU drains its emulated store buffer
 /// (`broadside_base::weak`), so the sanitizer learns when each clear became visible (the
 /// drain hook) and owes it on the CPUs that loaded its space before then. Call after [`init`],

@@ -12,6 +12,13 @@
 //! target performs the same plan locally and acknowledges; the initiator waits. While it waits
 //! it serves requests aimed at itself, so two CPUs flushing each other never deadlock.
 //!
+//! Errata (`errata=`, or the boot CPU's MIDR: `broadside_arch::errata`): every completion of a
+//! space's broadcast TLBIs is [`complete`], so each workaround lives in one place — erratum
+//! 4118414's repeat inside it, in `arch::aarch64::tlb::complete` (the instructions stay in that
+//! module), and erratum 4193714's IPI after it: an SGI to every other CPU that runs the space
+//! now, each of which completes its own accesses (`DSB ISH`) and acknowledges, the flusher
+//! waiting for all of them as for a sync.
+//!
 //! Sits on `aspace` (the space's CPUs and ASID), `gather_range` (`FlushCoverage`) and
 //! `fault_inject`.
 
@@ -21,6 +28,7 @@ pub use crate::gather_range::FlushCoverage;
 use broadside_arch::VirtAddr;
 pub use broadside_arch::aarch64::tlb::Scope;
 use broadside_arch::aarch64::{gic, tlb};
+use broadside_arch::errata::Errata;
 use broadside_arch::pte::PAGE_SIZE;
 use broadside_arch::tlbi::{
     FlushPlan, FlushRequest, TlbFeatures, TlbiOp, plan_range_flush, tlbi_asid_operand,
@@ -29,7 +37,7 @@ use broadside_base::config::MAX_CPUS;
 use broadside_base::stats::{self, Counter};
 use broadside_platform::bootargs::{Bug, FlushMode};
 use broadside_smp::{self as smp, ipi};
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use spin::Once;
 
 /// Run-wide TLB policy, fixed at boot from the CPU's features. The planted bugs this module
@@ -41,18 +49,40 @@ use spin::Once;
 pub struct TlbPolicy {
     /// FEAT_TLBIRANGE and FEAT_TTL, from the ID registers.
     pub features: TlbFeatures,
+    /// The errata in force (`errata=`, or from MIDR_EL1), whether or not a planted bug skips
+    /// a workaround (`bug=erratum-no-repeat`, `bug=erratum-no-dvmsync`).
+    pub errata: Errata,
 }
 
 static POLICY: Once<TlbPolicy> = Once::new();
+
+/// Erratum 4193714's workaround runs: [`complete`] interrupts the space's running CPUs.
+static DVMSYNC_IPI: AtomicBool = AtomicBool::new(false);
 
 /// `flush=`: 0 broadcast TLBI, 1 the IPI baseline. Apart from the policy because
 /// `workload=scale-bench` measures both in one boot.
 static FLUSH_MODE: AtomicU8 = AtomicU8::new(0);
 
-/// Fixes the policy; called once at boot.
-pub fn init(features: TlbFeatures, mode: FlushMode) {
+/// Fixes the policy and the errata workarounds; called once at boot, after
+/// `fault_inject::init` and before any space exists or another CPU runs.
+pub fn init(features: TlbFeatures, mode: FlushMode, errata: Errata) {
     set_flush_mode(mode);
-    POLICY.call_once(|| TlbPolicy { features });
+    tlb::set_repeat_tlbi(errata.repeat_tlbi && !planted(Bug::ErratumNoRepeat));
+    let dvmsync = errata.dvmsync_ipi && !planted(Bug::ErratumNoDvmsync);
+    DVMSYNC_IPI.store(dvmsync, Ordering::Relaxed);
+    crate::aspace::track_running(dvmsync);
+    POLICY.call_once(|| TlbPolicy { features, errata });
+}
+
+/// Whether erratum 4193714's workaround runs (the erratum is in force and
+/// `bug=erratum-no-dvmsync` is not planted).
+pub fn dvmsync_ipi() -> bool {
+    DVMSYNC_IPI.load(Ordering::Relaxed)
+}
+
+/// The errata in force, once [`init`] ran.
+pub fn errata() -> Option<Errata> {
+    POLICY.get().map(|p| p.errata)
 }
 
 /// Switches between broadcast TLBI and the IPI baseline at run time. Only while no flush is
@@ -196,16 +226,11 @@ pub fn flush_tlb_page_nosync(space: &AddressSpace, va: VirtAddr) -> Option<Scope
     Some(scope)
 }
 
-/// Completes every TLBI this CPU issued without waiting: one `DSB ISH` for a whole deferred
-/// batch (Linux's `arch_tlbbatch_flush`), or `DSB NSH` when all of them were local.
-pub fn complete_batch(scope: Scope) {
-    tlb::complete(scope);
-}
-
-/// Completes the TLBIs *this* CPU issued, and nothing else: what `bug=batch-drain-other-cpu`
-/// wrongly takes for the completion of another CPU's batch.
-pub fn complete_own_tlbis() {
-    tlb::complete(Scope::Broadcast);
+/// Completes every TLBI this CPU issued without waiting, for the spaces of a deferred batch:
+/// one `DSB ISH` for the whole batch (Linux's `arch_tlbbatch_flush`), or `DSB NSH` when all of
+/// them were local; through [`complete`], so with every erratum workaround (once per batch).
+pub fn complete_batch(spaces: &[&AddressSpace], scope: Scope) {
+    complete(spaces, scope);
 }
 
 /// Makes sure no TLBI of another CPU's deferred batch for `space` is still incomplete before
@@ -225,7 +250,7 @@ pub fn flush_tlb_batched_pending(space: &AddressSpace) {
     if owner as usize - 1 == broadside_base::cpu_id() || planted(Bug::BatchDrainOtherCpu) {
         // Completes this CPU's TLBIs: the batch's, when this CPU owns it; with the planted bug,
         // nothing of the owner's.
-        complete_own_tlbis();
+        complete(&[space], Scope::Broadcast);
     } else {
         flush_tlb_mm(space);
     }
@@ -284,7 +309,7 @@ fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushR
         return ipi_shootdown(space, plan, tables_freed);
     }
     let scope = scope_for(space);
-    flush_plan(plan, scope);
+    flush_plan(Some(space), plan, scope);
     FlushRecord {
         leaf_only,
         ops,
@@ -297,16 +322,33 @@ fn execute(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> FlushR
     }
 }
 
-/// Issues and completes `plan` on the CPUs `scope` reaches, as the planted bugs of this layer
-/// say: `no-dsb` leaves the TLBIs uncompleted, `tlbi-before-store-barrier` issues them before
-/// the store barrier that makes the clears visible to table walkers.
-fn flush_plan(plan: &FlushPlan, scope: Scope) {
+/// Issues and completes `plan` (for `space`, when it is a space's) on the CPUs `scope` reaches,
+/// as the planted bugs of this layer say: `no-dsb` leaves the TLBIs uncompleted,
+/// `tlbi-before-store-barrier` issues them before the store barrier that makes the clears
+/// visible to table walkers.
+fn flush_plan(space: Option<&AddressSpace>, plan: &FlushPlan, scope: Scope) {
     if planted(Bug::NoDsb) {
         tlb::issue_plan_nosync(plan, scope);
-    } else if planted(Bug::TlbiBeforeStoreBarrier) {
-        tlb::flush_plan_with_late_store_barrier(plan, scope);
+        return;
+    }
+    if planted(Bug::TlbiBeforeStoreBarrier) {
+        tlb::issue_plan_before_store_barrier(plan, scope);
     } else {
-        tlb::flush_plan(plan, scope);
+        tlb::issue_plan_nosync(plan, scope);
+    }
+    complete(space.as_slice(), scope);
+}
+
+/// Completes this CPU's TLBIs of `scope`: the one completion of a space's TLB maintenance, with
+/// every erratum workaround in force. Broadcast: `DSB ISH` and erratum 4118414's repeat (in
+/// `arch::aarch64::tlb::complete`), then erratum 4193714's IPI to the other CPUs that run
+/// `space` now ([`dvmsync`]). Local: `DSB NSH` (no erratum concerns a local TLBI).
+pub fn complete(spaces: &[&AddressSpace], scope: Scope) {
+    tlb::complete(scope);
+    if scope == Scope::Broadcast && DVMSYNC_IPI.load(Ordering::Relaxed) {
+        for space in spaces {
+            dvmsync(space);
+        }
     }
 }
 
@@ -343,6 +385,12 @@ static SYNC_INBOX: [[AtomicU64; MAX_CPUS / 64]; MAX_CPUS] =
     [const { [const { AtomicU64::new(0) }; MAX_CPUS / 64] }; MAX_CPUS];
 static SYNC_PENDING: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
+/// Erratum 4193714 requests: the same inbox scheme; the target completes its accesses
+/// (`DSB ISH`), then acknowledges.
+static DVMSYNC_INBOX: [[AtomicU64; MAX_CPUS / 64]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; MAX_CPUS / 64] }; MAX_CPUS];
+static DVMSYNC_PENDING: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+
 fn op_kind(op: TlbiOp) -> u8 {
     match op {
         TlbiOp::Vae1 { .. } => 1,
@@ -373,7 +421,7 @@ fn ipi_shootdown(space: &AddressSpace, plan: &FlushPlan, tables_freed: bool) -> 
     let me = broadside_base::cpu_id();
     let req = &REQUESTS[me];
     // The local part first, with the same plan.
-    flush_plan(plan, Scope::Local);
+    flush_plan(None, plan, Scope::Local);
     let leaf_only = plan.ops().any(|op| op.is_leaf_only());
     let mut n = 0;
     if plan.op_count() <= MAX_OPS {
@@ -456,6 +504,47 @@ pub fn serve_ipi_requests() {
             bits &= bits - 1;
             SYNC_PENDING[from].fetch_sub(1, Ordering::Release);
         }
+        let mut bits = DVMSYNC_INBOX[me][word].swap(0, Ordering::Acquire);
+        if bits != 0 {
+            // One barrier answers every initiator: each one's completion came before its SGI.
+            tlb::complete_accesses();
+        }
+        while bits != 0 {
+            let from = word * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            DVMSYNC_PENDING[from].fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// Erratum 4193714's workaround, after a completion of `space`'s broadcast TLBIs: an SGI to
+/// every other CPU that runs `space` now ([`AddressSpace::running_cpus`], read once, after the
+/// completion), each of which completes its own accesses (`DSB ISH`) and acknowledges; this CPU
+/// waits for all of them, serving requests meanwhile (as [`sync_all_cpus`] does). A CPU that
+/// starts running the space after the read walks the new tables; one that left it completed its
+/// accesses before it left the set.
+fn dvmsync(space: &AddressSpace) {
+    let me = broadside_base::cpu_id();
+    let mut targets = space.running_cpus();
+    targets.remove(me);
+    let count = smp::online_cpus()
+        .filter(|c| targets.contains(c.index))
+        .count() as u32;
+    if count == 0 {
+        return;
+    }
+    // Set before the first SGI goes out, so no acknowledgement can arrive before it.
+    DVMSYNC_PENDING[me].store(count, Ordering::Relaxed);
+    for c in smp::online_cpus().filter(|c| targets.contains(c.index)) {
+        DVMSYNC_INBOX[c.index][me / 64].fetch_or(1 << (me % 64), Ordering::Release);
+        gic::send_sgi(ipi::SGI_SYNC, c.mpidr.load(Ordering::Relaxed));
+        stats::count(Counter::IpisSent);
+        stats::count(Counter::ErratumDvmsyncIpis);
+    }
+    stats::count(Counter::SyncWaits);
+    while DVMSYNC_PENDING[me].load(Ordering::Acquire) != 0 {
+        serve_ipi_requests();
+        broadside_base::hint::cpu_relax();
     }
 }
 

@@ -141,11 +141,15 @@ impl TlbBatch {
         if self.frames.is_empty() {
             return;
         }
-        tlb::complete_batch(if self.broadcast {
-            tlb::Scope::Broadcast
-        } else {
-            tlb::Scope::Local
-        });
+        let spaces: Vec<&AddressSpace> = self.spaces.iter().map(|s| &**s).collect();
+        tlb::complete_batch(
+            &spaces,
+            if self.broadcast {
+                tlb::Scope::Broadcast
+            } else {
+                tlb::Scope::Local
+            },
+        );
         stats::count(Counter::BatchFlushes);
         for s in &self.spaces {
             // Completed: an unmap that takes the lock from now on owes it nothing. (If one

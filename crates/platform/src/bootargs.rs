@@ -16,6 +16,7 @@
 //! that table at compile time, and every enum's accepted text is derived from its variant names,
 //! so a new key or value is added in exactly one place.
 
+use broadside_arch::errata::Errata;
 use core::fmt;
 use core::ops::RangeInclusive;
 
@@ -292,6 +293,12 @@ arg_enum! {
         WalkerNoRecheck = "walker-no-recheck",
         /// The lockless walker re-checks after its pin but goes on when an entry changed.
         WalkerNoBackout = "walker-no-backout",
+        /// With erratum 4118414 in force (`errata=repeat-tlbi`, or a CPU that has it), skip its
+        /// workaround: broadcast TLBIs are completed by one `DSB ISH` with no repeat after it.
+        ErratumNoRepeat = "erratum-no-repeat",
+        /// With erratum 4193714 in force (`errata=dvmsync-ipi`), skip its workaround: no IPI
+        /// to the CPUs running the space after a broadcast completion.
+        ErratumNoDvmsync = "erratum-no-dvmsync",
         /// Panic on the boot CPU once the workload starts (tests the panic path, exit 3).
         Panic = "panic",
         /// Take an unexpected data abort once the workload starts (the exception path, exit 3).
@@ -310,6 +317,85 @@ arg_enum! {
         /// The last secondary CPU waits `cpus_wait_ms` plus a second before coming online, so
         /// the boot CPU's wait must time out and name it (the late-CPU path, exit 4).
         LateCpu = "late-cpu",
+    }
+}
+
+arg_enum! {
+    /// A CPU erratum whose workaround `errata=` can force on (see [`broadside_arch::errata`],
+    /// which detects them from MIDR_EL1 and spells them the same).
+    pub enum Erratum {
+        /// Erratum 4118414 (CVE-2025-10263): one `TLBI VALE1IS, XZR; DSB ISH` after each
+        /// completing `DSB ISH`.
+        RepeatTlbi = "repeat-tlbi",
+        /// Erratum 4193714: after each completion, an IPI to the CPUs running the space, waited
+        /// for.
+        DvmsyncIpi = "dvmsync-ipi",
+    }
+}
+
+/// `errata=`: which errata workarounds run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ErrataArg {
+    /// `auto`: those of the boot CPU's MIDR_EL1.
+    #[default]
+    Auto,
+    /// `none`, or a list: exactly these, whatever the CPU.
+    Forced(Errata),
+}
+
+impl ErrataArg {
+    /// What `errata=` accepts, for error messages.
+    pub const ACCEPTED: &'static str = const_join!(
+        "auto, none, or a comma-separated list of distinct names from ",
+        Erratum::NAMES
+    );
+
+    /// Parses `auto`, `none` or a comma-separated list of distinct erratum names.
+    pub fn parse(value: &str) -> Option<ErrataArg> {
+        match value {
+            "auto" => return Some(ErrataArg::Auto),
+            "none" => return Some(ErrataArg::Forced(Errata::NONE)),
+            _ => {}
+        }
+        let mut set = Errata::NONE;
+        for name in value.split(',') {
+            let flag = match Erratum::from_name(name)? {
+                Erratum::RepeatTlbi => &mut set.repeat_tlbi,
+                Erratum::DvmsyncIpi => &mut set.dvmsync_ipi,
+            };
+            if *flag {
+                return None;
+            }
+            *flag = true;
+        }
+        Some(ErrataArg::Forced(set))
+    }
+
+    /// The errata in force on a CPU whose MIDR_EL1 is `midr`.
+    pub fn resolve(self, midr: u64) -> Errata {
+        match self {
+            ErrataArg::Auto => Errata::from_midr(midr),
+            ErrataArg::Forced(set) => set,
+        }
+    }
+}
+
+/// The spelling that reproduces it: `auto`, `none`, or the names joined by commas.
+impl fmt::Display for ErrataArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrataArg::Auto => f.write_str("auto"),
+            ErrataArg::Forced(set) if !set.any() => f.write_str("none"),
+            ErrataArg::Forced(set) => {
+                for (i, name) in set.names().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    f.write_str(name)?;
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -408,6 +494,8 @@ pub struct BootArgs {
     pub hz: u32,
     /// `flush=` [tlbi].
     pub flush: FlushMode,
+    /// `errata=` [auto].
+    pub errata: ErrataArg,
     /// `tablefree=` [rcu].
     pub tablefree: TableFreeMode,
     /// `unshare=` [sync-last].
@@ -533,6 +621,14 @@ const SPECS: &[KeySpec] = &[
     int_key!("timeout", 1..=86400, |a, n| a.timeout = Some(n)),
     int_key!("hz", 10..=10000, |a, n| a.hz = n),
     enum_key!("flush", FlushMode, |a, v| a.flush = v),
+    KeySpec {
+        name: "errata",
+        accepted: ErrataArg::ACCEPTED,
+        apply: |a, value| {
+            a.errata = ErrataArg::parse(value)?;
+            Some(())
+        },
+    },
     enum_key!("tablefree", TableFreeMode, |a, v| a.tablefree = v),
     enum_key!("unshare", UnshareMode, |a, v| a.unshare = v),
     KeySpec {
@@ -655,6 +751,7 @@ impl BootArgs {
         timeout: None,
         hz: 1000,
         flush: FlushMode::Tlbi,
+        errata: ErrataArg::Auto,
         tablefree: TableFreeMode::Rcu,
         unshare: UnshareMode::SyncLast,
         sharing: false,
@@ -731,8 +828,8 @@ mod tests {
         }
     }
 
-    const ALL_KEYS: &str = "workload, seconds, seed, log, timeout, hz, flush, tablefree, \
-                            unshare, sharing, audit, yield_points, weak, pct_depth, bug, \
+    const ALL_KEYS: &str = "workload, seconds, seed, log, timeout, hz, flush, errata, \
+                            tablefree, unshare, sharing, audit, yield_points, weak, pct_depth, bug, \
                             asid_bits, walkers, \
                             touchers, mutators, \
                             fail_alloc, tables, children, cpus_wait_ms";
@@ -822,7 +919,8 @@ mod tests {
     fn every_key_at_once() {
         let args = parse(
             "workload=stress seconds=60 seed=0xdeadBEEF log=trace timeout=120 hz=250 \
-             flush=ipi tablefree=sync-batch unshare=recheck sharing=on audit=off \
+             flush=ipi errata=dvmsync-ipi,repeat-tlbi tablefree=sync-batch unshare=recheck \
+             sharing=on audit=off \
              yield_points=on weak=on pct_depth=5 \
              bug=leaf-only-flush,skip-tlbi asid_bits=8 walkers=3 touchers=0 mutators=256 \
              fail_alloc=5 tables=512 children=1 cpus_wait_ms=60000",
@@ -837,6 +935,10 @@ mod tests {
                 timeout: Some(120),
                 hz: 250,
                 flush: FlushMode::Ipi,
+                errata: ErrataArg::Forced(Errata {
+                    repeat_tlbi: true,
+                    dvmsync_ipi: true,
+                }),
                 tablefree: TableFreeMode::SyncBatch,
                 unshare: UnshareMode::Recheck,
                 sharing: true,
@@ -957,6 +1059,8 @@ mod tests {
             ("walker-pin-dying", Bug::WalkerPinDying),
             ("walker-no-recheck", Bug::WalkerNoRecheck),
             ("walker-no-backout", Bug::WalkerNoBackout),
+            ("erratum-no-repeat", Bug::ErratumNoRepeat),
+            ("erratum-no-dvmsync", Bug::ErratumNoDvmsync),
             ("panic", Bug::Panic),
             ("fault", Bug::Fault),
             ("fp", Bug::Fp),
@@ -1150,8 +1254,9 @@ mod tests {
                         wrong-asid, no-dsb, narrow-range, rollover-skip-flush, \
                         tlbi-before-store-barrier, global-user-leaf, bbm-skip, flush-no-dmb, \
                         activate-no-dsb, rcu-snapshot-early, gate-no-fence, walker-pin-dying, \
-                        walker-no-recheck, walker-no-backout, panic, fault, fp, \
-                        hang, hang-boot, idle-lost-wakeup, late-cpu";
+                        walker-no-recheck, walker-no-backout, erratum-no-repeat, \
+                        erratum-no-dvmsync, panic, fault, fp, hang, hang-boot, \
+                        idle-lost-wakeup, late-cpu";
         for value in [
             "",
             "nope",
@@ -1165,6 +1270,69 @@ mod tests {
             assert_eq!(
                 error_text(&format!("bug={value}")),
                 format!("bootargs: bug={value}: {accepted}")
+            );
+        }
+    }
+
+    #[test]
+    fn errata_auto_none_or_a_list() {
+        let forced = |repeat_tlbi, dvmsync_ipi| {
+            ErrataArg::Forced(Errata {
+                repeat_tlbi,
+                dvmsync_ipi,
+            })
+        };
+        assert_eq!(parse("").errata, ErrataArg::Auto);
+        for (value, want) in [
+            ("auto", ErrataArg::Auto),
+            ("none", forced(false, false)),
+            ("repeat-tlbi", forced(true, false)),
+            ("dvmsync-ipi", forced(false, true)),
+            ("repeat-tlbi,dvmsync-ipi", forced(true, true)),
+            ("dvmsync-ipi,repeat-tlbi", forced(true, true)),
+        ] {
+            let got = parse(&format!("errata={value}")).errata;
+            assert_eq!(got, want, "{value}");
+            // Its display reproduces it (a list in declaration order).
+            assert_eq!(ErrataArg::parse(&got.to_string()), Some(got), "{value}");
+        }
+        assert_eq!(forced(true, true).to_string(), "repeat-tlbi,dvmsync-ipi");
+        assert_eq!(forced(false, false).to_string(), "none");
+        // The names are the arch layer's (which detects them and names them in the summary).
+        assert_eq!(Erratum::NAMES, Errata::NAMES);
+        // auto follows the CPU; a forced set ignores it.
+        const NEOVERSE_N1: u64 = 0x414f_d0c1;
+        const MAX: u64 = 0x000f_0510;
+        assert!(ErrataArg::Auto.resolve(NEOVERSE_N1).repeat_tlbi);
+        assert_eq!(ErrataArg::Auto.resolve(MAX), Errata::NONE);
+        assert_eq!(forced(false, false).resolve(NEOVERSE_N1), Errata::NONE);
+        assert_eq!(
+            forced(true, false).resolve(MAX),
+            Errata::from_midr(NEOVERSE_N1)
+        );
+    }
+
+    #[test]
+    fn bad_errata_say_what_is_accepted() {
+        let accepted = "auto, none, or a comma-separated list of distinct names from \
+                        repeat-tlbi, dvmsync-ipi";
+        assert_eq!(ErrataArg::ACCEPTED, accepted);
+        for value in [
+            "",
+            "on",
+            "all",
+            "repeat",
+            "repeat-tlbi,",
+            ",repeat-tlbi",
+            "repeat-tlbi,repeat-tlbi",
+            "repeat-tlbi,none",
+            "none,repeat-tlbi",
+            "auto,dvmsync-ipi",
+            "Repeat-TLBI",
+        ] {
+            assert_eq!(
+                error_text(&format!("errata={value}")),
+                format!("bootargs: errata={value}: {accepted}")
             );
         }
     }

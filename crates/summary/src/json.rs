@@ -87,6 +87,24 @@ impl<'w, W: Write + ?Sized> JsonObject<'w, W> {
         Ok(self)
     }
 
+    /// Writes `"key":["a","b",...]`, each string escaped.
+    pub fn str_array<'s>(
+        &mut self,
+        key: &str,
+        values: impl IntoIterator<Item = &'s str>,
+    ) -> Result<&mut Self, fmt::Error> {
+        self.key(key)?;
+        self.out.write_char('[')?;
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.out.write_char(',')?;
+            }
+            write_json_string(self.out, v)?;
+        }
+        self.out.write_char(']')?;
+        Ok(self)
+    }
+
     /// Writes `"key":{` and returns the nested object; this object can be written to again
     /// once the nested one is finished or dropped.
     pub fn object(&mut self, key: &str) -> Result<JsonObject<'_, W>, fmt::Error> {

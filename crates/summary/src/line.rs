@@ -9,7 +9,8 @@ pub const PREFIX: &str = "summary: ";
 /// The fields every summary has, in the order they are written.
 ///
 /// `flush`, `tablefree` and `bug` are `None` only for a run that ended before its arguments were
-/// understood (exit 2 from a bad `bootargs`), which then reports no arguments at all.
+/// understood (exit 2 from a bad `bootargs`), which then reports no arguments at all; `errata`
+/// is `None` then too, and for a run that ended before its TLB policy was fixed.
 pub struct Header<'a> {
     /// The workload's name (`demo`, `selftest`, `stress`, ...; `none` before arguments).
     pub workload: &'a str,
@@ -33,6 +34,9 @@ pub struct Header<'a> {
     pub tablefree: Option<&'a str>,
     /// The planted bugs (`bug=`), rendered by their `Display` (a comma list, or empty).
     pub bug: Option<&'a dyn Display>,
+    /// The CPU errata whose workarounds are in force (`errata=`, or from MIDR_EL1), by name;
+    /// `None` when not known yet (an exit before the TLB policy was fixed).
+    pub errata: Option<&'a [&'a str]>,
 }
 
 /// Writes one summary line to `out`: [`PREFIX`], the object with `header`'s fields, a
@@ -65,6 +69,9 @@ pub fn write_summary<'c>(
     }
     if let Some(bug) = header.bug {
         o.display("bug", bug)?;
+    }
+    if let Some(errata) = header.errata {
+        o.str_array("errata", errata.iter().copied())?;
     }
     {
         let mut c = o.object("counters")?;

@@ -4,6 +4,7 @@ use crate::line::PREFIX;
 use alloc::borrow::ToOwned;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 use serde::Deserialize;
 use serde_json::Value;
@@ -46,6 +47,10 @@ pub struct Summary {
     /// The planted bugs, comma-separated (absent when the arguments were rejected).
     #[serde(default)]
     pub bug: Option<String>,
+    /// The CPU errata whose workarounds are in force, by name (`repeat-tlbi`, `dvmsync-ipi`;
+    /// absent when the run ended before its TLB policy was fixed).
+    #[serde(default)]
+    pub errata: Option<Vec<String>>,
     /// The counters summed over CPUs, by name. Read them with [`Summary::counter`], which fails
     /// loudly on a name the kernel did not report.
     pub counters: BTreeMap<String, u64>,
@@ -188,6 +193,7 @@ mod tests {
             flush: Some("tlbi"),
             tablefree: Some("sync-batch"),
             bug: Some(bug),
+            errata: Some(&["repeat-tlbi", "dvmsync-ipi"]),
         }
     }
 
@@ -224,6 +230,11 @@ mod tests {
         assert_eq!(s.tablefree.as_deref(), Some("sync-batch"));
         assert_eq!(s.bug.as_deref(), Some("skip-tlbi,hang"));
         assert_eq!(
+            s.errata.as_deref(),
+            Some(&["repeat-tlbi".to_string(), "dvmsync-ipi".to_string()][..])
+        );
+        assert!(log.contains(r#""errata":["repeat-tlbi","dvmsync-ipi"],"counters""#));
+        assert_eq!(
             s.counters,
             counters.iter().map(|(k, v)| (k.to_string(), *v)).collect()
         );
@@ -254,6 +265,7 @@ mod tests {
             flush: None,
             tablefree: None,
             bug: None,
+            errata: None,
         };
         let mut log = String::from("error: bootargs: bogus=1: unknown key\n");
         write_summary(&mut log, &h, [], None).unwrap();
@@ -263,8 +275,8 @@ mod tests {
         );
         let s = Summary::from_log(&log).unwrap();
         assert_eq!(
-            (s.exit_code, s.flush, s.bug, s.modes),
-            (2, None, None, None)
+            (s.exit_code, s.flush, s.bug, s.modes, s.errata),
+            (2, None, None, None, None)
         );
         assert!(s.counters.is_empty());
     }

@@ -1,6 +1,7 @@
 //! The `summary:` line: the last thing the kernel prints, one JSON object on one line, with the
 //! fields every run has (`workload`, `result`, `cpus`, `boot_el`, `tlbi_range`, `seconds`,
-//! `seed`, `counters`) and what the workload adds. This module only gathers the values; the
+//! `seed`, `counters`), the arguments' modes and the errata in force (`errata`), and what the
+//! workload adds. This module only gathers the values; the
 //! line is written by [`broadside_summary::write_summary`], the writer the host's typed reader
 //! is tested against. Straight to the console with no allocation, so it works on the panic and
 //! watchdog paths too.
@@ -14,6 +15,16 @@ use broadside_summary::{Header, write_summary};
 /// Prints the summary of a run ending with `code`; `extra_json` holds the workload's members.
 pub fn emit(info: Option<&BootInfo>, code: ExitCode, extra_json: Option<&str>) {
     let args = info.map(|i| i.args).unwrap_or_default();
+    // The errata in force, by name, without allocating (this runs on the panic path too).
+    let mut names = [""; broadside_arch::errata::Errata::NAMES.len()];
+    let errata = broadside_mm::tlb::errata().map(|e| {
+        let mut n = 0;
+        for name in e.names() {
+            names[n] = name;
+            n += 1;
+        }
+        n
+    });
     let header = Header {
         workload: args.workload.name(),
         passed: code.passed(),
@@ -26,6 +37,7 @@ pub fn emit(info: Option<&BootInfo>, code: ExitCode, extra_json: Option<&str>) {
         flush: Some(args.flush.name()),
         tablefree: Some(args.tablefree.name()),
         bug: Some(&args.bugs),
+        errata: errata.map(|n| &names[..n]),
     };
     let counters = Counter::ALL.iter().map(|c| (c.name(), stats::read(*c)));
     console::with_console_forced(|out| {
@@ -48,6 +60,7 @@ pub fn emit_minimal(boot_el: u64, cpus: usize) {
         flush: None,
         tablefree: None,
         bug: None,
+        errata: None,
     };
     console::with_console_forced(|out| {
         let _ = write_summary(out, &header, core::iter::empty(), None);

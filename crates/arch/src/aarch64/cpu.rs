@@ -32,6 +32,11 @@ pub fn mpidr() -> u64 {
     MPIDR_EL1.get() & 0xff_00ff_ffff
 }
 
+/// This CPU's MIDR_EL1 (implementer, part number, revision: [`crate::errata::Midr`]).
+pub fn midr() -> u64 {
+    MIDR_EL1.get()
+}
+
 /// The exception level the CPU runs at now.
 pub fn current_el() -> u64 {
     CurrentEL.read(CurrentEL::EL)

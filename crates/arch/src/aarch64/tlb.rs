@@ -6,6 +6,13 @@
 //! told to re-walk) → `TLBI ...IS` (broadcast) → `DSB ISH` (every CPU has completed it) → `ISB`
 //! only when this CPU's own kernel mappings changed. A `DSB` completes only the TLBIs issued by
 //! the CPU that executes it.
+//!
+//! Every completion of broadcast TLBIs is [`complete`]`(Scope::Broadcast)`, so the workaround
+//! of an erratum in how they complete lives there, once: with erratum 4118414
+//! ([`set_repeat_tlbi`]; `broadside_arch::errata`), the completing `DSB ISH` is followed by one
+//! `TLBI VALE1IS, XZR; DSB ISH`, however many TLBIs it completed (Linux's 2026 form of
+//! `ARM64_WORKAROUND_REPEAT_TLBI`). Erratum 4193714's IPI is not an instruction: `mm::tlb`
+//! sends it after this completion.
 
 use core::arch::asm;
 
@@ -81,7 +88,20 @@ pub fn publish_new_kernel_mappings() {
 
 use crate::tlbi::{FlushPlan, TlbiOp};
 use broadside_base::stats::{self, Counter};
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+/// Erratum 4118414's workaround is on: [`complete`] repeats (see the module docs).
+static REPEAT_TLBI: AtomicBool = AtomicBool::new(false);
+
+/// Turns erratum 4118414's workaround on or off. Called once at boot, before other CPUs run.
+pub fn set_repeat_tlbi(on: bool) {
+    REPEAT_TLBI.store(on, Ordering::Relaxed);
+}
+
+/// Whether erratum 4118414's workaround is on.
+pub fn repeat_tlbi() -> bool {
+    REPEAT_TLBI.load(Ordering::Relaxed)
+}
 
 /// What this module tells an observer (the flush-coverage sanitizer, `mm::audit`): every TLBI
 /// before it executes, every `DSB` after it executed, and every TTBR0 load before it happens.
@@ -249,6 +269,8 @@ fn issue_instruction(op: TlbiOp, scope: Scope) {
     match (op, scope) {
         (TlbiOp::Vae1 { operand }, Scope::Broadcast) => tlbi!("vae1is", operand),
         (TlbiOp::Vae1 { operand }, Scope::Local) => tlbi!("vae1", operand),
+        // Erratum 4118414's repeat, written as Linux writes it (the operand register is XZR).
+        (TlbiOp::Vale1 { operand: 0 }, Scope::Broadcast) => tlbi!("vale1is, xzr"),
         (TlbiOp::Vale1 { operand }, Scope::Broadcast) => tlbi!("vale1is", operand),
         (TlbiOp::Vale1 { operand }, Scope::Local) => tlbi!("vale1", operand),
         (TlbiOp::Rvae1 { operand }, Scope::Broadcast) => sys!("c2", "1", operand),
@@ -295,10 +317,26 @@ pub fn begin(scope: Scope) {
 
 /// Waits until every TLBI this CPU issued has completed on every CPU `scope` reaches
 /// (`DSB ISH` / `DSB NSH`). After it, no CPU can use a translation those TLBIs removed.
+///
+/// The broadcast form is the only completion of broadcast TLBIs, and with erratum 4118414 it
+/// runs the workaround ([`set_repeat_tlbi`]): after the `DSB ISH`, `TLBI VALE1IS, XZR` and a
+/// second `DSB ISH` (counted in `erratum_tlbi_repeats`, and in `tlbi_ops` and `dsb_ish` as the
+/// instructions they are). An address space that may run on other CPUs also needs
+/// `mm::tlb`'s erratum 4193714 IPI after this.
 #[inline(always)]
 pub fn complete(scope: Scope) {
     match scope {
-        Scope::Broadcast => dsb_ish(),
+        Scope::Broadcast => {
+            dsb_ish();
+            if repeat_tlbi() {
+                // Invalidates nothing in use (VA 0 of ASID 0); on an affected CPU, its
+                // completion makes the completion before it hold for every write through the
+                // entries that one removed.
+                issue(TlbiOp::Vale1 { operand: 0 }, Scope::Broadcast);
+                dsb_ish();
+                stats::count(Counter::ErratumTlbiRepeats);
+            }
+        }
         Scope::Local => observed(
             None,
             // SAFETY: barrier only.
@@ -310,8 +348,9 @@ pub fn complete(scope: Scope) {
 
 /// Issues one `DSB ISH` and counts it (`dsb_ish`). Every `DSB ISH` the kernel executes goes
 /// through here, so the counter is the number of these barriers, whatever they were for:
-/// completing broadcast TLBIs ([`complete`]) or ordering an activation before its walks
-/// ([`order_before_walks`]). A `DSB ISH` waits for every earlier memory access and every TLBI,
+/// completing broadcast TLBIs ([`complete`], twice with erratum 4118414's repeat), ordering an
+/// activation before its walks ([`order_before_walks`]), or completing this CPU's own accesses
+/// for erratum 4193714 ([`complete_accesses`]). A `DSB ISH` waits for every earlier memory access and every TLBI,
 /// IC and DC of this CPU to complete in the inner-shareable domain (Arm ARM B2.3, "Data
 /// Synchronization Barrier"), which on hardware is the cost worth counting; `DSB ISHST`,
 /// `DSB NSH` and `DMB` are other barriers and are not counted.
@@ -347,16 +386,15 @@ pub fn issue_plan_nosync_published(plan: &FlushPlan, scope: Scope) {
     }
 }
 
-/// `bug=tlbi-before-store-barrier` only: issues `plan`'s TLBIs, *then* the store barrier, then
-/// completes them. A walk between a TLBI and the barrier may read the old entry and cache it
-/// again after the TLBI has passed: the order the flush-coverage sanitizer must refuse to
-/// credit. Never used otherwise.
-pub fn flush_plan_with_late_store_barrier(plan: &FlushPlan, scope: Scope) {
+/// `bug=tlbi-before-store-barrier` only: issues `plan`'s TLBIs, *then* the store barrier; the
+/// caller completes them ([`complete`]). A walk between a TLBI and the barrier may read the old
+/// entry and cache it again after the TLBI has passed: the order the flush-coverage sanitizer
+/// must refuse to credit. Never used otherwise.
+pub fn issue_plan_before_store_barrier(plan: &FlushPlan, scope: Scope) {
     for op in plan.ops() {
         issue(op, scope);
     }
     store_barrier(scope);
-    complete(scope);
 }
 
 /// Issues and completes `plan`.
@@ -381,6 +419,14 @@ pub fn order_before_walks() {
     // SAFETY: barrier only. The ISB makes the next table walk (after the TTBR0 write that
     // follows) start after the DSB completed.
     unsafe { asm!("isb", options(nostack, preserves_flags)) };
+}
+
+/// Completes every memory access this CPU made so far, in the inner-shareable domain
+/// (`DSB ISH`): what erratum 4193714's IPI makes a CPU that runs a space do, and what a CPU
+/// leaving a space does while that erratum is in force, so that no access through a
+/// translation another CPU has just invalidated is still outstanding.
+pub fn complete_accesses() {
+    dsb_ish();
 }
 
 /// Orders this CPU's earlier stores before its later loads (`DMB ISH`). A flusher changes the

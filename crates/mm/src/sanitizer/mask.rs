@@ -15,6 +15,9 @@ impl CpuMask {
     /// No CPU.
     pub const EMPTY: Self = Self([0; MASK_WORDS]);
 
+    /// Every CPU it can name.
+    pub const ALL: Self = Self([u64::MAX; MASK_WORDS]);
+
     /// The CPUs whose bits are set in `words`, 64 CPUs a word from CPU 0 (a kernel bitmap).
     pub fn from_words(words: impl IntoIterator<Item = u64>) -> Self {
         let mut mask = Self::EMPTY;

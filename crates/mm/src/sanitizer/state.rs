@@ -52,11 +52,13 @@
 use super::clear::{Change, ChangeKind, Clear, Cleared, LeafRun, OpId, Owed, SpaceSlot};
 use super::mask::{CpuMask, MAX_SANITIZER_CPUS};
 use super::rules::{
-    self, Entries, Invalidation, Scope, Tag, Target, asid_matches, hit_range, kind_matches, names,
+    self, Entries, Invalidation, Scope, Tag, Target, asid_matches, hit_range, is_erratum_repeat,
+    kind_matches, names,
 };
-use super::violation::{Check, Gap, Issued, Obligation, Violation};
+use super::violation::{Check, Gap, Issued, Obligation, Violation, Workaround};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use broadside_arch::errata::Errata;
 use broadside_arch::pte::PAGE_SIZE;
 use broadside_base::hint::QuietMutex as Mutex;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -86,7 +88,8 @@ impl Config {
                 * (size_of::<Mutex<Ops>>()
                     + size_of::<Mutex<Context>>()
                     + size_of::<Mutex<Store>>()
-                    + MAX_PENDING * size_of::<Pending>())
+                    + MAX_PENDING * size_of::<Pending>()
+                    + MAX_AWAITING * size_of::<Awaiting>())
             + self.obligation_bytes
     }
 }
@@ -163,6 +166,10 @@ fn extend_by_page(prev: &Invalidation, next: &Invalidation) -> Option<Invalidati
 /// TLBIs one CPU may have issued and not completed; beyond this the oldest is forgotten (it can
 /// then never discharge anything: conservative).
 const MAX_PENDING: usize = 64;
+/// Completed broadcast TLBIs one CPU may have waiting for an erratum's workaround; beyond this
+/// the oldest is forgotten (conservative, as above). A kernel that runs the workaround keeps one
+/// or two here.
+const MAX_AWAITING: usize = 64;
 /// Issued ops kept per CPU for the violation message.
 const HISTORY: usize = 16;
 /// Recent (ASID, space) pairs kept per CPU for the reuse check; a collision forgets the older.
@@ -187,6 +194,9 @@ struct Loaded {
 struct Pending {
     inv: Invalidation,
     seq: u64,
+    /// The number of the last op merged into it (`seq` when none was): the issuer's history
+    /// entries from `seq` to here are this op's.
+    last: u64,
     /// The issuer's TTBR0 at issue, and its count of loads then: if the count has not moved at
     /// completion, that was its TTBR0 throughout.
     loaded: Loaded,
@@ -198,9 +208,30 @@ struct HistoryEntry {
     seq: u64,
     inv: Invalidation,
     completed: bool,
+    awaiting: Option<Workaround>,
 }
 
-/// A CPU's TLB operations: only that CPU changes them.
+/// A broadcast TLBI a `DSB ISH` completed while an erratum is in force: it discharges only once
+/// the workaround ran after that completion (see [`Sanitizer::set_errata`]).
+#[derive(Clone, Copy, Debug)]
+struct Awaiting {
+    op: Pending,
+    /// The issuer's TTBR0 from issue to completion, if it did not change (as for a discharge).
+    steady: Option<Loaded>,
+    /// The event number of the `DSB ISH` that completed it.
+    completed: u64,
+    /// Erratum 4118414: still waits for a `TLBI VALE1IS, XZR` issued after `completed` and
+    /// completed by a `DSB ISH`, both on the issuing CPU.
+    repeat: bool,
+    /// Erratum 4193714: the CPUs (never the issuer) that ran the space of something it hit when
+    /// it took effect (its completion, or its repeat's), and executed no `DSB ISH` since.
+    waiting: CpuMask,
+    /// When it took effect: a waiting CPU's `DSB ISH` counts only after this event number.
+    synced_at: u64,
+}
+
+/// A CPU's TLB operations: only that CPU changes them (and a CPU whose `DSB ISH` ends an
+/// [`Awaiting::waiting`] of them).
 struct Ops {
     pending: Vec<Pending>,
     history: [Option<HistoryEntry>; HISTORY],
@@ -209,6 +240,20 @@ struct Ops {
     /// one before it (the barrier may have published clears the earlier op is not ordered
     /// after).
     last_barrier: u64,
+    awaiting: Vec<Awaiting>,
+}
+
+impl Ops {
+    /// Marks `op` (its history entries: every op merged into it) completed, and what it awaits
+    /// now.
+    fn mark(&mut self, op: &Pending, awaiting: Option<Workaround>) {
+        for h in self.history.iter_mut().flatten() {
+            if (op.seq..=op.last).contains(&h.seq) {
+                h.completed = true;
+                h.awaiting = awaiting;
+            }
+        }
+    }
 }
 
 /// A CPU's translation context, as observed.
@@ -221,6 +266,10 @@ struct Context {
     owes_flush: bool,
     kept: Option<u16>,
     recent: [(u16, u64); RECENT_ASIDS],
+    /// The user space it last switched away from without a `DSB ISH` since: its accesses
+    /// through that space may still be outstanding (erratum 4193714). Only the last one is
+    /// kept.
+    left: Loaded,
 }
 
 /// Which frames a piece's entries name.
@@ -560,6 +609,12 @@ pub struct Sanitizer {
     loads_checked: AtomicU64,
     /// Stores reach memory only when their CPU drains (`weak=on`): see [`Sanitizer::stores_visible`].
     delayed: AtomicBool,
+    /// The errata in force ([`Sanitizer::set_errata`]).
+    repeat_tlbi: AtomicBool,
+    dvmsync: AtomicBool,
+    /// [`Awaiting`] entries with waiting CPUs, over all CPUs: a `DSB ISH` looks for the ones it
+    /// ends only when there are some.
+    waiting_open: AtomicUsize,
 }
 
 fn try_vec<T>(n: usize, what: &'static str) -> Result<Vec<T>, SizeError> {
@@ -600,6 +655,7 @@ impl Sanitizer {
                     history: [None; HISTORY],
                     next: 0,
                     last_barrier: 0,
+                    awaiting: try_vec(MAX_AWAITING, "TLBIs awaiting a workaround")?,
                 }))
             })
             .collect::<Result<Vec<_>, SizeError>>()?;
@@ -614,6 +670,7 @@ impl Sanitizer {
                     owes_flush: false,
                     kept: None,
                     recent: [(0, 0); RECENT_ASIDS],
+                    left: Loaded::default(),
                 })
             })?,
             stores: boxed(cpus, "stores", |_| {
@@ -642,7 +699,32 @@ impl Sanitizer {
             deferred: AtomicU64::new(0),
             loads_checked: AtomicU64::new(0),
             delayed: AtomicBool::new(false),
+            repeat_tlbi: AtomicBool::new(false),
+            dvmsync: AtomicBool::new(false),
+            waiting_open: AtomicUsize::new(0),
         })
+    }
+
+    /// The CPUs have `errata` (`broadside_arch::errata`): from now on a broadcast TLBI completed
+    /// by a `DSB ISH` discharges nothing until the workaround ran after that completion —
+    /// for erratum 4118414 (`repeat_tlbi`), a `TLBI VALE1IS, XZR` issued after it and completed
+    /// by a `DSB ISH`, both on the issuing CPU; for erratum 4193714 (`dvmsync_ipi`), on each
+    /// CPU that ran the space (had its root in TTBR0) when the completion took effect, a
+    /// `DSB ISH` of that CPU's own after it (the one the kernel's IPI runs), each CPU discharged
+    /// by its own. With both, the repeat first, and the CPUs' barriers after the repeat's. Call
+    /// before any TLBI is observed.
+    pub fn set_errata(&self, errata: Errata) {
+        self.repeat_tlbi
+            .store(errata.repeat_tlbi, Ordering::Release);
+        self.dvmsync.store(errata.dvmsync_ipi, Ordering::Release);
+    }
+
+    /// The errata the model applies.
+    pub fn errata(&self) -> Errata {
+        Errata {
+            repeat_tlbi: self.repeat_tlbi.load(Ordering::Acquire),
+            dvmsync_ipi: self.dvmsync.load(Ordering::Acquire),
+        }
     }
 
     /// A sanitizer for tests: `cpus` CPUs, frame counters over 256 MiB from 2 GiB (frames
@@ -755,6 +837,9 @@ impl Sanitizer {
                     }
                     *r = (asid, space);
                 }
+            }
+            if c.loaded.asid != 0 && c.loaded.root != root {
+                c.left = c.loaded;
             }
             c.loaded = Loaded { root, asid, space };
             c.loaded_at = self.next_seq();
@@ -888,6 +973,7 @@ impl Sanitizer {
             && let Some(merged) = extend_by_page(&last.inv, &inv)
         {
             last.inv = merged;
+            last.last = seq;
         } else {
             if ops.pending.len() == MAX_PENDING {
                 ops.pending.remove(0);
@@ -895,6 +981,7 @@ impl Sanitizer {
             ops.pending.push(Pending {
                 inv,
                 seq,
+                last: seq,
                 loaded,
                 loads,
             });
@@ -904,12 +991,14 @@ impl Sanitizer {
             seq,
             inv,
             completed: false,
+            awaiting: None,
         });
         ops.next = (next + 1) % HISTORY;
     }
 
     /// `cpu` executed `barrier`: it publishes the clears `cpu` recorded before it, and a full
-    /// barrier completes `cpu`'s TLBIs of its domain.
+    /// barrier completes `cpu`'s TLBIs of its domain. A `DSB ISH` also completes `cpu`'s own
+    /// accesses, which erratum 4193714's model waits for ([`Self::set_errata`]).
     pub fn barrier(&self, cpu: usize, barrier: Barrier) {
         if self.disarmed() {
             return;
@@ -938,16 +1027,38 @@ impl Sanitizer {
             }
         }
         match barrier {
-            Barrier::FullIs => self.complete(cpu, |_| true),
-            Barrier::FullLocal => self.complete(cpu, |inv| matches!(inv.scope, Scope::Local(_))),
+            Barrier::FullIs => {
+                self.complete(cpu, seq, |_| true);
+                // Numbered under the context's lock, after the space it left is forgotten: a
+                // completion that read this CPU's context before saw it still owing the sync,
+                // and is numbered before this; one that reads it after sees nothing to wait for.
+                let synced_at = {
+                    let mut c = self.contexts[cpu].lock();
+                    c.left = Loaded::default();
+                    self.next_seq()
+                };
+                self.synced(cpu, synced_at);
+            }
+            Barrier::FullLocal => {
+                self.complete(cpu, seq, |inv| matches!(inv.scope, Scope::Local(_)))
+            }
             Barrier::StoreIs | Barrier::StoreLocal => {}
         }
     }
 
-    /// Completes `cpu`'s pending TLBIs that `completes` accepts, oldest first.
-    fn complete(&self, cpu: usize, completes: impl Fn(&Invalidation) -> bool) {
+    /// Completes `cpu`'s pending TLBIs that `completes` accepts, oldest first, at the barrier
+    /// numbered `at`. With an erratum in force, a broadcast one waits for the workaround
+    /// ([`Self::set_errata`]); a completed repeat ends the wait of those completed before it was
+    /// issued.
+    fn complete(&self, cpu: usize, at: u64, completes: impl Fn(&Invalidation) -> bool) {
         let loads_now = self.contexts[cpu].lock().loads;
+        let Errata {
+            repeat_tlbi: repeat,
+            dvmsync_ipi: dvmsync,
+        } = self.errata();
         let mut ops = self.ops[cpu].lock();
+        // The issue number of the latest repeat this barrier completed.
+        let mut repeated: Option<u64> = None;
         let mut i = 0;
         while i < ops.pending.len() {
             let p = ops.pending[i];
@@ -956,28 +1067,157 @@ impl Sanitizer {
                 continue;
             }
             ops.pending.remove(i);
-            for h in ops.history.iter_mut().flatten() {
-                if h.seq == p.seq {
-                    h.completed = true;
-                }
-            }
             // The issuer's TTBR0 through the op's life, when no load happened in between.
             let steady = (p.loads == loads_now).then_some(p.loaded);
-            self.discharge(cpu, &p, steady);
+            let is_repeat = repeat && is_erratum_repeat(&p.inv);
+            if is_repeat {
+                repeated = repeated.max(Some(p.seq));
+            }
+            if is_repeat || p.inv.scope != Scope::InnerShareable || !(repeat || dvmsync) {
+                ops.mark(&p, None);
+                self.discharge(cpu, &p, steady, CpuMask::ALL, false);
+                continue;
+            }
+            if ops.awaiting.len() == MAX_AWAITING {
+                let oldest = ops.awaiting.remove(0);
+                if !oldest.waiting.is_empty() {
+                    self.waiting_open.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            ops.awaiting.push(Awaiting {
+                op: p,
+                steady,
+                completed: at,
+                repeat,
+                waiting: CpuMask::EMPTY,
+                synced_at: at,
+            });
+            if repeat {
+                ops.mark(&p, Some(Workaround::Repeat));
+            } else {
+                let last = ops.awaiting.len() - 1;
+                self.take_effect(cpu, &mut ops, last, at);
+            }
+        }
+        let Some(repeated) = repeated else { return };
+        let mut k = 0;
+        while k < ops.awaiting.len() {
+            let a = &mut ops.awaiting[k];
+            if !(a.repeat && a.completed < repeated) {
+                k += 1;
+                continue;
+            }
+            a.repeat = false;
+            if !self.take_effect(cpu, &mut ops, k, at) {
+                k += 1;
+            }
         }
     }
 
-    /// Applies one completed TLBI: every piece it hits, on every CPU it reaches and is ordered
-    /// for, is discharged there. `steady` is the issuer's TTBR0 from issue to completion, if it
-    /// did not change.
-    fn discharge(&self, issuer: usize, p: &Pending, steady: Option<Loaded>) {
+    /// The completion of `ops.awaiting[k]` (issued on `cpu`) takes effect at event `at`: its
+    /// repeat (if any) is done, so it discharges everywhere but on the CPUs that run a space it
+    /// hit, which erratum 4193714 makes wait for their own `DSB ISH` ([`Self::synced`]).
+    /// Returns whether the entry was removed (nothing left to wait for).
+    fn take_effect(&self, cpu: usize, ops: &mut Ops, k: usize, at: u64) -> bool {
+        let a = ops.awaiting[k];
+        let dvmsync = self.dvmsync.load(Ordering::Acquire);
+        // Counted before the running CPUs' contexts are read (under their locks): a CPU whose
+        // `DSB ISH` follows a read that held it then finds the count, and waits on this CPU's
+        // ops lock until the entry is there ([`Self::synced`]).
+        if dvmsync {
+            self.waiting_open.fetch_add(1, Ordering::AcqRel);
+        }
+        let waiting = self.discharge(cpu, &a.op, a.steady, CpuMask::ALL, dvmsync);
+        if waiting.is_empty() {
+            if dvmsync {
+                self.waiting_open.fetch_sub(1, Ordering::AcqRel);
+            }
+            ops.awaiting.remove(k);
+            ops.mark(&a.op, None);
+            return true;
+        }
+        ops.awaiting[k].waiting = waiting;
+        ops.awaiting[k].synced_at = at;
+        ops.mark(&a.op, Some(Workaround::DvmSync));
+        false
+    }
+
+    /// `cpu` executed a `DSB ISH` at event `at`: its own accesses have completed, so every
+    /// completion that took effect before it and waited for `cpu` (erratum 4193714) now counts
+    /// there.
+    fn synced(&self, cpu: usize, at: u64) {
+        if self.waiting_open.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        for issuer in 0..self.ncpus {
+            let mut ops = self.ops[issuer].lock();
+            let mut k = 0;
+            while k < ops.awaiting.len() {
+                let a = ops.awaiting[k];
+                if !a.waiting.contains(cpu) || a.synced_at >= at {
+                    k += 1;
+                    continue;
+                }
+                self.discharge(issuer, &a.op, a.steady, CpuMask::single(cpu), false);
+                ops.awaiting[k].waiting.remove(cpu);
+                if ops.awaiting[k].waiting.is_empty() {
+                    ops.awaiting.remove(k);
+                    ops.mark(&a.op, None);
+                    self.waiting_open.fetch_sub(1, Ordering::Relaxed);
+                    continue;
+                }
+                k += 1;
+            }
+        }
+    }
+
+    /// Whether `cpu` runs the space of `piece` (its root, or for a space the sanitizer does not
+    /// know, an ASID the piece is held under), or left it with no `DSB ISH` since.
+    fn runs(&self, cpu: usize, piece: &Piece) -> bool {
+        let c = self.contexts[cpu].lock();
+        let of = |l: &Loaded| {
+            l.asid != 0
+                && if piece.root != 0 {
+                    l.root == piece.root
+                } else {
+                    match piece.entries.tag {
+                        Tag::Asid(a) => l.asid == a,
+                        Tag::Global | Tag::AnyAsid => true,
+                    }
+                }
+        };
+        of(&c.loaded) || of(&c.left)
+    }
+
+    /// Applies one completed TLBI: every piece it hits, on every CPU of `only` it reaches and is
+    /// ordered for, is discharged there. `steady` is the issuer's TTBR0 from issue to
+    /// completion, if it did not change. With `hold_running` (erratum 4193714), the CPUs other
+    /// than the issuer that run a piece's space keep it: they are returned, to wait for their own
+    /// `DSB ISH`.
+    fn discharge(
+        &self,
+        issuer: usize,
+        p: &Pending,
+        steady: Option<Loaded>,
+        only: CpuMask,
+        hold_running: bool,
+    ) -> CpuMask {
         let inv = &p.inv;
         let reach = match inv.scope {
             Scope::InnerShareable => CpuMask::first(self.ncpus),
             Scope::Local(c) => CpuMask::single(c),
-        };
+        }
+        .and(only);
+        let mut held = CpuMask::EMPTY;
+        // A full flush reaching a CPU that runs any space waits for it as a piece would.
+        let mut flushed = reach;
         if inv.target == Target::All {
             for cpu in reach.iter() {
+                if hold_running && cpu != issuer && self.contexts[cpu].lock().loaded.asid != 0 {
+                    held.insert(cpu);
+                    flushed.remove(cpu);
+                    continue;
+                }
                 self.full_flush_holders(cpu);
             }
         }
@@ -1007,6 +1247,13 @@ impl Sanitizer {
                     } else {
                         CpuMask::EMPTY
                     };
+                }
+                if hold_running {
+                    let running = CpuMask::from_cpus(
+                        cpus.iter().filter(|&c| c != issuer && self.runs(c, piece)),
+                    );
+                    held = held.or(running);
+                    cpus = cpus.without(running);
                 }
                 if cpus.is_empty() {
                     i += 1;
@@ -1042,10 +1289,11 @@ impl Sanitizer {
             }
         }
         if inv.target == Target::All {
-            for cpu in reach.iter() {
+            for cpu in flushed.iter() {
                 self.full_flush_debt(cpu);
             }
         }
+        held
     }
 
     /// A full flush (`VMALLE1`) completed on `cpu`, first half: it holds no space but the one
@@ -1597,6 +1845,7 @@ impl Sanitizer {
                     cpu,
                     completed: h.completed,
                     ordered: reached.iter().all(|c| piece.ordered(h.seq, cpu, c)),
+                    awaiting: h.awaiting,
                 };
                 let later = |last: &LastIssued| last.is_none_or(|(seq, _)| h.seq > seq);
                 if asid_matches(&h.inv, open.tag)
@@ -1758,6 +2007,11 @@ impl Sanitizer {
         self.ops[cpu].lock().pending.len()
     }
 
+    /// Broadcast TLBIs `cpu` completed that still wait for an erratum's workaround (for tests).
+    pub fn awaiting_count(&self, cpu: usize) -> usize {
+        self.ops[cpu].lock().awaiting.len()
+    }
+
     /// Whether a check of `frame` may find an open obligation (lock-free: the fast path of the
     /// frees, which nearly always pass).
     pub fn may_owe_frame(&self, frame: u64) -> bool {
@@ -1807,6 +2061,10 @@ fn why_not_discharged(issued: &Issued) -> Gap {
     } else if !issued.ordered {
         Gap::NotOrdered
     } else {
-        Gap::CpusMissed
+        match issued.awaiting {
+            Some(Workaround::Repeat) => Gap::RepeatMissing,
+            Some(Workaround::DvmSync) => Gap::DvmSyncMissing,
+            None => Gap::CpusMissed,
+        }
     }
 }

@@ -1383,3 +1383,303 @@ fn a_range_check_sees_another_operations_open_clears_in_its_range_only() {
         .expect_err("the pending page is in the range");
     assert!(format!("{v}").contains("[NotCompleted]"), "{v}");
 }
+
+// ---- errata: a completion counts only once its workaround ran -------------------------------
+
+const REPEAT_TLBI: broadside_arch::errata::Errata = broadside_arch::errata::Errata {
+    repeat_tlbi: true,
+    dvmsync_ipi: false,
+};
+const DVMSYNC: broadside_arch::errata::Errata = broadside_arch::errata::Errata {
+    repeat_tlbi: false,
+    dvmsync_ipi: true,
+};
+const BOTH_ERRATA: broadside_arch::errata::Errata = broadside_arch::errata::Errata {
+    repeat_tlbi: true,
+    dvmsync_ipi: true,
+};
+
+/// Erratum 4118414's repeat: `TLBI VALE1IS, XZR`.
+fn repeat_op() -> Invalidation {
+    decode(TlbiOp::Vale1 { operand: 0 }, IS)
+}
+
+/// A sanitizer with `errata`, space `SPACE` run on CPUs 0..3 under ASID 5 and left, and a
+/// leaf at 0x1000 cleared on CPU 0 and published: `VAE1IS` of it is the right flush.
+fn cleared_with(errata: broadside_arch::errata::Errata) -> Sanitizer {
+    let (s, slot) = ran_on(3, &[0, 1, 2], 5);
+    s.set_errata(errata);
+    s.record(0, &leaf(slot, 0x1000, 3, FRAME));
+    s.barrier(0, Barrier::StoreIs);
+    s
+}
+
+#[test]
+fn the_repeat_is_decoded_as_such_and_nothing_else_is() {
+    assert!(is_erratum_repeat(&repeat_op()));
+    assert!(!is_erratum_repeat(&decode(
+        TlbiOp::Vale1 { operand: 0 },
+        Scope::Local(0)
+    )));
+    assert!(!is_erratum_repeat(&decode(TlbiOp::Vae1 { operand: 0 }, IS)));
+    assert!(!is_erratum_repeat(&vale1(0x1000, 0, None)));
+    assert!(!is_erratum_repeat(&vale1(0, 1, None)));
+}
+
+/// Erratum 4118414: `TLBI; DSB ISH` alone leaves the obligation open (the report says why); the
+/// repeat and its `DSB ISH` on the same CPU discharge it; without the erratum the first `DSB`
+/// does.
+#[test]
+fn erratum_repeat_a_completion_counts_only_after_the_repeat_on_the_same_cpu() {
+    // Without the erratum: discharged at the first DSB (the control of the rows below).
+    let s = cleared_with(broadside_arch::errata::Errata::NONE);
+    s.issue(0, vae1(0x1000, 5));
+    s.barrier(0, Barrier::FullIs);
+    assert_eq!(s.check(0, Check::Free(FRAME)), Ok(()));
+    assert_eq!(s.awaiting_count(0), 0);
+
+    // With it, and no repeat: open on every CPU that held it, named as the missing repeat (the
+    // completion counts nowhere until the repeat).
+    let s = cleared_with(REPEAT_TLBI);
+    s.issue(0, vae1(0x1000, 5));
+    s.barrier(0, Barrier::FullIs);
+    assert_eq!((s.pending_count(0), s.awaiting_count(0)), (0, 1));
+    let v = s.check(0, Check::Free(FRAME)).unwrap_err();
+    assert_eq!(v.gap(), Some(Gap::RepeatMissing));
+    let Violation::FlushGap { open_cpus, .. } = *v else {
+        panic!()
+    };
+    assert_eq!(open_cpus, CpuMask::from_cpus([0, 1, 2]));
+    assert!(
+        format!("{v}").contains("(erratum 4118414: no repeat after its dsb) [RepeatMissing]"),
+        "{v}"
+    );
+
+    // With the repeat after the DSB, completed by another DSB ISH: discharged.
+    let s = cleared_with(REPEAT_TLBI);
+    s.issue(0, vae1(0x1000, 5));
+    s.barrier(0, Barrier::FullIs);
+    s.issue(0, repeat_op());
+    assert_eq!(
+        gap(&s.check(0, Check::Free(FRAME))),
+        Some(Gap::RepeatMissing),
+        "the repeat counts only once a DSB completed it"
+    );
+    let s = cleared_with(REPEAT_TLBI);
+    s.issue(0, vae1(0x1000, 5));
+    s.barrier(0, Barrier::FullIs);
+    s.issue(0, repeat_op());
+    s.barrier(0, Barrier::FullIs);
+    assert_eq!(s.check(0, Check::Free(FRAME)), Ok(()));
+    assert_eq!(s.awaiting_count(0), 0);
+}
+
+#[test]
+fn erratum_repeat_on_another_cpu_or_before_the_completion_does_not_count() {
+    // On another CPU: its DSB completes nothing of CPU 0's, its repeat repeats nothing of it.
+    let s = cleared_with(REPEAT_TLBI);
+    s.issue(0, vae1(0x1000, 5));
+    s.barrier(0, Barrier::FullIs);
+    s.issue(1, repeat_op());
+    s.barrier(1, Barrier::FullIs);
+    assert_eq!(
+        gap(&s.check(0, Check::Free(FRAME))),
+        Some(Gap::RepeatMissing)
+    );
+    // Completed by the same DSB as the op (no DSB between them): not a repeat of a completion.
+    let s = cleared_with(REPEAT_TLBI);
+    s.issue(0, vae1(0x1000, 5));
+    s.issue(0, repeat_op());
+    s.barrier(0, Barrier::FullIs);
+    assert_eq!(s.awaiting_count(0), 1);
+    // A later repeat and DSB still discharge it.
+    s.issue(0, repeat_op());
+    s.barrier(0, Barrier::FullIs);
+    assert_eq!(s.check(0, Check::Free(FRAME)), Ok(()));
+    // A repeat issued as a local TLBI is not the workaround.
+    let s = cleared_with(REPEAT_TLBI);
+    s.issue(0, vae1(0x1000, 5));
+    s.barrier(0, Barrier::FullIs);
+    s.issue(0, decode(TlbiOp::Vale1 { operand: 0 }, Scope::Local(0)));
+    s.barrier(0, Barrier::FullIs);
+    assert_eq!(
+        gap(&s.check(0, Check::Free(FRAME))),
+        Some(Gap::RepeatMissing)
+    );
+}
+
+/// Linux's 2026 form: one repeat after any number of completed TLBIs, not one per TLBI.
+#[test]
+fn erratum_repeat_once_per_completion_covers_every_tlbi_before_it() {
+    let (s, slot) = ran_on(2, &[0, 1], 5);
+    s.set_errata(REPEAT_TLBI);
+    for i in 0..3 {
+        s.record(0, &leaf(slot, 0x1000 * (i + 1), 3, FRAME + i * PAGE_SIZE));
+    }
+    s.barrier(0, Barrier::StoreIs);
+    // Two batches, each completed by its own DSB, then one repeat.
+    s.issue(0, vae1(0x1000, 5));
+    s.issue(0, vae1(0x2000, 5));
+    s.barrier(0, Barrier::FullIs);
+    s.issue(0, vae1(0x3000, 5));
+    s.barrier(0, Barrier::FullIs);
+    assert_eq!(s.awaiting_count(0), 2);
+    s.issue(0, repeat_op());
+    s.barrier(0, Barrier::FullIs);
+    assert_eq!(s.awaiting_count(0), 0);
+    assert_eq!(s.check(0, Check::Return(OP)), Ok(()));
+}
+
+/// The erratum is about broadcast completion: a local flush completed by `DSB NSH` counts at
+/// once.
+#[test]
+fn erratum_repeat_leaves_local_flushes_alone() {
+    let (s, slot) = ran_on(2, &[0], 5);
+    s.set_errata(BOTH_ERRATA);
+    s.record(0, &leaf(slot, 0x1000, 3, FRAME));
+    s.barrier(0, Barrier::StoreLocal);
+    s.issue(0, decode(vae1(0x1000, 5).op, Scope::Local(0)));
+    s.barrier(0, Barrier::FullLocal);
+    assert_eq!(s.awaiting_count(0), 0);
+    assert_eq!(s.check(0, Check::Free(FRAME)), Ok(()));
+}
+
+/// Erratum 4193714: a CPU that runs the space at the completion keeps the entry until a
+/// `DSB ISH` of its own after it (the IPI's); CPUs that do not run it are discharged at once.
+#[test]
+fn erratum_dvmsync_each_running_cpu_waits_for_its_own_dsb() {
+    let setup = || {
+        let (s, slot) = ran_on(4, &[0, 2, 3], 5);
+        // CPU 1 runs the space now, CPU 3 runs another one; 2 ran it and left (both completed
+        // their accesses since they left it).
+        assert_eq!(s.load_ttbr0(1, ROOT, 5), None);
+        assert_eq!(s.load_ttbr0(3, OTHER_ROOT, 6), None);
+        s.barrier(2, Barrier::FullIs);
+        s.barrier(3, Barrier::FullIs);
+        s.set_errata(DVMSYNC);
+        s.record(0, &leaf(slot, 0x1000, 3, FRAME));
+        s.barrier(0, Barrier::StoreIs);
+        s
+    };
+    // No sync: open on CPU 1 only, named as the missing sync.
+    let s = setup();
+    s.issue(0, vae1(0x1000, 5));
+    s.barrier(0, Barrier::FullIs);
+    let v = s.check(0, Check::Free(FRAME)).unwrap_err();
+    assert_eq!(v.gap(), Some(Gap::DvmSyncMissing));
+    let Violation::FlushGap { open_cpus, .. } = *v else {
+        panic!()
+    };
+    assert_eq!(open_cpus, CpuMask::single(1));
+    assert!(format!("{v}").contains("(erratum 4193714"), "{v}");
+    // CPU 1's DSB ISH after the completion: discharged.
+    let s = setup();
+    s.issue(0, vae1(0x1000, 5));
+    s.barrier(0, Barrier::FullIs);
+    s.barrier(1, Barrier::FullIs);
+    assert_eq!(s.awaiting_count(0), 0);
+    assert_eq!(s.check(0, Check::Free(FRAME)), Ok(()));
+    // Another CPU's DSB, CPU 1's DSB NSH, or CPU 1's DSB ISH before the completion: not synced.
+    let s = setup();
+    s.issue(0, vae1(0x1000, 5));
+    s.barrier(1, Barrier::FullIs);
+    s.barrier(0, Barrier::FullIs);
+    s.barrier(2, Barrier::FullIs);
+    s.barrier(3, Barrier::FullIs);
+    s.barrier(1, Barrier::FullLocal);
+    s.barrier(1, Barrier::StoreIs);
+    assert_eq!(
+        gap(&s.check(0, Check::Free(FRAME))),
+        Some(Gap::DvmSyncMissing)
+    );
+}
+
+/// Both errata: the repeat first, and the running CPUs' own `DSB ISH` after the repeat's.
+#[test]
+fn both_errata_the_repeat_then_the_cpus_sync() {
+    let setup = || {
+        let (s, slot) = ran_on(2, &[0], 5);
+        assert_eq!(s.load_ttbr0(1, ROOT, 5), None);
+        s.set_errata(BOTH_ERRATA);
+        s.record(0, &leaf(slot, 0x1000, 3, FRAME));
+        s.barrier(0, Barrier::StoreIs);
+        s.issue(0, vae1(0x1000, 5));
+        s.barrier(0, Barrier::FullIs);
+        s
+    };
+    // The sync before the repeat: the repeat is still missing, then the sync is.
+    let s = setup();
+    s.barrier(1, Barrier::FullIs);
+    let v = s.check(0, Check::Free(FRAME)).unwrap_err();
+    assert_eq!(v.gap(), Some(Gap::RepeatMissing));
+    let s = setup();
+    s.barrier(1, Barrier::FullIs);
+    s.issue(0, repeat_op());
+    s.barrier(0, Barrier::FullIs);
+    assert_eq!(
+        gap(&s.check(0, Check::Free(FRAME))),
+        Some(Gap::DvmSyncMissing)
+    );
+    // In order: discharged.
+    let s = setup();
+    s.issue(0, repeat_op());
+    s.barrier(0, Barrier::FullIs);
+    assert_eq!(s.awaiting_count(0), 1);
+    s.barrier(1, Barrier::FullIs);
+    assert_eq!(s.awaiting_count(0), 0);
+    assert_eq!(s.check(0, Check::Free(FRAME)), Ok(()));
+}
+
+/// A by-VA loop is kept as one pending range; once a DSB completed it, the report of any of its
+/// pages names it completed (each op of the loop, not only the first), here waiting for the
+/// repeat.
+#[test]
+fn every_op_of_a_completed_by_va_loop_reads_as_completed() {
+    let (s, slot) = ran_on(2, &[0, 1], 5);
+    s.set_errata(REPEAT_TLBI);
+    for i in 0..3 {
+        s.record(0, &leaf(slot, 0x1000 * (i + 1), 3, FRAME + i * PAGE_SIZE));
+    }
+    s.barrier(0, Barrier::StoreIs);
+    for i in 0..3 {
+        s.issue(0, vae1(0x1000 * (i + 1), 5));
+    }
+    s.barrier(0, Barrier::FullIs);
+    for i in 0..3 {
+        let v = s.check(0, Check::Free(FRAME + i * PAGE_SIZE)).unwrap_err();
+        assert_eq!(v.gap(), Some(Gap::RepeatMissing), "page {i}: {v}");
+        assert!(!format!("{v}").contains("(no dsb)"), "{v}");
+    }
+}
+
+/// Erratum 4193714: a CPU that left the space just before the completion, with no `DSB ISH`
+/// since, may still have accesses through it outstanding: it waits like a running one. Its
+/// `DSB ISH` between leaving and the completion, or after, ends that.
+#[test]
+fn erratum_dvmsync_a_cpu_that_left_without_a_dsb_still_waits() {
+    let setup = |dsb_after_leaving: bool| {
+        let (s, slot) = ran_on(2, &[0], 5);
+        s.set_errata(DVMSYNC);
+        assert_eq!(s.load_ttbr0(1, ROOT, 5), None);
+        assert_eq!(s.load_ttbr0(1, 0x1000, 0), None);
+        if dsb_after_leaving {
+            s.barrier(1, Barrier::FullIs);
+        }
+        s.record(0, &leaf(slot, 0x1000, 3, FRAME));
+        s.barrier(0, Barrier::StoreIs);
+        s.issue(0, vae1(0x1000, 5));
+        s.barrier(0, Barrier::FullIs);
+        s
+    };
+    let s = setup(false);
+    assert_eq!(
+        gap(&s.check(0, Check::Free(FRAME))),
+        Some(Gap::DvmSyncMissing)
+    );
+    let s = setup(false);
+    s.barrier(1, Barrier::FullIs);
+    assert_eq!(s.check(0, Check::Free(FRAME)), Ok(()));
+    let s = setup(true);
+    assert_eq!(s.awaiting_count(0), 0);
+    assert_eq!(s.check(0, Check::Free(FRAME)), Ok(()));
+}

@@ -64,6 +64,19 @@ pub struct Issued {
     pub completed: bool,
     /// Whether a store barrier had made the clear visible to table walkers before it was issued.
     pub ordered: bool,
+    /// Completed, but an erratum's workaround had not run after the completion yet.
+    pub awaiting: Option<Workaround>,
+}
+
+/// An erratum workaround a completed broadcast TLBI waits for before it counts (see
+/// `broadside_arch::errata`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workaround {
+    /// Erratum 4118414: `TLBI VALE1IS, XZR` and `DSB ISH` on the issuing CPU after the
+    /// completing `DSB ISH`.
+    Repeat,
+    /// Erratum 4193714: a `DSB ISH` (the IPI's) on each CPU that ran the space at the completion.
+    DvmSync,
 }
 
 /// Why an obligation is still open, judged against the last op issued for it.
@@ -86,6 +99,14 @@ pub enum Gap {
     NotOrdered,
     /// The op did not reach these CPUs (local, or an IPI target did not run it).
     CpusMissed,
+    /// Completed, but erratum 4118414 is in force and no `TLBI VALE1IS, XZR; DSB ISH` on the
+    /// issuing CPU followed the completing `DSB ISH`: the completion may have come before the
+    /// writes through the old entry were observed.
+    RepeatMissing,
+    /// Completed, but erratum 4193714 is in force and these CPUs, which ran the space at the
+    /// completion, executed no `DSB ISH` since (the IPI that makes them never came, or was not
+    /// waited for): their accesses through the old entry may still be outstanding.
+    DvmSyncMissing,
     /// A CPU that owed a rollover flush loaded an ASID it held the entry under (the flush it
     /// promised never happened).
     FlushSkipped,
@@ -224,6 +245,15 @@ impl fmt::Display for Violation {
                         }
                         if !i.completed {
                             f.write_str(" (no dsb)")?;
+                        }
+                        match i.awaiting {
+                            Some(Workaround::Repeat) => {
+                                f.write_str(" (erratum 4118414: no repeat after its dsb)")?
+                            }
+                            Some(Workaround::DvmSync) => {
+                                f.write_str(" (erratum 4193714: cpus not synced after its dsb)")?
+                            }
+                            None => {}
                         }
                     }
                 }
