@@ -153,7 +153,13 @@ fn replay_stops_gdb_at_the_detection() {
     replay_batch(
         "replay-skip-tlbi",
         "up\nprint va\nbs-pt ttbr0 va\n",
-        &["workload=stress", "seconds=2", "bug=skip-tlbi", "audit=off", "seed=2"],
+        &[
+            "workload=stress",
+            "seconds=2",
+            "bug=skip-tlbi",
+            "audit=off",
+            "seed=2",
+        ],
         &[
             (
                 "stopped at the report site",
