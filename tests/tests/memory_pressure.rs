@@ -127,15 +127,17 @@ fn unshare_bench_refuses_at_24m() {
 }
 
 /// Touchers stay in one space across the mutators' changes (QEMU drops a vCPU's TLB whenever the
-/// ASID in TTBR0 changes), so a missing TLBI is seen tens of times in a run, not once or twice.
-/// Deterministic, with fixed seeds: the count is a function of the seed (40 and 42 at the commit
-/// that made it so; the old form, 100 or more in 3 s of host time, held only on a quiet host and
-/// failed with as few as 16 under load).
+/// ASID in TTBR0 changes), so a missing TLBI is seen tens of times over a few runs, not once or
+/// twice. Deterministic, with fixed seeds: each count is a function of the seed and the build
+/// (28, 12, 1 and 31 for seeds 1-4 when this was written; one seed varies from 1 to 40 as the
+/// schedules change, so the bound is on the four together). The old form, 100 or more in 3 s of
+/// host time, held only on a quiet host and failed with as few as 16 under load.
 #[test]
-#[ignore = "long: two 3-second stress runs"]
+#[ignore = "long: four 3-second stress runs"]
 fn skip_tlbi_is_seen_many_times() {
-    for seed in [1, 2] {
-        Boot::new(&format!(
+    let mut total = 0;
+    for seed in 1..=4 {
+        let run = Boot::new(&format!(
             "stress bug=skip-tlbi: touchers see stale entries (seed {seed})"
         ))
         .smp(4)
@@ -143,9 +145,14 @@ fn skip_tlbi_is_seen_many_times() {
         .args(&format!(
             "workload=stress seconds=3 bug=skip-tlbi audit=off seed={seed}"
         ))
-        .expect_exit(1)
-        .check("tens of stale-TLB detections", |s| {
-            s.counter("stale_tlb_detected") >= 20 && s.counter("touches") > 0
+        .expect_exit(1);
+        run.check("a stale-TLB detection, and touches", |s| {
+            s.counter("stale_tlb_detected") > 0 && s.counter("touches") > 0
         });
+        total += run.summary().counter("stale_tlb_detected");
     }
+    assert!(
+        total >= 20,
+        "{total} stale-TLB detections over seeds 1-4, expected 20 or more"
+    );
 }
