@@ -293,7 +293,7 @@ impl Model {
         let mine: Vec<usize> = (0..self.pending.len())
             .filter(|&i| self.pending[i].cpu == cpu)
             .collect();
-        if mine.len() > 64 {
+        if mine.len() > MODEL_PENDING {
             self.pending.remove(mine[0]);
         }
     }
@@ -808,6 +808,13 @@ fn run(acts: &[Act]) -> Result<Tally, TestCaseError> {
                 let m = made[which % made.len()];
                 let req = request(m.start, m.end, m.stride, m.level, m.walk, *asid, *bug);
                 let plan: FlushPlan = plan_range_flush(&req, *feats);
+                if plan.op_count() > MODEL_PENDING {
+                    // A by-VA loop longer than the model's pending window: the sanitizer keeps
+                    // it as one range (host test
+                    // `a_long_by_va_loop_discharges_every_page_and_no_skipped_one`), the model
+                    // would forget all but its last ops. Not compared here.
+                    continue;
+                }
                 let local = *local || *bug == Bug::LocalTlbi;
                 let (scope, store, full) = if local {
                     (Scope::Local(*cpu), Barrier::StoreLocal, Barrier::FullLocal)
@@ -900,8 +907,20 @@ fn any_sequence() -> impl Strategy<Value = Vec<Act>> {
 /// Cases of the model property.
 const MODEL_CASES: u32 = 2048;
 
+/// TLBIs the model keeps pending per CPU (the sanitizer's limit for ops it cannot merge).
+const MODEL_PENDING: usize = 64;
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(MODEL_CASES))]
+    // A fixed seed: the same sequences on every run, so that CI is deterministic; change it
+    // here to search further. Flushes planned as by-VA loops longer than the model's pending
+    // window are left out (see `Act::Flush`): a random search found the model, not the
+    // sanitizer, wrong there (a 511-op loop the sanitizer keeps as one range, the model as its
+    // last 64 ops).
+    #![proptest_config(ProptestConfig {
+        cases: MODEL_CASES,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x6272_6f61_6473_6964),
+        ..ProptestConfig::default()
+    })]
 
     /// Random loads, clears, flushes (the planner's, sometimes with a planted bug), local ops,
     /// barriers, full flushes, rollovers and checks: the sanitizer's verdict on every check and
