@@ -7,7 +7,7 @@
 # 1. `workload=selftest` under scripts/gdb.sh --batch scripts/gdb/check.gdb: stops in
 #    selftest::check_wx_layout (every CPU online), runs bs-cpus, bs-counters, bs-pt (kernel text,
 #    linear map, unmapped VAs), bs-rcu and bad arguments, then lets the kernel finish.
-# 2. `workload=stress seconds=8` under scripts/gdb/stress-check.gdb: stops inside the lockless
+# 2. `workload=stress seconds=6` under scripts/gdb/stress-check.gdb: stops inside the lockless
 #    walker and inside gather flushes, runs every command, and compares bs-pt with the walker's
 #    own results (a pinned 4 KiB page, a pinned 2 MiB block, NotPresent walks) and with an
 #    independent walk from raw x/gx reads, bs-cpus with the walking CPU, bs-gather with the
@@ -39,7 +39,7 @@ timeout -k 5 50 "$BS_ROOT/scripts/gdb.sh" --batch "$BS_ROOT/scripts/gdb/check.gd
     --smp 4 --timeout 45 -- workload=selftest timeout=30 >"$log" 2>&1
 rc=$?
 timeout -k 5 60 "$BS_ROOT/scripts/gdb.sh" --batch "$BS_ROOT/scripts/gdb/stress-check.gdb" \
-    --smp 4 --timeout 55 -- workload=stress seconds=8 timeout=30 >"$slog" 2>&1
+    --smp 4 --timeout 55 -- workload=stress seconds=6 timeout=45 >"$slog" 2>&1
 src=$?
 set -e
 [ "$keep" = 1 ] && echo "logs: $log (selftest) $slog (stress)"
@@ -451,7 +451,10 @@ for l in sections.get("gather bs-counters", []):
 if summ:
     s = json.loads(summ.group(1))
     fin = s.get("counters", {})
-    check(s.get("result") == "pass", "the stress run passed under gdb")
+    check(s.get("result") == "pass", "the stress run passed under gdb",
+          "exit %s; the console's last lines but the per-CPU ones:\n%s" % (
+              s.get("exit_code"),
+              "\n".join([l for l in stext.splitlines() if not l.startswith("watchdog: cpu")][-12:])))
     check(list(fin) == list(gvals), "stress bs-counters names = the summary's names")
     sums = [k for k in fin if "max" not in k.split("_")]
     check(all(cvals.get(k, -1) <= gvals.get(k, -1) <= fin[k] for k in sums),
