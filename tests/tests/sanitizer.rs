@@ -126,6 +126,29 @@ fn matrix(cpu: &str, smp: u32) {
                 .check("audited, clean", audited_clean);
             continue;
         }
+        if smp == 1 && c.bug == "tlbi-before-store-barrier" {
+            // On one CPU it is caught only once an exec cycle's mutator runs in the space it
+            // changes (its own walks refetch the entry): in a 1-second run on the host's clock
+            // that happened in some runs and not others (2 of 3 missed it). Deterministic, with
+            // a seed whose run reaches it: seeds 2 and 3 do, seed 1 does not.
+            let run = Boot::new(&format!(
+                "audit bug={} smp=1 ({cpu}) deterministic seed 2",
+                c.bug
+            ))
+            .smp(1)
+            .cpu(cpu)
+            .opts("--deterministic")
+            .args(&format!("{STRESS} seed=2 bug={}", c.bug))
+            .expect_exit(1);
+            run.check("flush_gap_detected > 0", |s| {
+                s.counter("flush_gap_detected") > 0
+            });
+            run.line(
+                "the first report: not ordered after the clear",
+                r"^audit: cpu0: flush gap: .*\[NotOrdered\]$",
+            );
+            continue;
+        }
         caught(c, STRESS, cpu, smp);
     }
 }
