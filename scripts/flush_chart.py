@@ -2,7 +2,7 @@
 """Tabulates and charts `workload=flush-bench` runs: DIR/raw.jsonl (one summary per boot, as
 `scripts/bench.sh --flush` writes it) -> DIR/flush.md and DIR/flush.svg.
 
-For each feature (upgrade, batch) and CPU count, the old path against the new: TLBIs, DSB ISH,
+For each feature (upgrade, batch, repeat) and CPU count, the old path against the new: TLBIs, DSB ISH,
 IPIs, sync waits and local TLBIs per op, ticks per op, and new/old ticks. The chart has one
 panel per figure (TLBIs, DSB ISH, ticks per op), grouped bars per feature and CPU count, old
 path and new side by side. Standard library only.
@@ -13,7 +13,7 @@ usage: scripts/flush_chart.py DIR
 import json
 import sys
 
-FEATURES = ["upgrade", "batch"]
+FEATURES = ["upgrade", "batch", "repeat"]
 FIGURES = [
     ("tlbi_ops_per_op", "broadcast + local TLBIs per op"),
     ("dsb_ish_per_op", "DSB ISH per op"),
@@ -68,7 +68,7 @@ def chart(rows):
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
         f'<rect width="{W}" height="{H}" fill="white"/>',
         f'<text x="{W / 2}" y="24" text-anchor="middle" font-size="16">flush-bench at {commit}: old path (red) against new (green), per op</text>',
-        f'<text x="{W / 2}" y="44" text-anchor="middle">upgrade: 64 pages read-only to read-write; batch: reclaim 64 pages. QEMU -icount virtual time, not hardware time</text>',
+        f'<text x="{W / 2}" y="44" text-anchor="middle">upgrade: 64 pages read-only to read-write; batch: reclaim 64 pages; repeat: batch with erratum 4118414&apos;s workaround, per TLBI (old) or per completion (new). QEMU -icount virtual time, not hardware time</text>',
     ]
     for i, (key, title) in enumerate(FIGURES):
         y0 = T + i * (PH + GAP)

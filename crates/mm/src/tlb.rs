@@ -26,8 +26,9 @@ use crate::aspace::AddressSpace;
 use crate::fault_inject::planted;
 pub use crate::gather_range::FlushCoverage;
 use broadside_arch::VirtAddr;
+use broadside_arch::aarch64::gic;
 pub use broadside_arch::aarch64::tlb::Scope;
-use broadside_arch::aarch64::{gic, tlb};
+use broadside_arch::aarch64::tlb::{self, RepeatForm};
 use broadside_arch::errata::Errata;
 use broadside_arch::pte::PAGE_SIZE;
 use broadside_arch::tlbi::{
@@ -67,11 +68,28 @@ static FLUSH_MODE: AtomicU8 = AtomicU8::new(0);
 /// `fault_inject::init` and before any space exists or another CPU runs.
 pub fn init(features: TlbFeatures, mode: FlushMode, errata: Errata) {
     set_flush_mode(mode);
-    tlb::set_repeat_tlbi(errata.repeat_tlbi && !planted(Bug::ErratumNoRepeat));
+    tlb::set_repeat_tlbi(
+        (errata.repeat_tlbi && !planted(Bug::ErratumNoRepeat)).then_some(RepeatForm::PerCompletion),
+    );
     let dvmsync = errata.dvmsync_ipi && !planted(Bug::ErratumNoDvmsync);
     DVMSYNC_IPI.store(dvmsync, Ordering::Relaxed);
     crate::aspace::track_running(dvmsync);
     POLICY.call_once(|| TlbPolicy { features, errata });
+}
+
+/// Runs erratum 4118414's workaround in `form` whatever the CPU model, and has the audit
+/// model the erratum; `None` returns to the boot's errata. For `workload=flush-bench`, which
+/// measures the per-TLBI form against the per-completion one: only between measurements, with
+/// no flush in flight on any CPU.
+pub fn force_repeat_tlbi(form: Option<RepeatForm>) {
+    let boot = policy().errata;
+    let errata = Errata {
+        repeat_tlbi: form.is_some() || boot.repeat_tlbi,
+        ..boot
+    };
+    let form = form.or(boot.repeat_tlbi.then_some(RepeatForm::PerCompletion));
+    tlb::set_repeat_tlbi(form.filter(|_| !planted(Bug::ErratumNoRepeat)));
+    crate::audit::model_errata(errata);
 }
 
 /// Whether erratum 4193714's workaround runs (the erratum is in force and

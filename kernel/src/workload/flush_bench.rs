@@ -9,9 +9,11 @@
 //! |-----------|------------------------------------------|-------------------------------|---------------------------------------|
 //! | `upgrade` | [`PAGES`] pages read-only → read-write   | flushed like a downgrade      | no TLBI (a stale entry faults, fixed locally) |
 //! | `batch`   | reclaim [`PAGES`] single pages           | a flush, and its `DSB`, per page | one `TLBI` per page, one `DSB ISH` per batch |
+//! | `repeat`  | `batch`'s new path, with erratum 4118414's workaround forced on | `DSB ISH` and the TLBI again after every TLBI (Linux before a8f78680ee6b) | one `TLBI VALE1IS, XZR; DSB ISH` per completion |
 //!
 //! The other CPUs are idle: every count is exact and a function of the CPU count and the CPU
-//! model alone. `ticks_per_op` is CNTVCT ticks: under `--deterministic` (what `bench.sh --flush`
+//! model alone (and of `errata=`: with erratum 4118414 in force, `upgrade` and `batch` carry its
+//! repeat too, once per completion). `ticks_per_op` is CNTVCT ticks: under `--deterministic` (what `bench.sh --flush`
 //! uses) virtual time, a fixed number of instructions; otherwise QEMU TCG host time. Neither is
 //! hardware time: on hardware the `DSB ISH` that the batch saves is most of a reclaim's flush
 //! (95% on Kunpeng 920, Linux 43b3dfdd0455), and QEMU completes a broadcast TLBI at once.
@@ -28,12 +30,14 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use broadside_arch::VirtAddr;
 use broadside_arch::aarch64::cpu;
+use broadside_arch::aarch64::tlb::RepeatForm;
 use broadside_arch::pte::{Attributes, PAGE_SIZE};
 use broadside_base::percpu::Role;
 use broadside_base::stats::{Counter, Snapshot};
 use broadside_mm::aspace::AddressSpace;
 use broadside_mm::gather::MmuGather;
 use broadside_mm::mprotect;
+use broadside_mm::tlb;
 use broadside_mm::tlbbatch::TlbBatch;
 use broadside_platform::boot_info::BootInfo;
 use broadside_platform::kprintln;
@@ -62,15 +66,17 @@ const PER_OP: [(&str, Counter); 5] = [
 enum Feature {
     Upgrade,
     Batch,
+    Repeat,
 }
 
 impl Feature {
-    const ALL: [Feature; 2] = [Feature::Upgrade, Feature::Batch];
+    const ALL: [Feature; 3] = [Feature::Upgrade, Feature::Batch, Feature::Repeat];
 
     fn name(self) -> &'static str {
         match self {
             Feature::Upgrade => "upgrade",
             Feature::Batch => "batch",
+            Feature::Repeat => "repeat",
         }
     }
 }
@@ -101,7 +107,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         refuse("flush-bench", "the operations", need, free, ram);
     }
     kprintln!(
-        "flush-bench: {} CPUs, {ROUNDS} ops per path; upgrade = {PAGES} pages read-only -> read-write, batch = reclaim {PAGES} pages; the other CPUs idle; ticks are QEMU time, not hardware time",
+        "flush-bench: {} CPUs, {ROUNDS} ops per path; upgrade = {PAGES} pages read-only -> read-write, batch = reclaim {PAGES} pages, repeat = batch with erratum 4118414's workaround; the other CPUs idle; ticks are QEMU time, not hardware time",
         smp::online_count()
     );
     let this = smp::this_cpu();
@@ -142,6 +148,13 @@ fn must<T>(what: &str, alloc: impl FnMut() -> Option<T>) -> T {
 /// measured (the set-up each needs, a downgrade or a remap, is not).
 fn measure(space: &Arc<AddressSpace>, feature: Feature, new: bool) -> PathResult {
     mprotect::set_flush_upgrades(!new);
+    if let Feature::Repeat = feature {
+        tlb::force_repeat_tlbi(Some(if new {
+            RepeatForm::PerCompletion
+        } else {
+            RepeatForm::PerTlbi
+        }));
+    }
     let mut totals = [0; PER_OP.len()];
     let mut ticks = 0;
     for round in 0..=ROUNDS {
@@ -158,6 +171,9 @@ fn measure(space: &Arc<AddressSpace>, feature: Feature, new: bool) -> PathResult
             }
             ticks += t;
         }
+    }
+    if let Feature::Repeat = feature {
+        tlb::force_repeat_tlbi(None);
     }
     PathResult {
         feature,
@@ -176,7 +192,7 @@ fn prepare(space: &AddressSpace, feature: Feature) {
                 .protect(BASE, BASE + PAGES * PAGE_SIZE, Attributes::user_data_ro())
                 .expect("protect of the bench's own pages");
         }
-        Feature::Batch => {
+        Feature::Batch | Feature::Repeat => {
             // Reclaimed pages are mapped again (the ones still mapped are left as they are).
             for k in 0..PAGES {
                 let va = BASE + k * PAGE_SIZE;
@@ -198,13 +214,9 @@ fn operate(space: &Arc<AddressSpace>, feature: Feature, new: bool) {
                 .protect(BASE, BASE + PAGES * PAGE_SIZE, Attributes::user_data_rw())
                 .expect("protect of the bench's own pages");
         }
-        Feature::Batch if new => {
-            let mut batch = TlbBatch::new();
-            for k in 0..PAGES {
-                batch.unmap_page(space, BASE + k * PAGE_SIZE);
-            }
-            batch.flush();
-        }
+        // For `repeat` only the workaround's form differs between the paths.
+        Feature::Batch if new => reclaim_batched(space),
+        Feature::Repeat => reclaim_batched(space),
         Feature::Batch => {
             // The path before batching: each page unmapped and flushed on its own
             // (`ptep_clear_flush`).
@@ -217,6 +229,15 @@ fn operate(space: &Arc<AddressSpace>, feature: Feature, new: bool) {
             }
         }
     }
+}
+
+/// Reclaims the [`PAGES`] pages in one batch: a TLBI per page, one completion.
+fn reclaim_batched(space: &Arc<AddressSpace>) {
+    let mut batch = TlbBatch::new();
+    for k in 0..PAGES {
+        batch.unmap_page(space, BASE + k * PAGE_SIZE);
+    }
+    batch.flush();
 }
 
 fn path_name(r: &PathResult) -> String {

@@ -426,7 +426,7 @@ fn check_range_flush_counts(info: &BootInfo) -> Check {
          erratum_tlbi_repeats={repeats}"
     );
     // The repeat's TLBI and DSB ISH, once, after a broadcast completion.
-    let repeat = u64::from(broadside_arch::aarch64::tlb::repeat_tlbi());
+    let repeat = u64::from(broadside_arch::aarch64::tlb::repeat_tlbi().is_some());
     ensure!(
         d.get(Counter::PagesUnmapped) == 512,
         "pages_unmapped={}",
@@ -567,7 +567,7 @@ fn check_errata_workarounds(info: &BootInfo) -> Check {
         .lock()
         .take()
         .ok_or("the flushing CPU did not report")?;
-    let repeat = u64::from(broadside_arch::aarch64::tlb::repeat_tlbi());
+    let repeat = u64::from(broadside_arch::aarch64::tlb::repeat_tlbi().is_some());
     let dvmsync = broadside_mm::tlb::dvmsync_ipi();
     let ipis = if dvmsync { others } else { 0 };
     let plan = if info.features.tlbi_range { 1 } else { 16 };

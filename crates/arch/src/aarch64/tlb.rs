@@ -88,19 +88,42 @@ pub fn publish_new_kernel_mappings() {
 
 use crate::tlbi::{FlushPlan, TlbiOp};
 use broadside_base::stats::{self, Counter};
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-/// Erratum 4118414's workaround is on: [`complete`] repeats (see the module docs).
-static REPEAT_TLBI: AtomicBool = AtomicBool::new(false);
-
-/// Turns erratum 4118414's workaround on or off. Called once at boot, before other CPUs run.
-pub fn set_repeat_tlbi(on: bool) {
-    REPEAT_TLBI.store(on, Ordering::Relaxed);
+/// Where erratum 4118414's workaround repeats a broadcast invalidation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepeatForm {
+    /// Once per completion: after the completing `DSB ISH`, `TLBI VALE1IS, XZR; DSB ISH`,
+    /// however many TLBIs it completed (Linux since a8f78680ee6b; what the kernel runs).
+    PerCompletion,
+    /// After every broadcast TLBI, `DSB ISH` and the same TLBI again; the caller's completing
+    /// `DSB ISH` completes the last repeat (Linux's `__TLBI_0` alternative before a8f78680ee6b).
+    /// Only `workload=flush-bench` runs it, as the path the per-completion form replaced.
+    PerTlbi,
 }
 
-/// Whether erratum 4118414's workaround is on.
-pub fn repeat_tlbi() -> bool {
-    REPEAT_TLBI.load(Ordering::Relaxed)
+/// Erratum 4118414's workaround: 0 off, 1 [`RepeatForm::PerCompletion`], 2
+/// [`RepeatForm::PerTlbi`].
+static REPEAT_TLBI: AtomicU8 = AtomicU8::new(0);
+
+/// Turns erratum 4118414's workaround on (in `form`) or off. Called at boot before other CPUs
+/// run, and by the flush bench between its measurements, with no flush in flight anywhere.
+pub fn set_repeat_tlbi(form: Option<RepeatForm>) {
+    let v = match form {
+        None => 0,
+        Some(RepeatForm::PerCompletion) => 1,
+        Some(RepeatForm::PerTlbi) => 2,
+    };
+    REPEAT_TLBI.store(v, Ordering::Relaxed);
+}
+
+/// Erratum 4118414's workaround, if it is on.
+pub fn repeat_tlbi() -> Option<RepeatForm> {
+    match REPEAT_TLBI.load(Ordering::Relaxed) {
+        1 => Some(RepeatForm::PerCompletion),
+        2 => Some(RepeatForm::PerTlbi),
+        _ => None,
+    }
 }
 
 /// What this module tells an observer (the flush-coverage sanitizer, `mm::audit`): every TLBI
@@ -205,6 +228,15 @@ pub enum Scope {
 /// Issues one TLBI. No barriers: callers order it with [`begin`] and [`complete`].
 #[inline(always)]
 fn issue(op: TlbiOp, scope: Scope) {
+    issue_once(op, scope);
+    if scope == Scope::Broadcast && repeat_tlbi() == Some(RepeatForm::PerTlbi) {
+        dsb_ish();
+        issue_once(op, scope);
+        stats::count(Counter::ErratumTlbiRepeats);
+    }
+}
+
+fn issue_once(op: TlbiOp, scope: Scope) {
     broadside_base::events::mark(
         broadside_base::events::Kind::Tlbi,
         op.operand().unwrap_or(0),
@@ -328,11 +360,11 @@ pub fn complete(scope: Scope) {
     match scope {
         Scope::Broadcast => {
             dsb_ish();
-            if repeat_tlbi() {
+            if repeat_tlbi() == Some(RepeatForm::PerCompletion) {
                 // Invalidates nothing in use (VA 0 of ASID 0); on an affected CPU, its
                 // completion makes the completion before it hold for every write through the
                 // entries that one removed.
-                issue(TlbiOp::Vale1 { operand: 0 }, Scope::Broadcast);
+                issue_once(TlbiOp::Vale1 { operand: 0 }, Scope::Broadcast);
                 dsb_ish();
                 stats::count(Counter::ErratumTlbiRepeats);
             }

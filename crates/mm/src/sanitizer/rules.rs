@@ -95,10 +95,11 @@ pub enum Target {
     Malformed,
 }
 
-/// Whether `inv` is the repeat of erratum 4118414's workaround: `TLBI VALE1IS, XZR` (VA 0,
-/// ASID 0, leaf only, broadcast). It invalidates nothing any space uses (ASID 0 is the empty
-/// table's, VA 0 is never mapped); after a completed broadcast TLBI and completed itself by a
-/// `DSB ISH` on the same CPU, it makes that earlier completion count on an affected CPU.
+/// Whether `inv` is the kernel's repeat for erratum 4118414: `TLBI VALE1IS, XZR` (VA 0, ASID
+/// 0, leaf only, broadcast). It invalidates nothing any space uses (ASID 0 is the empty
+/// table's, VA 0 is never mapped), so it owes no repeat of its own. Like any broadcast TLBI
+/// issued after a completion and completed itself by a `DSB ISH` on the same CPU, it makes
+/// that earlier completion count on an affected CPU.
 pub fn is_erratum_repeat(inv: &Invalidation) -> bool {
     inv.op == TlbiOp::Vale1 { operand: 0 } && inv.scope == Scope::InnerShareable
 }

@@ -220,8 +220,8 @@ struct Awaiting {
     steady: Option<Loaded>,
     /// The event number of the `DSB ISH` that completed it.
     completed: u64,
-    /// Erratum 4118414: still waits for a `TLBI VALE1IS, XZR` issued after `completed` and
-    /// completed by a `DSB ISH`, both on the issuing CPU.
+    /// Erratum 4118414: still waits for a broadcast TLBI (the kernel's is `TLBI VALE1IS, XZR`)
+    /// issued after `completed` and completed by a `DSB ISH`, both on the issuing CPU.
     repeat: bool,
     /// Erratum 4193714: the CPUs (never the issuer) that ran the space of something it hit when
     /// it took effect (its completion, or its repeat's), and executed no `DSB ISH` since.
@@ -1048,8 +1048,8 @@ impl Sanitizer {
 
     /// Completes `cpu`'s pending TLBIs that `completes` accepts, oldest first, at the barrier
     /// numbered `at`. With an erratum in force, a broadcast one waits for the workaround
-    /// ([`Self::set_errata`]); a completed repeat ends the wait of those completed before it was
-    /// issued.
+    /// ([`Self::set_errata`]); a completed broadcast TLBI ends the wait of those completed before
+    /// it was issued (it is their repeat).
     fn complete(&self, cpu: usize, at: u64, completes: impl Fn(&Invalidation) -> bool) {
         let loads_now = self.contexts[cpu].lock().loads;
         let Errata {
@@ -1069,11 +1069,18 @@ impl Sanitizer {
             ops.pending.remove(i);
             // The issuer's TTBR0 through the op's life, when no load happened in between.
             let steady = (p.loads == loads_now).then_some(p.loaded);
-            let is_repeat = repeat && is_erratum_repeat(&p.inv);
-            if is_repeat {
+            let broadcast = p.inv.scope == Scope::InnerShareable;
+            // Erratum 4118414's workaround is a broadcast TLBI issued after the completion and
+            // completed in turn; which TLBI does not matter. The kernel's is the dummy
+            // `VALE1IS, XZR` once per completion; the per-TLBI form before Linux a8f78680ee6b
+            // repeats each TLBI after a `DSB ISH` (`RepeatForm::PerTlbi`, the flush bench's old
+            // path). Each is credited the same way.
+            if repeat && broadcast {
                 repeated = repeated.max(Some(p.seq));
             }
-            if is_repeat || p.inv.scope != Scope::InnerShareable || !(repeat || dvmsync) {
+            // The dummy invalidates nothing in use, so owes no repeat of its own.
+            let dummy = repeat && is_erratum_repeat(&p.inv);
+            if dummy || !broadcast || !(repeat || dvmsync) {
                 ops.mark(&p, None);
                 self.discharge(cpu, &p, steady, CpuMask::ALL, false);
                 continue;
