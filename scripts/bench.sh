@@ -79,7 +79,8 @@ per_cpu_boots() {
         bs_need_qemu
         bs_build
         local commit n log start rc line
-        commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+        # -dirty when the build had uncommitted changes: the figure was not measured at HEAD.
+        commit=$(git describe --always --dirty --abbrev=7 2>/dev/null || echo unknown)
         for n in $cpus; do
             printf '%s: %3s CPUs ... ' "$name" "$n"
             log="$out/boot-${n}cpu.log"
