@@ -16,12 +16,15 @@
 #        scripts/bench.sh --scale [--deterministic[=SHIFT]] [--cpus "1 2 4 ... 512"] [--out DIR]
 #        scripts/bench.sh --flush [--deterministic=SHIFT] [--cpus "4 64 512"] [--out DIR]
 #        scripts/bench.sh [--scale|--flush] --replot DIR    (rewrite the table and chart from DIR/raw.jsonl)
+#        scripts/bench.sh --docs     (all four benches with their defaults, from the current build:
+#                                     their raw data to docs/data/, then scripts/bench_docs.py
+#                                     rewrites every table and chart in docs/, each naming the commit)
 # Times are QEMU TCG ticks, not hardware time: read them as ratios between modes of one boot.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$BS_ROOT"
 
-cpus="" tables="16 64 256" children=8 tables_set=0 out="" replot=0 scale=0 flush=0 det=""
+cpus="" tables="16 64 256" children=8 tables_set=0 out="" replot=0 scale=0 flush=0 det="" docs=0
 while [ $# -gt 0 ]; do
     case $1 in
         --cpus) bs_need_value bench.sh "$@"; cpus=$2; shift 2 ;;
@@ -31,12 +34,32 @@ while [ $# -gt 0 ]; do
         --replot) bs_need_value bench.sh "$@"; out=$2; replot=1; shift 2 ;;
         --scale) scale=1; shift ;;
         --flush) flush=1; shift ;;
+        --docs) docs=1; shift ;;
         --deterministic) det=$1; shift ;;
         --deterministic=*) det=$1; BS_ICOUNT=${1#--deterministic=}; shift ;;
-        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) bs_die "bench.sh: unknown option $1 (see --help)" ;;
     esac
 done
+
+if [ $docs = 1 ]; then
+    { [ $scale = 0 ] && [ $flush = 0 ] && [ -z "$det$cpus$out" ] && [ $replot = 0 ] && [ $tables_set = 0 ]; } \
+        || bs_die "bench.sh: --docs measures every bench with its defaults: give it alone"
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-docs.XXXXXX")
+    for spec in "unshare:" "scale:--scale" "scale-icount:--scale --deterministic" "flush:--flush"; do
+        name=${spec%%:*} opts=${spec#*:}
+        echo "== $name: scripts/bench.sh $opts"
+        # shellcheck disable=SC2086 # opts is a list of options
+        "$0" $opts --out "$tmp/$name" || {
+            echo "bench.sh: --docs: the $name bench failed (see $tmp/$name); docs/ left as it was" >&2
+            exit 1
+        }
+    done
+    mkdir -p docs/data
+    for name in unshare scale scale-icount flush; do cp "$tmp/$name/raw.jsonl" "docs/data/$name.jsonl"; done
+    python3 scripts/bench_docs.py
+    exit $?
+fi
 
 [ $scale = 0 ] || [ $flush = 0 ] || bs_die "bench.sh: --scale and --flush are two benches: give one"
 # --flush always measures in virtual time.
@@ -63,6 +86,15 @@ refused() {
     bs_die "bench.sh: the kernel refused the arguments (see $2)"
 }
 
+# The commit every figure names; -dirty when the build had uncommitted changes (the figure was
+# not measured at HEAD).
+commit=$(git describe --always --dirty --abbrev=7 2>/dev/null || echo unknown)
+# bs_stamp SUMMARY WALL_S CLOCK COMMIT: the summary line with the boot's QEMU wall time, its clock
+# and the commit riding along for the tables (not part of the summary).
+bs_stamp() {
+    echo "$1" | python3 -c 'import json,sys; r=json.load(sys.stdin); r["wall_s"]=int(sys.argv[1]); r["clock"]=sys.argv[2]; r["commit"]=sys.argv[3]; print(json.dumps(r))' "$2" "$3" "$4"
+}
+
 # per_cpu_boots NAME WORKLOAD CHART DEFAULT_CPUS: the --scale and --flush benches. One boot of
 # WORKLOAD per CPU count, its summary (with the boot's wall time, its clock and the commit) a line
 # of OUT/raw.jsonl, then CHART writes OUT/NAME.md and OUT/NAME.svg; exits.
@@ -78,9 +110,7 @@ per_cpu_boots() {
         : >"$out/raw.jsonl"
         bs_need_qemu
         bs_build
-        local commit n log start rc line
-        # -dirty when the build had uncommitted changes: the figure was not measured at HEAD.
-        commit=$(git describe --always --dirty --abbrev=7 2>/dev/null || echo unknown)
+        local n log start rc line
         for n in $cpus; do
             printf '%s: %3s CPUs ... ' "$name" "$n"
             log="$out/boot-${n}cpu.log"
@@ -95,10 +125,7 @@ per_cpu_boots() {
             if [ $rc -ne 0 ] || [ -z "$line" ]; then
                 echo "FAIL (exit $rc, see $log)"; failed=1; continue
             fi
-            # The boot's QEMU wall time, its clock and the commit ride along for the table (not
-            # part of the summary).
-            echo "$line" | python3 -c 'import json,sys; r=json.load(sys.stdin); r["wall_s"]=int(sys.argv[1]); r["clock"]=sys.argv[2]; r["commit"]=sys.argv[3]; print(json.dumps(r))' \
-                "$(( $(date +%s) - start ))" "$clock" "$commit" >>"$out/raw.jsonl"
+            bs_stamp "$line" "$(( $(date +%s) - start ))" "$clock" "$commit" >>"$out/raw.jsonl"
             echo "ok ($(( $(date +%s) - start )) s)"
         done
     fi
@@ -129,6 +156,7 @@ for n in $cpus; do
     for t in $tables; do
         printf 'bench: %2s CPUs, %3s tables ... ' "$n" "$t"
         log="$out/boot-${n}cpu-${t}tables.log"
+        start=$(date +%s)
         scripts/run.sh --kernel "$BS_KERNEL" --smp "$n" --timeout 900 -- \
             workload=unshare-bench tables="$t" children="$children" >"$log" 2>&1
         rc=$?
@@ -137,74 +165,12 @@ for n in $cpus; do
         if [ $rc -ne 0 ] || [ -z "$line" ]; then
             echo "FAIL (exit $rc, see $log)"; failed=1; continue
         fi
-        echo "$line" >>"$out/raw.jsonl"
+        bs_stamp "$line" "$(( $(date +%s) - start ))" host "$commit" >>"$out/raw.jsonl"
         echo "ok"
     done
 done
 
-python3 - "$out" <<'PY'
-import json, math, sys
-out = sys.argv[1]
-rows = [json.loads(l) for l in open(f"{out}/raw.jsonl")]
-modes = ["sync-each", "sync-last", "recheck"]
-colors = {"sync-each": "#d62728", "sync-last": "#1f77b4", "recheck": "#2ca02c"}
-md = ["# unshare-bench", "",
-      "Each row is one boot measuring all three modes on the same scenario: a parent maps a shared",
-      "object over N level-2 tables, forks children that exit, then unmaps, with walker CPUs running.",
-      "Ticks are CNTVCT under QEMU TCG (not hardware time): compare modes within a row.", "",
-      "| CPUs | tables | children | mode | ipis_sent | table_syncs | tlbi_ops | dsb_ish | sync_waits | grace_periods | tables_unshared | uaf | ticks/fork+exit | ticks/unmap | time vs sync-last |",
-      "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-for r in rows:
-    b = r["bench"]
-    base = r["modes"]["sync-last"]["ticks_per_fork_exit"] or 1
-    for m in modes:
-        x = r["modes"][m]
-        md.append(f"| {r['cpus']} | {b['tables']} | {b['children']} | {m} | {x['ipis_sent']} | {x['table_syncs']} | "
-                  f"{x['tlbi_ops']} | {x['dsb_ish']} | {x['sync_waits']} | {x['grace_periods']} | {x['tables_unshared']} | "
-                  f"{x['uaf_detected']} | {x['ticks_per_fork_exit']} | {x['ticks_per_unmap']} | {x['ticks_per_fork_exit']/base:.2f}x |")
-open(f"{out}/bench.md", "w").write("\n".join(md) + "\n")
-
-# chart.svg: for each CPU count, two panels (IPIs per fork+exit, ticks per fork+exit), log y.
-cpus = sorted({r["cpus"] for r in rows})
-W, H, PW, PH, L, T = 1080, 80 + 300 * len(cpus), 400, 220, 90, 70
-svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
-       f'<rect width="{W}" height="{H}" fill="white"/>',
-       f'<text x="{W/2}" y="24" text-anchor="middle" font-size="16">unshare-bench: {rows[0]["bench"]["children"]} children fork and exit over N shared level-2 tables (QEMU TCG ticks; log scales)</text>']
-def panel(x0, y0, title, series, ylabel):
-    pts = [v for s in series.values() for (_, v) in s]
-    xs = sorted({x for s in series.values() for (x, _) in s})
-    if not xs: return
-    lo, hi = 0, math.log10(max(max(pts), 1)) + 0.3
-    def px(x): return x0 + (0 if len(xs) == 1 else (math.log2(x) - math.log2(xs[0])) / (math.log2(xs[-1]) - math.log2(xs[0])) * PW)
-    def py(v): return y0 + PH - (math.log10(max(v, 1)) - lo) / (hi - lo) * PH
-    svg.append(f'<text x="{x0 + PW/2}" y="{y0 - 8}" text-anchor="middle">{title}</text>')
-    svg.append(f'<rect x="{x0}" y="{y0}" width="{PW}" height="{PH}" fill="none" stroke="#888"/>')
-    for e in range(0, int(hi) + 1):
-        y = py(10 ** e)
-        svg.append(f'<line x1="{x0}" y1="{y}" x2="{x0+PW}" y2="{y}" stroke="#eee"/><text x="{x0-6}" y="{y+4}" text-anchor="end">1e{e}</text>')
-    for x in xs:
-        svg.append(f'<text x="{px(x)}" y="{y0+PH+16}" text-anchor="middle">{x}</text>')
-    svg.append(f'<text x="{x0+PW/2}" y="{y0+PH+32}" text-anchor="middle">level-2 tables</text>')
-    svg.append(f'<text x="{x0-52}" y="{y0+PH/2}" transform="rotate(-90 {x0-52} {y0+PH/2})" text-anchor="middle">{ylabel}</text>')
-    for m, s in series.items():
-        s = sorted(s)
-        d = " ".join(f"{'M' if i == 0 else 'L'}{px(x):.1f},{py(v):.1f}" for i, (x, v) in enumerate(s))
-        svg.append(f'<path d="{d}" fill="none" stroke="{colors[m]}" stroke-width="2"/>')
-        for x, v in s:
-            svg.append(f'<circle cx="{px(x):.1f}" cy="{py(v):.1f}" r="3" fill="{colors[m]}"/>')
-for i, n in enumerate(cpus):
-    y0 = T + 20 + i * 300
-    sub = [r for r in rows if r["cpus"] == n]
-    ipis = {m: [(r["bench"]["tables"], r["modes"][m]["ipis_sent"] + 1) for r in sub] for m in modes}
-    ticks = {m: [(r["bench"]["tables"], r["modes"][m]["ticks_per_fork_exit"]) for r in sub] for m in modes}
-    panel(L, y0, f"{n} CPUs: IPIs sent in the whole run, plus one", ipis, "IPIs + 1")
-    panel(L + PW + 100, y0, f"{n} CPUs: CNTVCT ticks per fork+exit", ticks, "ticks")
-for j, m in enumerate(modes):
-    lx = L + j * 140
-    svg.append(f'<rect x="{lx}" y="{44}" width="14" height="4" fill="{colors[m]}"/><text x="{lx+20}" y="{50}">{m}</text>')
-svg.append("</svg>")
-open(f"{out}/chart.svg", "w").write("\n".join(svg) + "\n")
-PY
+python3 scripts/unshare_chart.py "$out" || failed=1
 echo "bench: table  $out/bench.md"
 echo "bench: chart  $out/chart.svg"
 echo "bench: raw    $out/raw.jsonl"

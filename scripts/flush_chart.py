@@ -10,8 +10,11 @@ path and new side by side. Standard library only.
 usage: scripts/flush_chart.py DIR
 """
 
-import json
+import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import benchrows  # noqa: E402
 
 FEATURES = ["upgrade", "batch", "repeat"]
 FIGURES = [
@@ -23,16 +26,13 @@ COLORS = {"old": "#d62728", "new": "#2ca02c"}
 
 
 def load(path):
-    rows = [json.loads(line) for line in open(path) if line.strip()]
-    rows = [r for r in rows if r.get("workload") == "flush-bench"]
-    if not rows:
-        sys.exit(f"flush_chart: no flush-bench summaries in {path}")
+    rows = benchrows.load(path, "flush-bench", "flush_chart")
     return sorted(rows, key=lambda r: r["cpus"])
 
 
 def table(rows):
     clock = rows[0].get("clock", "host")
-    commit = rows[0].get("commit", "unknown")
+    commit = benchrows.commits(rows)
     md = [
         "# flush-bench: flushing less, old path against new",
         "",
@@ -63,7 +63,7 @@ def chart(rows):
     PW, PH, L, T, GAP = 120 * len(groups), 200, 80, 80, 90
     W = L + PW + 40
     H = T + len(FIGURES) * (PH + GAP) + 20
-    commit = rows[0].get("commit", "unknown")
+    commit = benchrows.commits(rows)
     svg = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
         f'<rect width="{W}" height="{H}" fill="white"/>',

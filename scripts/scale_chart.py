@@ -10,9 +10,12 @@ can be drawn), the others a linear one. Standard library only.
 usage: scripts/scale_chart.py DIR
 """
 
-import json
 import math
+import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import benchrows  # noqa: E402
 
 STRATEGIES = ["tlbi", "ipi", "sync-each", "sync-last", "recheck"]
 COLORS = {
@@ -34,10 +37,7 @@ FIGURES = [
 
 
 def load(path):
-    rows = [json.loads(line) for line in open(path) if line.strip()]
-    rows = [r for r in rows if r.get("workload") == "scale-bench"]
-    if not rows:
-        sys.exit(f"scale_chart: no scale-bench summaries in {path}")
+    rows = benchrows.load(path, "scale-bench", "scale_chart")
     return sorted(rows, key=lambda r: r["cpus"])
 
 
@@ -56,9 +56,12 @@ def clock_note(rows):
     )
 
 
+
 def table(rows):
     md = [
         "# scale-bench",
+        "",
+        f"Measured at commit {benchrows.commits(rows)}.",
         "",
         "One op = protect 512 pages, unmap them (freeing 3 tables), fork+exit over 4 shared",
         "level-2 tables, in a space that ran on every CPU; the other CPUs idle. Counts are exact",
@@ -90,7 +93,7 @@ def chart(rows):
     svg = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
         f'<rect width="{W}" height="{H}" fill="white"/>',
-        f'<text x="{W / 2}" y="24" text-anchor="middle" font-size="16">scale-bench: cost per op against CPU count, one line per strategy (QEMU TCG, clock: {clock}; ticks are not hardware time)</text>',
+        f'<text x="{W / 2}" y="24" text-anchor="middle" font-size="16">scale-bench at {benchrows.commits(rows)}: cost per op against CPU count, one line per strategy (QEMU TCG, clock: {clock}; ticks are not hardware time)</text>',
     ]
     for j, m in enumerate(STRATEGIES):
         lx = L + j * 150
