@@ -103,9 +103,9 @@ fn scale_bench_exact_counts_16_cpus() {
 /// Under `run.sh --deterministic` a tick is a fixed number of instructions, so `ticks_per_op`
 /// is a cost that can be compared: two boots print the same figures; `tlbi` and `recheck`, one
 /// configuration measured twice in a boot, agree within 1%; and at 64 CPUs every strategy that
-/// interrupts the other CPUs costs more than `tlbi` (1.11x, 1.17x and 1.06x measured for
-/// `ipi`, `sync-each` and `sync-last`; 2.31x, 4.00x and 2.01x at 512 CPUs), while `tlbi`'s own
-/// cost stays within 3% of its 1-CPU figure. That figure is exact for one binary but moves with
+/// interrupts the other CPUs costs more than `tlbi` (docs/benchmarks.md quotes the ratios
+/// from docs/data/scale-icount.jsonl, with the commit they were measured at), while `tlbi`'s
+/// own cost stays within 3% of its 1-CPU figure. That figure is exact for one binary but moves with
 /// the kernel's memory layout: a change to code that runs only after the measurement (the
 /// summary's JSON writer) took the 64-CPU/1-CPU difference from 0.25% to 1.49%, so the bound
 /// leaves room for that and still sits well below the 6% of the cheapest interrupting strategy.
