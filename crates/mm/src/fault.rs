@@ -44,16 +44,21 @@ pub enum WriteFault {
 pub fn write_user(space: &AddressSpace, va: VirtAddr, val: u64) -> Result<(), WriteFault> {
     let mut spurious = 0;
     loop {
-        // Where hardware may still hold a restrictive entry, the write faults on it.
+        // Where hardware may still hold a restrictive entry, the write faults on it. The
+        // entry is read only then, or after a real permission fault: not before every write.
         let modelled = space
             .asid_number()
             .is_some_and(|asid| audit::may_fault_spuriously(asid, va.as_u64(), true));
-        let level = match writable_leaf(space, va) {
-            Some(level) if modelled => level,
-            allowed => match probe_write_user(va, val) {
+        let spurious_at = if modelled {
+            writable_leaf(space, va)
+        } else {
+            None
+        };
+        let level = match spurious_at {
+            Some(level) => level,
+            None => match probe_write_user(va, val) {
                 Ok(()) => return Ok(()),
-                Err(f) if f.esr.is_permission_fault() => match allowed.or(writable_leaf(space, va))
-                {
+                Err(f) if f.esr.is_permission_fault() => match writable_leaf(space, va) {
                     Some(level) => level,
                     None => return Err(WriteFault::Fault(f)),
                 },
