@@ -226,7 +226,7 @@ pub fn flush_tlb_mm(space: &AddressSpace) -> FlushRecord {
 /// Invalidates the 4 KiB page at `va` of `space` everywhere without waiting: `DSB ISHST;
 /// TLBI VALE1IS` and no completing `DSB` (Linux's `arch_tlbbatch_add_pending` /
 /// `__flush_tlb_page_nosync`), or the local forms for a space only ever active on this CPU.
-/// The caller completes it with [`complete_batch`] on this same CPU: a `DSB` completes only
+/// The caller completes it with [`complete`] on this same CPU: a `DSB` completes only
 /// the TLBIs of the CPU that executes it. Returns the scope issued (none for a space that
 /// never ran).
 pub fn flush_tlb_page_nosync(space: &AddressSpace, va: VirtAddr) -> Option<Scope> {
@@ -242,13 +242,6 @@ pub fn flush_tlb_page_nosync(space: &AddressSpace, va: VirtAddr) -> Option<Scope
     };
     tlb::issue_plan_nosync_published(&plan_range_flush(&req, policy().features), scope);
     Some(scope)
-}
-
-/// Completes every TLBI this CPU issued without waiting, for the spaces of a deferred batch:
-/// one `DSB ISH` for the whole batch (Linux's `arch_tlbbatch_flush`), or `DSB NSH` when all of
-/// them were local; through [`complete`], so with every erratum workaround (once per batch).
-pub fn complete_batch(spaces: &[&AddressSpace], scope: Scope) {
-    complete(spaces, scope);
 }
 
 /// Makes sure no TLBI of another CPU's deferred batch for `space` is still incomplete before
@@ -543,24 +536,43 @@ pub fn serve_ipi_requests() {
 /// accesses before it left the set.
 fn dvmsync(space: &AddressSpace) {
     let me = broadside_base::cpu_id();
-    let mut targets = space.running_cpus();
-    targets.remove(me);
-    let count = smp::online_cpus()
-        .filter(|c| targets.contains(c.index))
-        .count() as u32;
-    if count == 0 {
+    let running = space.running_cpus();
+    if !smp::online_cpus().any(|c| c.index != me && running.contains(c.index)) {
         return;
     }
+    send_sync_and_wait(
+        &DVMSYNC_INBOX,
+        &DVMSYNC_PENDING,
+        |cpu| running.contains(cpu),
+        Some(Counter::ErratumDvmsyncIpis),
+    );
+}
+
+/// Sends `SGI_SYNC` to every other online CPU that `is_target` accepts, with this CPU's bit set
+/// in its `inbox`, and waits until each acknowledged through this CPU's `pending`, serving
+/// requests meanwhile (another CPU may be waiting on this one). Counts each SGI in `ipis_sent`
+/// (and in `also`), and the wait in `sync_waits`. The two syncs ([`sync_all_cpus`] and erratum
+/// 4193714's [`dvmsync`]) differ only in their targets and in what a target does on receipt.
+fn send_sync_and_wait(
+    inbox: &[[AtomicU64; MAX_CPUS / 64]; MAX_CPUS],
+    pending: &[AtomicU32; MAX_CPUS],
+    is_target: impl Fn(usize) -> bool,
+    also: Option<Counter>,
+) {
+    let me = broadside_base::cpu_id();
+    let targets = || smp::online_cpus().filter(|c| c.index != me && is_target(c.index));
     // Set before the first SGI goes out, so no acknowledgement can arrive before it.
-    DVMSYNC_PENDING[me].store(count, Ordering::Relaxed);
-    for c in smp::online_cpus().filter(|c| targets.contains(c.index)) {
-        DVMSYNC_INBOX[c.index][me / 64].fetch_or(1 << (me % 64), Ordering::Release);
+    pending[me].store(targets().count() as u32, Ordering::Relaxed);
+    for c in targets() {
+        inbox[c.index][me / 64].fetch_or(1 << (me % 64), Ordering::Release);
         gic::send_sgi(ipi::SGI_SYNC, c.mpidr.load(Ordering::Relaxed));
         stats::count(Counter::IpisSent);
-        stats::count(Counter::ErratumDvmsyncIpis);
+        if let Some(k) = also {
+            stats::count(k);
+        }
     }
     stats::count(Counter::SyncWaits);
-    while DVMSYNC_PENDING[me].load(Ordering::Acquire) != 0 {
+    while pending[me].load(Ordering::Acquire) != 0 {
         serve_ipi_requests();
         broadside_base::hint::cpu_relax();
     }
@@ -576,23 +588,8 @@ pub fn ipi_handler() {
 /// IRQ only with IRQs unmasked, i.e. outside any lockless walk, so when this returns no walk that
 /// began before the call is still running (Linux's `tlb_remove_table_sync_one`).
 pub fn sync_all_cpus() {
-    let me = broadside_base::cpu_id();
-    let others = smp::online_count() as u32 - 1;
-    SYNC_PENDING[me].store(others, Ordering::Relaxed);
-    for c in smp::online_cpus() {
-        if c.index == me {
-            continue;
-        }
-        SYNC_INBOX[c.index][me / 64].fetch_or(1 << (me % 64), Ordering::Release);
-        gic::send_sgi(ipi::SGI_SYNC, c.mpidr.load(Ordering::Relaxed));
-        stats::count(Counter::IpisSent);
-    }
     stats::count(Counter::TableSyncs);
-    stats::count(Counter::SyncWaits);
-    while SYNC_PENDING[me].load(Ordering::Acquire) != 0 {
-        serve_ipi_requests();
-        broadside_base::hint::cpu_relax();
-    }
+    send_sync_and_wait(&SYNC_INBOX, &SYNC_PENDING, |_| true, None);
 }
 
 /// Registers the shootdown and sync handlers on `cpu`.

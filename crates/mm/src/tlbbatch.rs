@@ -130,8 +130,9 @@ impl TlbBatch {
         true
     }
 
-    /// Completes every TLBI of the batch with one `DSB ISH` on its owner, then frees its pages
-    /// (`arch_tlbbatch_flush`, then the reclaim's frees).
+    /// Completes every TLBI of the batch with one `DSB ISH` on its owner (`DSB NSH` when all
+    /// were local), then frees its pages (`arch_tlbbatch_flush`, then the reclaim's frees).
+    /// The completion is [`tlb::complete`]'s, so each erratum workaround runs once per batch.
     pub fn flush(self) {
         assert_eq!(
             self.owner,
@@ -142,7 +143,7 @@ impl TlbBatch {
             return;
         }
         let spaces: Vec<&AddressSpace> = self.spaces.iter().map(|s| &**s).collect();
-        tlb::complete_batch(
+        tlb::complete(
             &spaces,
             if self.broadcast {
                 tlb::Scope::Broadcast
