@@ -58,8 +58,9 @@ pub enum ProtectError {
 pub struct Protected {
     /// 4 KiB units whose leaf entries were rewritten.
     pub pages: u64,
-    /// Of those, the units whose change took a permission away (the only ones flushed).
-    pub downgraded_pages: u64,
+    /// Of those, the units the flush covers: every change but a permission upgrade (which owes
+    /// no flush; with [`set_flush_upgrades`], the flush bench's old path, upgrades too).
+    pub flushed_pages: u64,
     /// The flush that made the change visible to every CPU (nothing if no leaf changed).
     pub flush: crate::tlb::FlushRecord,
 }
@@ -101,7 +102,7 @@ impl AddressSpace {
         // TLBIs: a protect that finds them gone must not return with them still cached (a
         // write through one after `mprotect(PROT_READ)` returned).
         crate::tlb::flush_tlb_batched_pending(self);
-        let (mut pages, mut downgraded_pages, mut upgraded) = (0, 0, false);
+        let (mut pages, mut flushed_pages, mut upgraded) = (0, 0, false);
         let mut range = GatherRange::EMPTY;
         let op = audit::begin_op();
         // The CPUs that may hold the old entries, and the ASID they hold them under, for the
@@ -145,12 +146,12 @@ impl AddressSpace {
                     );
                 }
             } else if old_attrs != attrs {
-                downgraded_pages += size / PAGE_SIZE;
+                flushed_pages += size / PAGE_SIZE;
                 range.leaf(va.as_u64(), level);
             }
             Ok::<(), ()>(())
         });
-        if downgraded_pages == 0 {
+        if flushed_pages == 0 {
             if upgraded {
                 broadside_base::stats::count(broadside_base::stats::Counter::UpgradesUnflushed);
             }
@@ -158,7 +159,7 @@ impl AddressSpace {
             audit::check_range(op, self.id, start.as_u64(), end.as_u64());
             return Ok(Protected {
                 pages,
-                downgraded_pages,
+                flushed_pages,
                 flush: crate::tlb::FlushRecord::default(),
             });
         }
@@ -183,7 +184,7 @@ impl AddressSpace {
         audit::check_range(op, self.id, start.as_u64(), end.as_u64());
         Ok(Protected {
             pages,
-            downgraded_pages,
+            flushed_pages,
             flush,
         })
     }

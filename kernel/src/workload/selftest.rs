@@ -835,20 +835,18 @@ fn check_upgrade_without_flush(info: &BootInfo) -> Check {
     let down = down.map_err(|e| alloc::format!("protect to read-only refused: {e:?}"))?;
     let up = up.map_err(|e| alloc::format!("protect to read-write refused: {e:?}"))?;
     ensure!(
-        down.pages == 4 + 512
-            && down.downgraded_pages == 4 + 512
-            && d_down.get(Counter::TlbiOps) > 0,
-        "the downgrade changed {} pages, {} downgraded, with {} TLBIs",
+        down.pages == 4 + 512 && down.flushed_pages == 4 + 512 && d_down.get(Counter::TlbiOps) > 0,
+        "the downgrade changed {} pages, {} flushed, with {} TLBIs",
         down.pages,
-        down.downgraded_pages,
+        down.flushed_pages,
         d_down.get(Counter::TlbiOps)
     );
     let (tlbis, dsb) = (d_up.get(Counter::TlbiOps), d_up.get(Counter::DsbIsh));
     ensure!(
-        up.pages == 4 + 512 && up.downgraded_pages == 0 && tlbis == 0 && dsb == 0,
-        "the upgrade changed {} pages, {} downgraded, with {tlbis} TLBIs and {dsb} DSB ISH",
+        up.pages == 4 + 512 && up.flushed_pages == 0 && tlbis == 0 && dsb == 0,
+        "the upgrade changed {} pages, {} flushed, with {tlbis} TLBIs and {dsb} DSB ISH",
         up.pages,
-        up.downgraded_pages
+        up.flushed_pages
     );
     ensure!(
         d_up.get(Counter::UpgradesUnflushed) == 1,
