@@ -3,7 +3,7 @@
 //! each of which ends with the `summary:` line.
 
 use crate::settings::{self, Settings};
-use crate::workload::settings::Bug;
+use crate::workload::settings::Bug as KernelBug;
 use crate::workload::{self, Outcome};
 use ::semihosting as semihosting_crate;
 use broadside_arch::PhysAddr;
@@ -21,7 +21,9 @@ use broadside_platform::dtb::{self, PlatformInfo};
 use broadside_platform::exit::{self, config_error};
 use broadside_platform::kprintln;
 use broadside_smp as smp;
+use broadside_smp::settings::Bug as SmpBug;
 use broadside_smp::watchdog;
+use broadside_sync::settings::Bug as SyncBug;
 use core::sync::atomic::Ordering;
 
 /// Where QEMU puts the DTB for an ELF kernel that does not cover the start of RAM: the start of
@@ -226,19 +228,12 @@ fn init_memory_policy(info: &BootInfo, args: &Settings) {
         broadside_base::weak::enable(args.base.seed);
         broadside_mm::audit::stores_delayed();
     }
-    {
-        use broadside_sync::settings::Bug;
-        broadside_sync::planted::set(
-            args.sync.bugs.has(Bug::GateNoFence),
-            args.sync.bugs.has(Bug::RcuSnapshotEarly),
-        );
-    }
-    // Before the secondaries start, whose idle loop reads it.
-    smp::work::set_planted(
-        args.smp
-            .bugs
-            .has(broadside_smp::settings::Bug::IdleLostWakeup),
+    broadside_sync::planted::set(
+        args.sync.bugs.has(SyncBug::GateNoFence),
+        args.sync.bugs.has(SyncBug::RcuSnapshotEarly),
     );
+    // Before the secondaries start, whose idle loop reads it.
+    smp::work::set_planted(args.smp.bugs.has(SmpBug::IdleLostWakeup));
     if args.base.yield_points {
         broadside_base::hint::enable(args.base.seed);
         broadside_base::pct::enable(
@@ -259,7 +254,7 @@ fn errata(args: &Settings) -> broadside_arch::errata::Errata {
 /// The boot log's one line on errata: which are in force, the CPU, and why.
 fn log_errata(args: &Settings) {
     use broadside_arch::errata::Midr;
-    use broadside_mm::settings::{Bug, ErrataArg};
+    use broadside_mm::settings::{Bug as MmBug, ErrataArg};
     let midr = Midr(cpu::midr());
     let e = errata(args);
     let mut names = alloc::string::String::new();
@@ -284,7 +279,7 @@ fn log_errata(args: &Settings) {
         ErrataArg::Auto => "from MIDR_EL1",
         ErrataArg::Forced(_) => "forced by errata=",
     };
-    let skipped = [Bug::ErratumNoRepeat, Bug::ErratumNoDvmsync]
+    let skipped = [MmBug::ErratumNoRepeat, MmBug::ErratumNoDvmsync]
         .into_iter()
         .filter(|b| args.mm.bugs.has(*b))
         .map(|b| alloc::format!("; bug={} skips its workaround", b.name()))
@@ -335,7 +330,7 @@ pub fn secondary_cpu_main(cpu_index: usize) -> ! {
     mmu::drop_boot_idmap();
     let info = boot_info();
     let args = settings::settings();
-    if args.workload.bugs.has(Bug::LateCpu) && cpu_index == info.platform.cpus - 1 {
+    if args.workload.bugs.has(KernelBug::LateCpu) && cpu_index == info.platform.cpus - 1 {
         // `bug=late-cpu`: come online well after the boot CPU stopped waiting, so its timeout
         // path runs on every boot rather than only when QEMU happens to be slow.
         let late_ms = args.smp.cpus_wait_ms as u64 + 1000;

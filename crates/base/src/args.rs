@@ -160,11 +160,17 @@ macro_rules! arg_enum {
 pub struct Flags<E>(u64, PhantomData<E>);
 
 impl<E: ArgEnum> Flags<E> {
-    /// The empty set.
-    pub const NONE: Flags<E> = Flags(0, PhantomData);
+    /// Checked where a set of `E` is first named (through [`Flags::NONE`]), at compile time.
+    const FITS: () = assert!(E::ALL.len() <= u64::BITS as usize, "Flags is a u64 bitset");
 
+    /// The empty set.
+    pub const NONE: Flags<E> = {
+        let () = Self::FITS;
+        Flags(0, PhantomData)
+    };
+
+    #[inline(always)]
     const fn bit(index: usize) -> u64 {
-        assert!(index < u64::BITS as usize, "Flags is a u64 bitset");
         1 << index
     }
 

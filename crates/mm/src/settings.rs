@@ -2,7 +2,7 @@
 //! errata workarounds run (`errata=`), how freed tables and unshares wait for walkers
 //! (`tablefree=`, `unshare=`), the sanitizer (`audit=`), the ASID width (`asid_bits=`), injected
 //! allocation failures (`fail_alloc=`), and the bugs mm plants (`bug=`, asked through
-//! [`crate::fault_inject::planted`]). A new mm setting is a field and a row here; its default is
+//! `fault_inject::planted`). A new mm setting is a field and a row here; its default is
 //! in [`MmArgs::DEFAULT`](broadside_base::args::ArgGroup::DEFAULT).
 
 use broadside_arch::errata::Errata;
