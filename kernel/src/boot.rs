@@ -2,6 +2,8 @@
 //! idling, the watchdog, and every exit (pass, fail, bad arguments, panic, exception, timeout),
 //! each of which ends with the `summary:` line.
 
+use crate::settings::{self, Settings};
+use crate::workload::settings::Bug as KernelBug;
 use crate::workload::{self, Outcome};
 use ::semihosting as semihosting_crate;
 use broadside_arch::PhysAddr;
@@ -14,13 +16,14 @@ use broadside_base::ExitCode;
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame;
 use broadside_platform::boot_info::{self, BootInfo, boot_info, boot_info_opt};
-use broadside_platform::bootargs::{BootArgs, Bug};
 use broadside_platform::console;
 use broadside_platform::dtb::{self, PlatformInfo};
 use broadside_platform::exit::{self, config_error};
 use broadside_platform::kprintln;
 use broadside_smp as smp;
+use broadside_smp::settings::Bug as SmpBug;
 use broadside_smp::watchdog;
+use broadside_sync::settings::Bug as SyncBug;
 use core::sync::atomic::Ordering;
 
 /// Where QEMU puts the DTB for an ELF kernel that does not cover the start of RAM: the start of
@@ -88,20 +91,19 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
     }
 
     devices.start_console();
-    let args = match BootArgs::parse(platform.bootargs) {
-        Ok(a) => a,
+    let args = match broadside_base::args::parse::<Settings>(platform.bootargs) {
+        Ok(a) => settings::set(a),
         Err(e) => {
             kprintln!("error: {e}");
             emit_summary_early(boot_el, &platform);
             semihosting::exit(ExitCode::BadConfig.code());
         }
     };
-    console::init_log(args.log.level_filter());
+    console::init_log(args.platform.log.level_filter());
     broadside_memory::heap::grow();
 
     let features = cpu::CpuFeatures::read();
     let info = boot_info::set(BootInfo {
-        args,
         boot_el,
         features,
         psci_version: psci::version(),
@@ -114,17 +116,17 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
     if let Err(e) = devices.start_gic(&info.platform.cpu_mpidrs[..cpus]) {
         config_error(format_args!("error: gic: {e}"));
     }
-    timer::set_rate(info.args.hz);
-    init_memory_policy(info);
+    timer::set_rate(args.arch.hz);
+    init_memory_policy(info, args);
     // RCU counts every CPU in the DTB from the start: secondaries enter their idle loop (an
     // extended quiescent state) as soon as they are up.
     broadside_sync::rcu_kernel::init(cpus);
     cpu_local_init(0);
 
-    let timeout_s = info
-        .args
+    let timeout_s = args
+        .smp
         .timeout
-        .unwrap_or_else(|| workload::default_timeout(&info.args));
+        .unwrap_or_else(|| workload::default_timeout(&args.workload));
     watchdog::arm(timeout_s);
     log::info!(
         "broadside: {} CPUs, entered at EL{}, PSCI over {}, bootargs \"{}\"",
@@ -133,10 +135,10 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
         conduit.name(),
         info.platform.bootargs
     );
-    log_errata(info);
+    log_errata(args);
 
     let bringup_start = cpu::counter();
-    match smp::boot::start_secondaries(&info.platform.cpu_mpidrs[..cpus], info.args.cpus_wait_ms) {
+    match smp::boot::start_secondaries(&info.platform.cpu_mpidrs[..cpus], args.smp.cpus_wait_ms) {
         Ok(missing) if missing.is_empty() => {}
         Ok(missing) => {
             let mut line = alloc::string::String::new();
@@ -146,7 +148,7 @@ pub fn boot_cpu_main(dtb_pa: u64, boot_el: u64) -> ! {
             log::error!(
                 "{} CPU(s) did not come online within {} ms:{}",
                 missing.count,
-                info.args.cpus_wait_ms,
+                args.smp.cpus_wait_ms,
                 line
             );
             watchdog::fire(format_args!("CPUs did not come online"));
@@ -191,22 +193,18 @@ fn usable_ranges(
 }
 
 /// Fixes the TLB, table-free, ASID and fault-injection policies from the arguments.
-fn init_memory_policy(info: &BootInfo) {
+fn init_memory_policy(info: &BootInfo, args: &Settings) {
     let f = &info.features;
     // First: every mm module asks it which bugs are planted (`bug=`).
-    broadside_mm::fault_inject::init(
-        info.args.fail_alloc_per_mille,
-        info.args.seed,
-        info.args.bugs,
-    );
+    broadside_mm::fault_inject::init(args.mm.fail_alloc_per_mille, args.base.seed, args.mm.bugs);
     broadside_mm::tlb::init(
         broadside_arch::tlbi::TlbFeatures::from_id_regs(f.isar0, f.mmfr2),
-        info.args.flush,
-        errata(info),
+        args.mm.flush,
+        errata(args),
     );
-    broadside_mm::table_free::set_mode(info.args.tablefree);
-    let bits = info
-        .args
+    broadside_mm::table_free::set_mode(args.mm.tablefree);
+    let bits = args
+        .mm
         .asid_bits
         .map_or(f.asid_bits, |b| (b as u32).min(f.asid_bits));
     if (1u64 << bits) - 1 <= info.platform.cpus as u64 {
@@ -218,28 +216,30 @@ fn init_memory_policy(info: &BootInfo) {
     // Before the ASID allocator, whose rollovers it observes, and before any space exists.
     let (ram_lo, ram_hi) = ram_extent(&info.platform);
     broadside_mm::audit::init(
-        info.args.audit_enabled(),
+        args.audit_enabled(),
         info.platform.cpus,
         ram_lo,
         ram_hi - ram_lo,
     );
-    broadside_mm::audit::model_errata(errata(info));
+    broadside_mm::audit::model_errata(errata(args));
     broadside_mm::aspace::init_asids(bits, info.platform.cpus);
-    broadside_mm::unshare_sync::set_mode(info.args.unshare);
-    if info.args.weak {
-        broadside_base::weak::enable(info.args.seed);
+    broadside_mm::unshare_sync::set_mode(args.mm.unshare);
+    if args.base.weak {
+        broadside_base::weak::enable(args.base.seed);
         broadside_mm::audit::stores_delayed();
     }
     broadside_sync::planted::set(
-        info.args.bugs.has(Bug::GateNoFence),
-        info.args.bugs.has(Bug::RcuSnapshotEarly),
+        args.sync.bugs.has(SyncBug::GateNoFence),
+        args.sync.bugs.has(SyncBug::RcuSnapshotEarly),
     );
-    if info.args.yield_points {
-        broadside_base::hint::enable(info.args.seed);
+    // Before the secondaries start, whose idle loop reads it.
+    smp::work::set_planted(args.smp.bugs.has(SmpBug::IdleLostWakeup));
+    if args.base.yield_points {
+        broadside_base::hint::enable(args.base.seed);
         broadside_base::pct::enable(
-            info.args.seed,
+            args.base.seed,
             info.platform.cpus,
-            info.args.pct_depth as usize,
+            args.base.pct_depth as usize,
         );
         broadside_base::events::enable();
     }
@@ -247,16 +247,16 @@ fn init_memory_policy(info: &BootInfo) {
 
 /// The errata in force: `errata=`, or those of the boot CPU's MIDR_EL1 (QEMU gives every CPU
 /// the same model).
-fn errata(info: &BootInfo) -> broadside_arch::errata::Errata {
-    info.args.errata.resolve(cpu::midr())
+fn errata(args: &Settings) -> broadside_arch::errata::Errata {
+    args.mm.errata.resolve(cpu::midr())
 }
 
 /// The boot log's one line on errata: which are in force, the CPU, and why.
-fn log_errata(info: &BootInfo) {
+fn log_errata(args: &Settings) {
     use broadside_arch::errata::Midr;
-    use broadside_platform::bootargs::ErrataArg;
+    use broadside_mm::settings::{Bug as MmBug, ErrataArg};
     let midr = Midr(cpu::midr());
-    let e = errata(info);
+    let e = errata(args);
     let mut names = alloc::string::String::new();
     for name in e.names() {
         if !names.is_empty() {
@@ -275,13 +275,13 @@ fn log_errata(info: &BootInfo) {
             midr.part()
         ),
     };
-    let why = match info.args.errata {
+    let why = match args.mm.errata {
         ErrataArg::Auto => "from MIDR_EL1",
         ErrataArg::Forced(_) => "forced by errata=",
     };
-    let skipped = [Bug::ErratumNoRepeat, Bug::ErratumNoDvmsync]
+    let skipped = [MmBug::ErratumNoRepeat, MmBug::ErratumNoDvmsync]
         .into_iter()
-        .filter(|b| info.args.bugs.has(*b))
+        .filter(|b| args.mm.bugs.has(*b))
         .map(|b| alloc::format!("; bug={} skips its workaround", b.name()))
         .collect::<alloc::string::String>();
     log::info!(
@@ -329,15 +329,11 @@ fn cpu_local_init(cpu_index: usize) {
 pub fn secondary_cpu_main(cpu_index: usize) -> ! {
     mmu::drop_boot_idmap();
     let info = boot_info();
-    if info
-        .args
-        .bugs
-        .has(broadside_platform::bootargs::Bug::LateCpu)
-        && cpu_index == info.platform.cpus - 1
-    {
+    let args = settings::settings();
+    if args.workload.bugs.has(KernelBug::LateCpu) && cpu_index == info.platform.cpus - 1 {
         // `bug=late-cpu`: come online well after the boot CPU stopped waiting, so its timeout
         // path runs on every boot rather than only when QEMU happens to be slow.
-        let late_ms = info.args.cpus_wait_ms as u64 + 1000;
+        let late_ms = args.smp.cpus_wait_ms as u64 + 1000;
         let until = cpu::counter() + cpu::counter_frequency() * late_ms / 1000;
         while cpu::counter() < until {
             cpu::relax();

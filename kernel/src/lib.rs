@@ -33,4 +33,5 @@
 extern crate alloc;
 
 pub mod boot;
+pub mod settings;
 pub mod workload;

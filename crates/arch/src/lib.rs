@@ -8,6 +8,7 @@
 //!   and their barriers.
 //! - [`errata`]: the errata that change how a broadcast TLBI completes, detected from MIDR_EL1;
 //!   portable and host-tested.
+//! - [`settings`]: the arch layer's kernel arguments (`hz=`).
 //! - [`aarch64`] (kernel build only): boot, exceptions (an unexpected one is handed to a handler
 //!   the kernel installs), sysregs, MMU, PSCI, GICv3, timer, semihosting.
 #![cfg_attr(not(any(test, loom)), no_std)]
@@ -20,6 +21,7 @@ pub mod aarch64;
 pub mod addr;
 pub mod errata;
 pub mod pte;
+pub mod settings;
 pub mod tlbi;
 
 pub use addr::{PhysAddr, VirtAddr};

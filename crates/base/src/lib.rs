@@ -10,6 +10,8 @@
 //! - [`events`]: the numbered events of a deterministic run, where a debugger can stop.
 //! - [`pct`]: priority schedules with change points at the yield points (PCT).
 //! - [`weak`]: emulated store buffers (`weak=on`), so a missing barrier shows under QEMU.
+//! - [`args`]: the kernel-argument framework every layer declares its settings with, and the
+//!   parser; [`settings`]: this layer's own (`seed=`, `yield_points=`, `weak=`, `pct_depth=`).
 //! - [`config`] and [`rng`]: the CPU limit, and the seeded generator behind `seed=`.
 //!
 //! The DAIF and TPIDR accesses are compiled only for the kernel (`target_arch = "aarch64"`);
@@ -19,6 +21,7 @@
 
 extern crate alloc;
 
+pub mod args;
 pub mod config;
 pub mod events;
 pub mod exit_code;
@@ -29,6 +32,7 @@ pub mod pct;
 pub mod percpu;
 pub mod rng;
 pub mod rules;
+pub mod settings;
 pub mod stats;
 pub mod weak;
 

@@ -192,7 +192,7 @@ fn alloc_table(space_id: u64, level: u8) -> Option<PhysAddr> {
 /// `bug=global-user-leaf`, whose entries then survive the ASID flushes of the teardown. Every
 /// path that writes a leaf into an address space goes through here.
 pub fn user_leaf_attrs(attrs: Attributes) -> Attributes {
-    if crate::fault_inject::planted(broadside_platform::bootargs::Bug::GlobalUserLeaf) {
+    if crate::fault_inject::planted(crate::settings::Bug::GlobalUserLeaf) {
         Attributes {
             not_global: false,
             ..attrs
@@ -536,7 +536,7 @@ impl AddressSpace {
         let irq = broadside_base::irq::save_and_mask();
         let sw = asid_allocator().switch_to(cpu, &self.asid);
         if sw.flush_local_tlb
-            && !crate::fault_inject::planted(broadside_platform::bootargs::Bug::RolloverSkipFlush)
+            && !crate::fault_inject::planted(crate::settings::Bug::RolloverSkipFlush)
         {
             tlb::local_flush_all();
         }
@@ -550,7 +550,7 @@ impl AddressSpace {
         broadside_base::hint::yield_point_until(broadside_base::hint::Site::Activate, 0, || {
             self.active.is_closed()
         });
-        if !crate::fault_inject::planted(broadside_platform::bootargs::Bug::ActivateNoDsb) {
+        if !crate::fault_inject::planted(crate::settings::Bug::ActivateNoDsb) {
             tlb::order_before_walks();
         }
         mmu::set_ttbr0(self.root, sw.asid);

@@ -9,8 +9,8 @@
 //!
 //! Sits on nothing in this crate: every other mm module may ask it.
 
+use crate::settings::{Bug, Bugs};
 use broadside_base::config::MAX_CPUS;
-use broadside_platform::bootargs::{Bug, Bugs};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 static PER_MILLE: AtomicU32 = AtomicU32::new(0);

@@ -27,6 +27,7 @@ use crate::audit;
 use crate::fault_inject;
 use crate::gather_range::GatherRange;
 use crate::sanitizer::OpId;
+use crate::settings::Bug;
 use crate::table_free;
 use crate::tlb::{FlushRecord, flush_tlb_mm, flush_tlb_range};
 use alloc::vec::Vec;
@@ -36,7 +37,6 @@ use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::events;
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame;
-use broadside_platform::bootargs::Bug;
 use core::sync::atomic::Ordering;
 
 /// Pages per batch (a batch is about one page of entries, as in Linux).
@@ -464,9 +464,7 @@ impl<'a> MmuGather<'a> {
         self.unshared_tables = true;
         self.fully_unshared_tables |= fully;
         stats::count(Counter::TablesUnshared);
-        if crate::unshare_sync::unshare_mode()
-            == broadside_platform::bootargs::UnshareMode::SyncEach
-        {
+        if crate::unshare_sync::unshare_mode() == crate::settings::UnshareMode::SyncEach {
             self.flush_tlb_only();
             crate::tlb::sync_all_cpus();
             self.unshared_tables = false;

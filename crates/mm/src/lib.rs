@@ -6,7 +6,9 @@
 //!
 //! The modules are layered: each imports only modules of the layers below it. From the bottom:
 //!
-//! 1. On nothing in this crate: `asid` (ASID allocation), `gather_range` (what a gather must
+//! 0. `settings`: mm's kernel arguments (`flush=`, `errata=`, `tablefree=`, `unshare=`,
+//!    `audit=`, `asid_bits=`, `fail_alloc=`) and the bugs mm plants (`bug=`).
+//! 1. On nothing in this crate but `settings`: `asid` (ASID allocation), `gather_range` (what a gather must
 //!    invalidate), `sanitizer` (the sanitizer's portable core), `fault_inject` (`bug=`,
 //!    `fail_alloc=`), `mm_types` (the shared object's data, which an address space lists).
 //! 2. `audit` (the sanitizer's kernel glue) and `unshare_sync` (the `unshare=` mode: whether
@@ -51,6 +53,7 @@ pub mod mm_types;
 #[cfg(target_arch = "aarch64")]
 pub mod mprotect;
 pub mod sanitizer;
+pub mod settings;
 #[cfg(target_arch = "aarch64")]
 pub mod shared;
 #[cfg(target_arch = "aarch64")]

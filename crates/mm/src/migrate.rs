@@ -14,6 +14,7 @@
 use crate::aspace::{self, AddressSpace};
 use crate::audit;
 use crate::fault_inject::planted;
+use crate::settings::Bug;
 use crate::tlb::{FlushRecord, flush_tlb_range};
 use broadside_arch::aarch64::layout::phys_to_virt;
 use broadside_arch::aarch64::tlb as arch_tlb;
@@ -21,7 +22,6 @@ use broadside_arch::pte::{Descriptor, DescriptorKind, PAGE_SIZE};
 use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame::{self, FrameKind};
-use broadside_platform::bootargs::Bug;
 use core::sync::atomic::Ordering;
 
 /// Why a page was not migrated. Nothing changed.

@@ -19,9 +19,9 @@
 use crate::aspace::AddressSpace;
 use crate::audit;
 use crate::gather_range::GatherRange;
+use crate::settings::Bug;
 use broadside_arch::VirtAddr;
 use broadside_arch::pte::{Attributes, Descriptor, DescriptorKind, PAGE_SIZE, level_block_size};
-use broadside_platform::bootargs::Bug;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Upgrades flushed like downgrades: the path before this one (Linux before 2025), which
@@ -164,7 +164,7 @@ impl AddressSpace {
             });
         }
         let (stride, level_hint) =
-            if crate::fault_inject::planted(broadside_platform::bootargs::Bug::ProtectWideStride) {
+            if crate::fault_inject::planted(crate::settings::Bug::ProtectWideStride) {
                 // The planted bug: the largest leaf sets both, as protect used to.
                 let largest = range.cleared_levels.trailing_zeros() as u8;
                 (level_block_size(largest), Some(largest))

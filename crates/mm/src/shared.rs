@@ -24,6 +24,7 @@ use crate::aspace::{self, AddressSpace, MapError, STAMP_MAGIC, entry};
 use crate::fault_inject;
 use crate::gather::MmuGather;
 use crate::mm_types::{OBJECT_OWNER_BIT, SharedObject};
+use crate::settings::Bug;
 use crate::tlb::FlushRecord;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -34,7 +35,6 @@ use broadside_arch::pte::{
 use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame::{self, FrameKind};
-use broadside_platform::bootargs::Bug;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Share count position in `FrameMeta::level_and_share`.

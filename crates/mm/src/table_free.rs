@@ -18,10 +18,10 @@
 
 use crate::aspace::free_table_page;
 use crate::fault_inject::planted;
+use crate::settings::Bug;
+use crate::settings::TableFreeMode;
 use alloc::vec::Vec;
 use broadside_arch::PhysAddr;
-use broadside_platform::bootargs::Bug;
-use broadside_platform::bootargs::TableFreeMode;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 static MODE: AtomicU8 = AtomicU8::new(0);

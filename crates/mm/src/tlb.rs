@@ -25,6 +25,7 @@
 use crate::aspace::AddressSpace;
 use crate::fault_inject::planted;
 pub use crate::gather_range::FlushCoverage;
+use crate::settings::{Bug, FlushMode};
 use broadside_arch::VirtAddr;
 use broadside_arch::aarch64::gic;
 pub use broadside_arch::aarch64::tlb::Scope;
@@ -36,7 +37,6 @@ use broadside_arch::tlbi::{
 };
 use broadside_base::config::MAX_CPUS;
 use broadside_base::stats::{self, Counter};
-use broadside_platform::bootargs::{Bug, FlushMode};
 use broadside_smp::{self as smp, ipi};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use spin::Once;

@@ -7,7 +7,7 @@
 //! Sits on `fault_inject` (for `bug=unshare-no-sync`) alone.
 
 use crate::fault_inject;
-use broadside_platform::bootargs::{Bug, UnshareMode};
+use crate::settings::{Bug, UnshareMode};
 use core::sync::atomic::{AtomicU8, Ordering};
 
 static MODE: AtomicU8 = AtomicU8::new(1);

@@ -16,13 +16,13 @@
 
 use crate::aspace::{self, AddressSpace, SpaceState, StampCheck, TABLE_POISON, entry};
 use crate::mm_types::OBJECT_OWNER_BIT;
+use crate::settings::{Bug, Bugs};
 use broadside_arch::pte::{Descriptor, DescriptorKind, PAGE_SIZE, level_block_size, table_index};
 use broadside_arch::{PhysAddr, VirtAddr};
 use broadside_base::events;
 use broadside_base::irq;
 use broadside_base::stats::{self, Counter};
 use broadside_memory::frame::{self, FrameKind};
-use broadside_platform::bootargs::{Bug, Bugs};
 use core::sync::atomic::Ordering;
 
 /// What one walk found.

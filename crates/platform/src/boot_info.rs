@@ -1,7 +1,6 @@
 //! The facts of this boot that the banner, the workloads and the summary need: the machine (from
-//! the DTB), the arguments, the EL the kernel was entered at, the CPU's features.
+//! the DTB), the EL the kernel was entered at, the CPU's features.
 
-use crate::bootargs::BootArgs;
 use crate::dtb::PlatformInfo;
 use broadside_arch::aarch64::cpu::CpuFeatures;
 use spin::Once;
@@ -11,8 +10,6 @@ use spin::Once;
 pub struct BootInfo {
     /// What the DTB says the machine is.
     pub platform: PlatformInfo,
-    /// The parsed `/chosen/bootargs`.
-    pub args: BootArgs,
     /// The exception level QEMU entered the kernel at (1, or 2 with `virtualization=on`).
     pub boot_el: u64,
     /// The CPU's ID-register features (TLBI range, ASID width, ...).
@@ -23,7 +20,7 @@ pub struct BootInfo {
 
 static BOOT: Once<BootInfo> = Once::new();
 
-/// Records the boot facts (once, on the boot CPU, after the arguments are parsed).
+/// Records the boot facts (once, on the boot CPU, after the kernel arguments are parsed).
 pub fn set(info: BootInfo) -> &'static BootInfo {
     BOOT.call_once(|| info)
 }

@@ -6,6 +6,7 @@
 
 extern crate alloc;
 
+pub mod settings;
 pub mod stall;
 pub use broadside_base::percpu::{
     self, CpuState, PerCpu, cpu, online_count, online_cpus, this_cpu,

@@ -8,8 +8,6 @@
 
 use super::percpu::{self, CpuState};
 use broadside_arch::aarch64::cpu;
-use broadside_platform::boot_info::boot_info_opt;
-use broadside_platform::bootargs::Bug;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// What a per-CPU slot holds while work is posted: a monomorphised [`run_posted`] for the
@@ -21,6 +19,15 @@ type Trampoline = fn(usize, usize);
 /// and its wait could be satisfied by the first's completions: the closure would be used after
 /// its caller returned. So it panics instead.
 static IN_PROGRESS: AtomicBool = AtomicBool::new(false);
+
+/// `bug=idle-lost-wakeup` ([`crate::settings::Bug::IdleLostWakeup`]): set once at boot, before
+/// any secondary runs [`idle_loop`].
+static IDLE_LOST_WAKEUP: AtomicBool = AtomicBool::new(false);
+
+/// Plants `bug=idle-lost-wakeup` (on the boot CPU, before the secondaries start).
+pub fn set_planted(idle_lost_wakeup: bool) {
+    IDLE_LOST_WAKEUP.store(idle_lost_wakeup, Ordering::Relaxed);
+}
 
 /// Calls the closure of type `F` at `closure` for `cpu`.
 fn run_posted<F: Fn(usize) + Sync>(cpu: usize, closure: usize) {
@@ -102,7 +109,7 @@ pub fn kick_received() {
 /// A secondary CPU's loop: run posted work, otherwise sleep until the next interrupt.
 pub fn idle_loop() -> ! {
     let this = percpu::this_cpu();
-    let lost_wakeup = boot_info_opt().is_some_and(|i| i.args.bugs.has(Bug::IdleLostWakeup));
+    let lost_wakeup = IDLE_LOST_WAKEUP.load(Ordering::Relaxed);
     loop {
         let f = this.work_fn.swap(0, Ordering::Acquire);
         if f != 0 {

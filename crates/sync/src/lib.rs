@@ -12,6 +12,7 @@ pub mod rcu;
 #[cfg(target_arch = "aarch64")]
 pub mod rcu_kernel;
 pub mod requests;
+pub mod settings;
 #[cfg(target_arch = "aarch64")]
 pub mod wait;
 

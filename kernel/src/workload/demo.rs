@@ -45,7 +45,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     kprintln!("  ASID bits      {}", f.asid_bits);
     kprintln!(
         "  timer          {} Hz tick, counter {} Hz, PPI {}",
-        info.args.hz,
+        crate::settings::settings().arch.hz,
         broadside_arch::aarch64::cpu::counter_frequency(),
         p.timer_virtual_ppi
     );

@@ -11,6 +11,7 @@ pub mod flush_bench;
 pub mod scale_bench;
 #[cfg(target_arch = "aarch64")]
 pub mod selftest;
+pub mod settings;
 #[cfg(target_arch = "aarch64")]
 pub mod sizing;
 #[cfg(target_arch = "aarch64")]
@@ -69,8 +70,9 @@ impl Outcome {
 #[cfg(target_arch = "aarch64")]
 mod hw {
     use super::Outcome;
+    use super::settings::{Workload, WorkloadArgs};
+    use crate::settings::settings;
     use broadside_platform::boot_info::BootInfo;
-    use broadside_platform::bootargs::{BootArgs, Workload};
 
     /// Runs the workload the arguments name on the boot CPU (which farms work out to the others).
     pub fn run(info: &'static BootInfo) -> Outcome {
@@ -78,8 +80,8 @@ mod hw {
         // others' ticks (idle ones keep a slow tick for this).
         let this = broadside_smp::this_cpu();
         this.set_state(broadside_smp::CpuState::Working);
-        plant_fatal_bugs(info);
-        let outcome = match info.args.workload {
+        plant_fatal_bugs();
+        let outcome = match settings().workload.workload {
             Workload::Demo => super::demo::run(info),
             Workload::Selftest => super::selftest::run(info),
             Workload::Stress => super::stress::run(info),
@@ -135,9 +137,9 @@ mod hw {
 
     /// `bug=panic`, `bug=fault`, `bug=fp`, `bug=hang` and `bug=hang-boot`: the negative controls of the kernel's
     /// own failure paths (exit 3 with a report, exit 4 with every CPU's state).
-    fn plant_fatal_bugs(info: &BootInfo) {
-        use broadside_platform::bootargs::Bug;
-        let bugs = info.args.bugs;
+    fn plant_fatal_bugs() {
+        use super::settings::Bug;
+        let bugs = settings().workload.bugs;
         if bugs.has(Bug::Panic) {
             panic!("bug=panic: a deliberate panic");
         }
@@ -178,7 +180,7 @@ mod hw {
     }
 
     /// The watchdog limit when `timeout=` is not given: generous for the workload's length.
-    pub fn default_timeout(args: &BootArgs) -> u32 {
+    pub fn default_timeout(args: &WorkloadArgs) -> u32 {
         match args.workload {
             Workload::Demo | Workload::Selftest => 120,
             _ => args.seconds.saturating_mul(3).saturating_add(120),

@@ -37,6 +37,7 @@
 
 use super::Outcome;
 use super::sizing::{self, free_memory, refuse};
+use crate::settings::settings;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -48,10 +49,10 @@ use broadside_base::stats::{Counter, Snapshot};
 use broadside_mm::aspace::AddressSpace;
 use broadside_mm::gather::MmuGather;
 use broadside_mm::mm_types::SharedObject;
+use broadside_mm::settings::{FlushMode, TableFreeMode, UnshareMode};
 use broadside_mm::shared;
 use broadside_mm::{table_free, tlb, unshare_sync};
 use broadside_platform::boot_info::BootInfo;
-use broadside_platform::bootargs::{FlushMode, TableFreeMode, UnshareMode};
 use broadside_platform::kprintln;
 use broadside_smp as smp;
 use broadside_summary::json::JsonObject;
@@ -161,9 +162,9 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     let results: Vec<StrategyResult> = STRATEGIES.into_iter().map(measure).collect();
     this.set_role(Role::None);
     // Back to what the arguments asked for.
-    tlb::set_flush_mode(info.args.flush);
-    table_free::set_mode(info.args.tablefree);
-    unshare_sync::set_mode(info.args.unshare);
+    tlb::set_flush_mode(settings().mm.flush);
+    table_free::set_mode(settings().mm.tablefree);
+    unshare_sync::set_mode(settings().mm.unshare);
     report(&results)
 }
 

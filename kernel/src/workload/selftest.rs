@@ -4,6 +4,7 @@
 //! one line; any failure makes the run exit 1.
 
 use super::{Outcome, activate_everywhere};
+use crate::settings::settings;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use broadside_arch::VirtAddr;
@@ -22,10 +23,10 @@ use broadside_mm::fault_inject;
 use broadside_mm::gather::MmuGather;
 use broadside_mm::mm_types::SharedObject;
 use broadside_mm::mprotect::ProtectError;
+use broadside_mm::settings::FlushMode;
 use broadside_mm::shared;
 use broadside_mm::walker::{self, WalkConfig, WalkOutcome};
 use broadside_platform::boot_info::BootInfo;
-use broadside_platform::bootargs::FlushMode;
 use broadside_platform::kprintln;
 use broadside_smp::{self as smp, ipi};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -395,11 +396,11 @@ fn space_active_everywhere(pages: u64) -> Result<AddressSpace, alloc::string::St
 /// operation and no DSB ISH. With erratum 4118414 (`repeat-tlbi`), the broadcast completion is
 /// followed by its one repeat: one more TLBI and one more DSB ISH.
 fn check_range_flush_counts(info: &BootInfo) -> Check {
-    if info.args.flush != FlushMode::Tlbi || !info.args.bugs.is_empty() {
+    if settings().mm.flush != FlushMode::Tlbi || settings().any_bug() {
         return Ok(Verdict::Skipped(alloc::format!(
             "counts are for flush=tlbi without planted bugs; here flush={} bug={}",
-            info.args.flush.name(),
-            info.args.bugs
+            settings().mm.flush.name(),
+            settings().bugs()
         )));
     }
     let base = TEST_SPACE_BASE;
@@ -466,11 +467,11 @@ fn check_range_flush_counts(info: &BootInfo) -> Check {
 
 /// Unmapping a whole 2 MiB of pages frees its level-3 table; the gather's flush must then use
 /// the walk-cache forms ([rule 5](broadside_base::rules#rule-5)), which the kernel verifies itself.
-fn check_walk_cache_flush(info: &BootInfo) -> Check {
-    if !info.args.bugs.is_empty() {
+fn check_walk_cache_flush(_info: &BootInfo) -> Check {
+    if settings().any_bug() {
         return Ok(Verdict::Skipped(alloc::format!(
             "a planted bug may change the flush; bug={}",
-            info.args.bugs
+            settings().bugs()
         )));
     }
     let base = TEST_SPACE_BASE;
@@ -509,10 +510,10 @@ fn check_walk_cache_flush(info: &BootInfo) -> Check {
 /// counts, whatever the errata: with none, no repeat and no IPI. A planted `bug=erratum-no-*`
 /// skips a workaround here too (the counts follow what ran): the audit is what must catch it.
 fn check_errata_workarounds(info: &BootInfo) -> Check {
-    if info.args.flush != FlushMode::Tlbi || smp::online_count() == 1 {
+    if settings().mm.flush != FlushMode::Tlbi || smp::online_count() == 1 {
         return Ok(Verdict::Skipped(alloc::format!(
             "a broadcast flush with flush=tlbi on more than one CPU; here flush={} on {} CPU(s)",
-            info.args.flush.name(),
+            settings().mm.flush.name(),
             smp::online_count()
         )));
     }
@@ -788,11 +789,11 @@ fn check_protect_mixed_leaves(_: &BootInfo) -> Check {
 /// fault path fixes with one local `TLBI VALE1` (one for the whole block) and retries, and the
 /// write lands. `bug=downgrade-as-upgrade` leaves the downgrade unflushed (and the audit
 /// reports it); `bug=spurious-no-local-tlbi` loops on the first write (a fault loop).
-fn check_upgrade_without_flush(info: &BootInfo) -> Check {
-    if info.args.flush != FlushMode::Tlbi {
+fn check_upgrade_without_flush(_info: &BootInfo) -> Check {
+    if settings().mm.flush != FlushMode::Tlbi {
         return Ok(Verdict::Skipped(alloc::format!(
             "counts are for flush=tlbi; here flush={}",
-            info.args.flush.name()
+            settings().mm.flush.name()
         )));
     }
     let base = TEST_SPACE_BASE;
@@ -889,12 +890,12 @@ fn check_upgrade_without_flush(info: &BootInfo) -> Check {
 /// (`flush_tlb_batched_pending`); the audit checks the range against every open obligation.
 /// `bug=batch-drain-other-cpu` (a `DSB` of this CPU's instead) and `bug=batch-pending-ignored`
 /// are flush gaps when the unmap returns.
-fn check_batched_reclaim(info: &BootInfo) -> Check {
+fn check_batched_reclaim(_info: &BootInfo) -> Check {
     use broadside_mm::tlbbatch::TlbBatch;
-    if info.args.flush != FlushMode::Tlbi {
+    if settings().mm.flush != FlushMode::Tlbi {
         return Ok(Verdict::Skipped(alloc::format!(
             "counts are for flush=tlbi; here flush={}",
-            info.args.flush.name()
+            settings().mm.flush.name()
         )));
     }
     let base = TEST_SPACE_BASE;
@@ -1323,7 +1324,7 @@ fn walker_cpu() -> Option<usize> {
 /// (IRQs masked: an RCU read-side section) when this CPU unmaps its whole 2 MiB and waits for
 /// the table to be freed. The free must wait for the walk; the walker re-reads its tables for
 /// the whole hold and would see the poison of a table freed under it.
-fn check_walk_outlives_table_free(info: &BootInfo) -> Check {
+fn check_walk_outlives_table_free(_info: &BootInfo) -> Check {
     let Some(walker_cpu) = walker_cpu() else {
         return Ok(Verdict::Skipped("needs a second CPU to walk".into()));
     };
@@ -1342,7 +1343,7 @@ fn check_walk_outlives_table_free(info: &BootInfo) -> Check {
     let script = ScriptedWalk {
         space: &space,
         va: TEST_SPACE_BASE,
-        cfg: WalkConfig::for_run(info.args.bugs),
+        cfg: WalkConfig::for_run(settings().mm.bugs),
         walker_cpu,
         striker_cpu: broadside_base::cpu_id(),
         strike,
@@ -1371,7 +1372,7 @@ fn check_walk_outlives_table_free(info: &BootInfo) -> Check {
 /// takes the table over. With `unshare=sync-last` the unshare waits for the walker (its IRQs are
 /// masked) before the table can change hands; with `unshare=recheck` the walker backs out
 /// through its re-check. Either way it must never find itself in B's table.
-fn check_walk_outlives_full_unshare(info: &BootInfo) -> Check {
+fn check_walk_outlives_full_unshare(_info: &BootInfo) -> Check {
     let Some(walker_cpu) = walker_cpu() else {
         return Ok(Verdict::Skipped("needs a second CPU to walk".into()));
     };
@@ -1392,7 +1393,7 @@ fn check_walk_outlives_full_unshare(info: &BootInfo) -> Check {
     let script = ScriptedWalk {
         space: &walked,
         va: TEST_OBJECT_VA,
-        cfg: WalkConfig::for_run(info.args.bugs),
+        cfg: WalkConfig::for_run(settings().mm.bugs),
         walker_cpu,
         striker_cpu: broadside_base::cpu_id(),
         strike,

@@ -20,7 +20,9 @@
 //! and counted in the summary's `stress.map_backoffs`.
 
 use super::Outcome;
+use super::settings::WorkloadArgs;
 use super::sizing::{free_memory, refuse};
+use crate::settings::settings;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use broadside_arch::aarch64::cpu;
@@ -247,8 +249,7 @@ impl core::fmt::Display for RolesError {
 const MAX_DEFAULT_MUTATORS: usize = 16;
 
 /// Role counts from the arguments or the CPU count.
-fn roles(info: &BootInfo, cpus: usize) -> Result<(usize, usize, usize), RolesError> {
-    let a = &info.args;
+fn roles(a: &WorkloadArgs, cpus: usize) -> Result<(usize, usize, usize), RolesError> {
     let given = [a.mutators, a.touchers, a.walkers];
     let walkers = a.walkers.map_or(
         if cpus >= 3 {
@@ -286,14 +287,14 @@ fn roles(info: &BootInfo, cpus: usize) -> Result<(usize, usize, usize), RolesErr
 /// Runs the stress for `seconds=` on every CPU and judges it by its detectors.
 pub fn run(info: &'static BootInfo) -> Outcome {
     let cpus = smp::online_count();
-    let (mutators, touchers, walkers) = match roles(info, cpus) {
+    let (mutators, touchers, walkers) = match roles(&settings().workload, cpus) {
         Ok(r) => r,
         Err(e) => broadside_platform::exit::config_error(format_args!("error: bootargs: {e}")),
     };
     let mut role_of = [Role::None; broadside_base::config::MAX_CPUS];
     // With fewer than 3 CPUs and no roles given, CPUs take several roles in turn, so every
     // role still runs (on 1 CPU this exercises the local-flush path too).
-    let a = &info.args;
+    let a = &settings().workload;
     let combined = a.mutators.is_none() && a.touchers.is_none() && a.walkers.is_none() && cpus < 3;
     for (i, c) in smp::online_cpus().enumerate() {
         role_of[c.index] = if combined && cpus == 1 {
@@ -311,11 +312,11 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         };
     }
     let (free, ram) = free_memory(info);
-    let layout = match Layout::choose(free, info.args.sharing) {
+    let layout = match Layout::choose(free, settings().workload.sharing) {
         Ok(l) => l,
         Err(need) => refuse(
             "stress",
-            if info.args.sharing {
+            if settings().workload.sharing {
                 "its smallest layout with sharing=on"
             } else {
                 "its smallest layout"
@@ -331,7 +332,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         ram / MIB,
         layout.pages_len() / 1024,
         layout.blocks,
-        if info.args.sharing {
+        if settings().workload.sharing {
             alloc::format!(
                 ", a {} GiB shared object over {} frames",
                 layout.object_gib,
@@ -343,20 +344,24 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     );
     kprintln!(
         "stress: {} s, seed {}, {mutators} mutator(s), {touchers} toucher(s), {walkers} walker(s), flush={}, tablefree={}, sharing={}, unshare={}",
-        info.args.seconds,
-        info.args.seed,
-        info.args.flush.name(),
-        info.args.tablefree.name(),
-        if info.args.sharing { "on" } else { "off" },
-        info.args.unshare.name()
+        settings().workload.seconds,
+        settings().base.seed,
+        settings().mm.flush.name(),
+        settings().mm.tablefree.name(),
+        if settings().workload.sharing {
+            "on"
+        } else {
+            "off"
+        },
+        settings().mm.unshare.name()
     );
     let shared = Shared {
         spaces: [const { IrqSpinlock::new(None) }; SPACES],
         stop: AtomicBool::new(false),
-        deadline: cpu::counter() + info.args.seconds as u64 * cpu::counter_frequency(),
-        seed: info.args.seed,
+        deadline: cpu::counter() + settings().workload.seconds as u64 * cpu::counter_frequency(),
+        seed: settings().base.seed,
         roles: role_of,
-        walk_cfg: WalkConfig::for_run(info.args.bugs),
+        walk_cfg: WalkConfig::for_run(settings().mm.bugs),
         layout,
         object: None,
         map_backoffs: AtomicU64::new(0),
@@ -376,7 +381,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
     // The layout was sized to the free memory, so these only fail if the estimate is wrong;
     // even then the run goes on with what it has (a slot left empty is skipped by every role).
     let mut shared = shared;
-    if info.args.sharing {
+    if settings().workload.sharing {
         match SharedObject::new(layout.object_gib, layout.object_frames) {
             Some(obj) => shared.object = Some(obj),
             None => refuse(
@@ -444,7 +449,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         free / MIB,
         layout.pages_len() / PAGE_SIZE,
         layout.blocks,
-        if info.args.sharing {
+        if settings().workload.sharing {
             layout.object_gib
         } else {
             0

@@ -14,7 +14,10 @@ use broadside_summary::{Header, write_summary};
 
 /// Prints the summary of a run ending with `code`; `extra_json` holds the workload's members.
 pub fn emit(info: Option<&BootInfo>, code: ExitCode, extra_json: Option<&str>) {
-    let args = info.map(|i| i.args).unwrap_or_default();
+    let args = crate::settings::settings_opt()
+        .copied()
+        .unwrap_or(<crate::settings::Settings as broadside_base::args::ArgSet>::DEFAULT);
+    let bugs = args.bugs();
     // The errata in force, by name, without allocating (this runs on the panic path too).
     let mut names = [""; broadside_arch::errata::Errata::NAMES.len()];
     let errata = broadside_mm::tlb::errata().map(|e| {
@@ -26,17 +29,17 @@ pub fn emit(info: Option<&BootInfo>, code: ExitCode, extra_json: Option<&str>) {
         n
     });
     let header = Header {
-        workload: args.workload.name(),
+        workload: args.workload.workload.name(),
         passed: code.passed(),
         exit_code: code as u8,
         cpus: broadside_base::percpu::online_count() as u64,
         boot_el: info.map_or(0, |i| i.boot_el),
         tlbi_range: info.is_some_and(|i| i.features.tlbi_range),
-        seconds: args.seconds as u64,
-        seed: args.seed,
-        flush: Some(args.flush.name()),
-        tablefree: Some(args.tablefree.name()),
-        bug: Some(&args.bugs),
+        seconds: args.workload.seconds as u64,
+        seed: args.base.seed,
+        flush: Some(args.mm.flush.name()),
+        tablefree: Some(args.mm.tablefree.name()),
+        bug: Some(&bugs),
         errata: errata.map(|n| &names[..n]),
     };
     let counters = Counter::ALL.iter().map(|c| (c.name(), stats::read(*c)));

@@ -25,6 +25,7 @@
 
 use super::Outcome;
 use super::sizing::{self, free_memory, refuse};
+use crate::settings::settings;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -36,11 +37,11 @@ use broadside_base::percpu::Role;
 use broadside_base::stats::{Counter, Snapshot};
 use broadside_mm::aspace::AddressSpace;
 use broadside_mm::mm_types::SharedObject;
+use broadside_mm::settings::UnshareMode;
 use broadside_mm::shared;
 use broadside_mm::unshare_sync;
 use broadside_mm::walker::{self, WalkConfig, WalkOutcome};
 use broadside_platform::boot_info::BootInfo;
-use broadside_platform::bootargs::UnshareMode;
 use broadside_platform::kprintln;
 use broadside_smp as smp;
 use broadside_summary::json::JsonObject;
@@ -116,12 +117,12 @@ fn base_need(tables: u64, children: u32) -> u64 {
 
 /// Runs the fork/exit/unmap scenario once per unshare mode and reports each mode's costs.
 pub fn run(info: &'static BootInfo) -> Outcome {
-    let tables = info.args.tables as u64;
+    let tables = settings().workload.tables as u64;
     let (free, ram) = free_memory(info);
     // Each adoption installs a 2 MiB block: adopt every table if half of what is left after the
     // rest of the scenario holds their blocks, else as many as fit (the other half stays free,
     // so no allocation of the measured path runs short and falls back to another flush method).
-    let base = base_need(tables, info.args.children);
+    let base = base_need(tables, settings().workload.children);
     let adopt = (free.saturating_sub(base) / 2 / L2_BLOCK_SIZE).min(tables);
     if adopt == 0 {
         refuse(
@@ -136,8 +137,8 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         live: IrqSpinlock::new(Vec::new()),
         stop: AtomicBool::new(false),
         tables,
-        children: info.args.children,
-        seed: info.args.seed,
+        children: settings().workload.children,
+        seed: settings().base.seed,
         adopt,
         results: IrqSpinlock::new(Vec::new()),
         walks: AtomicU64::new(0),
@@ -152,7 +153,7 @@ pub fn run(info: &'static BootInfo) -> Outcome {
         free / MIB
     );
     smp::work::run_on_all(|cpu| cpu_main(cpu, &bench));
-    unshare_sync::set_mode(info.args.unshare);
+    unshare_sync::set_mode(settings().mm.unshare);
     report(&bench)
 }
 
@@ -200,7 +201,7 @@ fn walker_loop(bench: &Bench, cpu_index: usize) {
             let cfg = WalkConfig {
                 mask_irqs: true,
                 recheck_upper: unshare_sync::walker_rechecks_upper(),
-                bugs: broadside_platform::bootargs::Bugs::NONE,
+                bugs: broadside_mm::settings::Bugs::NONE,
             };
             let va = OBJECT_BASE + next() % (bench.tables * L1_BLOCK_SIZE / PAGE_SIZE) * PAGE_SIZE;
             if let WalkOutcome::UseAfterFree(what) = walker::walk_and_pin(&space, va, cfg, 0) {
