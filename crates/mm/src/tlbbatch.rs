@@ -36,6 +36,14 @@ use core::sync::atomic::Ordering;
 /// accumulates, not by pages; a bound keeps the frames held back small).
 pub const MAX_BATCH: usize = 64;
 
+// One completion ends a whole batch, so the audit must hold every TLBI of it at once: as
+// pending until the `DSB`, and with erratum 4118414 as awaiting its repeat. A larger batch
+// would make it forget the oldest, which can then discharge nothing: a false flush gap.
+const _: () = assert!(
+    MAX_BATCH <= crate::sanitizer::MAX_PENDING && MAX_BATCH <= crate::sanitizer::MAX_AWAITING,
+    "a TLB batch must fit the sanitizer's pending and awaiting lists"
+);
+
 /// A deferred batch of single-page unmaps, owned by the CPU that made it.
 pub struct TlbBatch {
     op: OpId,

@@ -46,5 +46,5 @@ pub use clear::{Change, ChangeKind, Clear, Cleared, Holds, LeafRun, OpId, Owed, 
 pub use mask::{CpuMask, MAX_SANITIZER_CPUS};
 pub use permissions::{OldAccess, StalePermissions};
 pub use rules::{Entries, Invalidation, Scope, Tag, Target, decode, is_erratum_repeat};
-pub use state::{Barrier, Config, Sanitizer, SizeError, Stats};
+pub use state::{Barrier, Config, MAX_AWAITING, MAX_PENDING, Sanitizer, SizeError, Stats};
 pub use violation::{Check, Gap, Issued, Obligation, Violation, Workaround};

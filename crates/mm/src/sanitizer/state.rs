@@ -165,11 +165,11 @@ fn extend_by_page(prev: &Invalidation, next: &Invalidation) -> Option<Invalidati
 
 /// TLBIs one CPU may have issued and not completed; beyond this the oldest is forgotten (it can
 /// then never discharge anything: conservative).
-const MAX_PENDING: usize = 64;
+pub const MAX_PENDING: usize = 64;
 /// Completed broadcast TLBIs one CPU may have waiting for an erratum's workaround; beyond this
 /// the oldest is forgotten (conservative, as above). A kernel that runs the workaround keeps one
 /// or two here.
-const MAX_AWAITING: usize = 64;
+pub const MAX_AWAITING: usize = 64;
 /// Issued ops kept per CPU for the violation message.
 const HISTORY: usize = 16;
 /// Recent (ASID, space) pairs kept per CPU for the reuse check; a collision forgets the older.
