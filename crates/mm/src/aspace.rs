@@ -131,10 +131,14 @@ pub struct AddressSpace {
     pub lock: broadside_base::hint::Mutex<()>,
     /// Gathers in flight on this space (Linux's `mm->tlb_flush_pending`).
     pub flush_pending: AtomicU32,
-    /// The CPU (plus one; 0: none) whose deferred TLB batch holds TLBIs for this space that
-    /// it has not completed yet (Linux's `mm->tlb_flush_batched`). Set under `lock` by the
-    /// batch; taken under `lock` by `tlbbatch::flush_tlb_batched_pending`.
-    pub batch_owner: AtomicU32,
+    /// The CPUs whose deferred TLB batches hold TLBIs for this space that they have not
+    /// completed yet, a bit each (Linux's `mm->tlb_flush_batched`). Set under `lock` by a
+    /// batch ([`Self::note_batch_pending`]); taken under `lock` by
+    /// `tlb::flush_tlb_batched_pending`. A set, not one owner: two CPUs' batches may hold the
+    /// same space at once, and one completing must not hide the other's (a single owner slot,
+    /// overwritten by the second batch and cleared when it completed, let an unmap return
+    /// with the first batch's TLBIs incomplete: `bug=batch-owner-overwritten`).
+    batch_owners: [AtomicU64; MAX_CPUS / 64],
     /// Shared objects mapped, and where.
     pub objects: broadside_base::hint::Mutex<
         alloc::vec::Vec<(alloc::sync::Arc<crate::mm_types::SharedObject>, VirtAddr)>,
@@ -309,9 +313,39 @@ impl AddressSpace {
             state: AtomicU8::new(SpaceState::Live as u8),
             lock: broadside_base::hint::Mutex::new(()),
             flush_pending: AtomicU32::new(0),
-            batch_owner: AtomicU32::new(0),
+            batch_owners: [const { AtomicU64::new(0) }; MAX_CPUS / 64],
             objects: broadside_base::hint::Mutex::new(alloc::vec::Vec::new()),
         })
+    }
+
+    /// `cpu`'s deferred batch is about to issue a TLBI for this space that it will complete
+    /// later. Under `lock`, after the clear and before the TLBI: an unmap that takes the lock
+    /// next sees it. `bug=batch-owner-overwritten` keeps one owner, as the slot this replaced
+    /// did: the others' bits are dropped.
+    pub fn note_batch_pending(&self, cpu: usize) {
+        if crate::fault_inject::planted(crate::settings::Bug::BatchOwnerOverwritten) {
+            for (w, word) in self.batch_owners.iter().enumerate() {
+                let own = if w == cpu / 64 { 1 << (cpu % 64) } else { 0 };
+                word.store(own, Ordering::Release);
+            }
+            return;
+        }
+        self.batch_owners[cpu / 64].fetch_or(1 << (cpu % 64), Ordering::Release);
+    }
+
+    /// `cpu`'s batch completed its TLBIs for this space: it owes an unmap nothing from now on.
+    pub fn note_batch_completed(&self, cpu: usize) {
+        self.batch_owners[cpu / 64].fetch_and(!(1 << (cpu % 64)), Ordering::AcqRel);
+    }
+
+    /// Takes the set of CPUs whose batches hold uncompleted TLBIs for this space (under
+    /// `lock`): the caller makes them complete before it returns.
+    pub fn take_batch_owners(&self) -> CpuMask {
+        CpuMask::from_words(
+            self.batch_owners
+                .iter()
+                .map(|w| w.swap(0, Ordering::AcqRel)),
+        )
     }
 
     /// Where the space is in its life cycle.

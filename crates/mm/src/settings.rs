@@ -84,6 +84,10 @@ arg_enum! {
         /// An unmap or `protect` ignores another CPU's deferred TLB batch pending on its space,
         /// and returns while that batch's TLBIs are not yet complete.
         BatchPendingIgnored = "batch-pending-ignored",
+        /// A space records one batch owner, not every CPU with a batch pending on it: a second
+        /// batch overwrites the first's record, and completing clears it, so an unmap returns
+        /// while the first batch's TLBIs are still incomplete (found by an 8-CPU stress run).
+        BatchOwnerOverwritten = "batch-owner-overwritten",
         /// A `map_object` that runs out of memory half-way leaves its shared tables hooked.
         MapObjectNoUndo = "map-object-no-undo",
         /// Unshare without flushing under the object lock (the flush happens late, in `finish`).
@@ -423,6 +427,7 @@ mod tests {
             ("downgrade-as-upgrade", Bug::DowngradeAsUpgrade),
             ("batch-drain-other-cpu", Bug::BatchDrainOtherCpu),
             ("batch-pending-ignored", Bug::BatchPendingIgnored),
+            ("batch-owner-overwritten", Bug::BatchOwnerOverwritten),
             ("map-object-no-undo", Bug::MapObjectNoUndo),
             ("unshare-flush-late", Bug::UnshareFlushLate),
             ("gather-no-local-batch", Bug::GatherNoLocalBatch),

@@ -247,22 +247,26 @@ pub fn flush_tlb_page_nosync(space: &AddressSpace, va: VirtAddr) -> Option<Scope
 /// Makes sure no TLBI of another CPU's deferred batch for `space` is still incomplete before
 /// the caller (an unmap or `protect`, holding the space's lock) changes the tables and
 /// returns: if one is pending, the whole space is invalidated again here, completed by this
-/// CPU's own `DSB` (Linux's `flush_tlb_batched_pending`, as fixed by 4b634918384c). The
-/// batch's own CPU only needs its `DSB`.
+/// CPU's own `DSB` (Linux's `flush_tlb_batched_pending`, as fixed by 4b634918384c). When only
+/// this CPU's own batch is pending, its `DSB` is enough. Every pending owner counts: two
+/// batches may hold the space at once.
 pub fn flush_tlb_batched_pending(space: &AddressSpace) {
     if planted(Bug::BatchPendingIgnored) {
         return;
     }
-    let owner = space.batch_owner.swap(0, Ordering::AcqRel);
-    if owner == 0 {
+    let mut owners = space.take_batch_owners();
+    if owners.is_empty() {
         return;
     }
     stats::count(Counter::BatchPendingFlushes);
-    if owner as usize - 1 == broadside_base::cpu_id() || planted(Bug::BatchDrainOtherCpu) {
-        // Completes this CPU's TLBIs: the batch's, when this CPU owns it; with the planted bug,
-        // nothing of the owner's.
+    owners.remove(broadside_base::cpu_id());
+    if owners.is_empty() || planted(Bug::BatchDrainOtherCpu) {
+        // Completes this CPU's TLBIs: its own batch's, when only this CPU's is pending; with
+        // the planted bug, nothing of the other owners'.
         complete(&[space], Scope::Broadcast);
     } else {
+        // Another CPU's batch: a `DSB` here completes none of its TLBIs, so the space is
+        // invalidated again, completed by this CPU (which also completes its own batch's).
         flush_tlb_mm(space);
     }
 }

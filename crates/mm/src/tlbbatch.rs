@@ -126,9 +126,7 @@ impl TlbBatch {
         stats::count(Counter::PagesUnmapped);
         // Published under the lock, before the TLBI: an unmap that takes the lock next sees
         // that this CPU's TLBIs for the space may be incomplete.
-        space
-            .batch_owner
-            .store(self.owner as u32 + 1, Ordering::Release);
+        space.note_batch_pending(self.owner);
         self.broadcast |= tlb::flush_tlb_page_nosync(space, va) == Some(tlb::Scope::Broadcast);
         stats::count(Counter::BatchedPages);
         self.frames.push(pa);
@@ -162,13 +160,8 @@ impl TlbBatch {
         stats::count(Counter::BatchFlushes);
         for s in &self.spaces {
             // Completed: an unmap that takes the lock from now on owes it nothing. (If one
-            // already took it over, the CPU number is gone and this changes nothing.)
-            let _ = s.batch_owner.compare_exchange(
-                self.owner as u32 + 1,
-                0,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
+            // already took the set, the bit is gone and this changes nothing.)
+            s.note_batch_completed(self.owner);
         }
         audit::check_return(self.op);
         for pa in self.frames {
